@@ -1,0 +1,1 @@
+"""The kubeforge operator: kopf handlers that reconcile DataIngest and TrainingJob resources."""

@@ -1,0 +1,1 @@
+"""kubeforge's tests: a package, so that no test folder is imported as the stdlib `operator`."""

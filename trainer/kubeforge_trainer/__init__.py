@@ -1,0 +1,1 @@
+"""The kubeforge trainer: the workload each TrainingJob pod runs under torchrun."""
