@@ -1,0 +1,276 @@
+"""What every kubeforge resource shares: model bases, CEL rules, conditions and object metadata.
+
+Resource modules (`trainingjob`, later `dataingest`) build on these pieces; the CRD generator
+turns the models' JSON schema into a structural schema. Field names are snake_case in Python and
+camelCase on the wire (`model_dump(by_alias=True)`), as Kubernetes APIs are.
+
+A model states a CEL rule once, with `cel_rule` on the method that checks the same thing in
+Python: the rule lands in the CRD as `x-kubernetes-validations` and the check runs when the model
+is validated, so the apiserver and the local runner refuse the same specs with the same message.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Self, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+GROUP = "kubeforge.dev"
+VERSION = "v1alpha1"
+
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+Int32 = Annotated[int, Field(json_schema_extra={"format": "int32"})]
+Int64 = Annotated[int, Field(json_schema_extra={"format": "int64"})]
+
+
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.fullmatch(QUANTITY, value):
+        raise ValueError(f"{value!r} should match a Kubernetes quantity such as 500m, 4Gi or 2")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+"""A Kubernetes resource quantity (`2`, `500m`, `16Gi`), as in a container's resources."""
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """How a custom resource is named on the API server and on the command line."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    categories: tuple[str, ...]
+    group: str = GROUP
+    version: str = VERSION
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """One `x-kubernetes-validations` entry of a CRD schema, evaluated by the apiserver.
+
+    `field_path` (e.g. `.minReplicas`) points the apiserver's error at a field below the object
+    that holds the rule. A rule that reads `oldSelf` is a transition rule: it runs on updates only.
+    """
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+    def as_schema(self) -> dict[str, Any]:
+        entry = {"rule": self.rule, "message": self.message}
+        if self.field_path is not None:
+            entry["fieldPath"] = self.field_path
+        return entry
+
+
+ModelT = TypeVar("ModelT", bound="CamelModel")
+ItemT = TypeVar("ItemT")
+Check = Callable[[ModelT], bool]
+_CEL_RULE = "__kubeforge_cel_rule__"
+
+
+def cel_rule(
+    rule: str, message: str, *, field_path: str | None = None
+) -> Callable[[Check[ModelT]], Check[ModelT]]:
+    """Declares that the decorated method (true when valid) is the Python form of a CEL rule."""
+
+    def register(check: Check[ModelT]) -> Check[ModelT]:
+        setattr(check, _CEL_RULE, CelRule(rule, message, field_path))
+        return check
+
+    return register
+
+
+def immutable(description: str, **constraints: Any) -> Any:
+    """A field the apiserver refuses to change once it is set (a `self == oldSelf` rule).
+
+    Updates only exist on the apiserver, so there is no Python check: a model holds one version.
+    """
+    rule = CelRule("self == oldSelf", "is immutable once set")
+    return Field(
+        description=f"{description} Immutable once set.",
+        json_schema_extra={"x-kubernetes-validations": [rule.as_schema()]},
+        **constraints,
+    )
+
+
+def defaulted(model: type[BaseModel], description: str) -> Any:
+    """A nested object that exists with its own defaults when omitted.
+
+    On the apiserver `default: {}` makes the object appear so its fields' defaults apply.
+    """
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+@functools.cache
+def _checked_rules(model: type[CamelModel]) -> tuple[tuple[CelRule, Check[Any]], ...]:
+    """The model's CEL rules with their Python checks, in the order they are declared."""
+    found: dict[str, tuple[CelRule, Check[Any]]] = {}
+    for klass in reversed(model.__mro__):
+        for name, attribute in vars(klass).items():
+            declared = getattr(attribute, _CEL_RULE, None)
+            if isinstance(declared, CelRule):
+                found[name] = (declared, attribute)
+    return tuple(found.values())
+
+
+class CamelModel(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused, CEL rules checked.
+
+    `transition_rules` holds CEL rules that compare with `oldSelf`: they go into the CRD only.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    transition_rules: ClassVar[tuple[CelRule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _enforce_cel_rules(self) -> Self:
+        for rule, check in _checked_rules(type(self)):
+            if not check(self):
+                raise ValueError(rule.message)
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        rules = [rule for rule, _ in _checked_rules(cls)] + list(cls.transition_rules)
+        if rules:
+            handler.resolve_ref_schema(json_schema)["x-kubernetes-validations"] = [
+                rule.as_schema() for rule in rules
+            ]
+        return json_schema
+
+
+class StatusModel(CamelModel):
+    """Base of status models: written by the operator, so fields from other versions are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ObjectMeta(CamelModel):
+    """The parts of Kubernetes object metadata that kubeforge reads; the rest is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(default=None, description="Name of the object in its namespace.")
+    namespace: str | None = Field(default=None, description="Namespace of the object.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the object.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations of the object."
+    )
+    uid: str | None = Field(default=None, description="Unique id the apiserver assigned.")
+    generation: int | None = Field(
+        default=None, description="Sequence number of the desired state (spec), set by the server."
+    )
+
+
+class ConditionStatus(StrEnum):
+    """Whether a condition holds."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StatusModel):
+    """One aspect of the resource's state, in the shape of Kubernetes' metav1.Condition."""
+
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Type of condition in CamelCase, e.g. Ready, Running or Stalled.",
+    )
+    status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
+    observed_generation: Int64 | None = Field(
+        default=None,
+        ge=0,
+        description="metadata.generation the condition was set from; when it is lower than the "
+        "current generation the condition is out of date.",
+    )
+    last_transition_time: AwareDatetime = Field(
+        description="Last time the condition changed from one status to another."
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Programmatic identifier in CamelCase for the last transition, e.g. "
+        "ImagePullBackOff.",
+    )
+    message: str = Field(
+        max_length=32768, description="Human-readable details about the last transition."
+    )
+
+
+def find_condition(conditions: Sequence[Condition], condition_type: str) -> Condition | None:
+    """The condition of the given type, or None."""
+    return next((c for c in conditions if c.type == condition_type), None)
+
+
+def set_condition(conditions: Sequence[Condition], condition: Condition) -> list[Condition]:
+    """A copy of `conditions` with `condition` in place of the one of its type (or appended).
+
+    When the status is unchanged the earlier lastTransitionTime is kept, so that it tells when the
+    status last changed rather than when the condition was last written.
+    """
+    previous = find_condition(conditions, condition.type)
+    if previous is not None and previous.status == condition.status:
+        condition = condition.model_copy(
+            update={"last_transition_time": previous.last_transition_time}
+        )
+    updated = [condition if c.type == condition.type else c for c in conditions]
+    return updated if previous is not None else [*updated, condition]
+
+
+def unique(values: list[ItemT]) -> list[ItemT]:
+    """Refuses repeated items, as the apiserver does in a list of type `set` or `map`."""
+    duplicates = sorted({repr(v) for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate values: {', '.join(duplicates)}")
+    return values

@@ -1,0 +1,684 @@
+"""The TrainingJob resource: distributed, elastic PyTorch training that survives losing machines.
+
+The operator reads these models to reconcile a TrainingJob into torchrun workers, the trainer reads
+its `trainer` section as its config, and the local runner validates resources with them. Condition
+types, reasons, phases and restart causes are named here, next to the types that carry them.
+
+Every field's description becomes `kubectl explain` text, so it is written for a user.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, Field
+
+from kubeforge.api.meta import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    CamelModel,
+    CelRule,
+    Condition,
+    Int32,
+    Int64,
+    ObjectMeta,
+    Quantity,
+    ResourceNames,
+    StatusModel,
+    cel_rule,
+    defaulted,
+    immutable,
+    unique,
+)
+
+TRAINING_JOB = ResourceNames(
+    kind="TrainingJob",
+    plural="trainingjobs",
+    singular="trainingjob",
+    short_names=("tj",),
+    categories=("kubeforge",),
+)
+
+RESTART_HISTORY_LIMIT = 10
+"""How many restarts status.restarts.history keeps; older ones are dropped (the count goes on)."""
+
+EXIT_CODE_RULES_LIMIT = 64
+"""The most exit codes one failure-policy list holds (bounds the apiserver's CEL cost)."""
+
+OBJECT_URI = r"^(s3|file)://.+$"
+URI_MAX_LENGTH = 2048
+
+
+class TrainingJobPhase(StrEnum):
+    """Where a TrainingJob is in its life, in one word."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class TrainingJobConditionType(StrEnum):
+    """The condition types of a TrainingJob: kstatus' Ready, Reconciling and Stalled, then ours."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+class TrainingJobReason(StrEnum):
+    """Why a TrainingJob condition has its status: the `reason` of its conditions and Events."""
+
+    # Waiting to start.
+    WAITING_FOR_DATASET = "WaitingForDataset"
+    QUEUED = "Queued"
+    WORKERS_STARTING = "WorkersStarting"
+    # A worker cannot start; these fail the job once startDeadlineSeconds has passed.
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    ERR_IMAGE_PULL = "ErrImagePull"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    UNSCHEDULABLE = "Unschedulable"
+    # Running, changing shape, paused, done.
+    WORKERS_RUNNING = "WorkersRunning"
+    SCALING = "Scaling"
+    RESTARTING = "Restarting"
+    SUSPENDED = "Suspended"
+    COMPLETED = "Completed"
+    # Restart causes (see RestartCause).
+    RETRYABLE_EXIT_CODE = "RetryableExitCode"
+    OOM_KILLED = "OOMKilled"
+    HUNG = "Hung"
+    NODE_LOST = "NodeLost"
+    PREEMPTED = "Preempted"
+    EVICTED = "Evicted"
+    # Terminal failures.
+    START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    PERMANENT_EXIT_CODE = "PermanentExitCode"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+
+
+class RestartCause(StrEnum):
+    """Why the worker group restarted. Disruptions are not the job's fault and cost no budget."""
+
+    RETRYABLE_EXIT_CODE = TrainingJobReason.RETRYABLE_EXIT_CODE.value
+    OOM_KILLED = TrainingJobReason.OOM_KILLED.value
+    HUNG = TrainingJobReason.HUNG.value
+    NODE_LOST = TrainingJobReason.NODE_LOST.value
+    PREEMPTED = TrainingJobReason.PREEMPTED.value
+    EVICTED = TrainingJobReason.EVICTED.value
+
+    @property
+    def is_disruption(self) -> bool:
+        """True when the cause is outside the job (a lost node, preemption, eviction)."""
+        return self in {RestartCause.NODE_LOST, RestartCause.PREEMPTED, RestartCause.EVICTED}
+
+
+class ModelArchitecture(StrEnum):
+    """The built-in trainer's models."""
+
+    MLP = "mlp"
+    GPT = "gpt"
+
+
+class OptimizerName(StrEnum):
+    """The built-in trainer's optimisers."""
+
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class Precision(StrEnum):
+    """The numeric precision the built-in trainer computes in."""
+
+    BF16 = "bf16"
+    FP32 = "fp32"
+
+
+class GangScheduler(StrEnum):
+    """Which gang scheduler places all workers together, or none."""
+
+    NONE = "none"
+    VOLCANO = "volcano"
+    SCHEDULER_PLUGINS = "scheduler-plugins"
+
+
+ExitCode = Annotated[int, Field(ge=1, le=255)]
+ObjectUri = Annotated[str, Field(pattern=OBJECT_URI, max_length=URI_MAX_LENGTH)]
+
+
+class ModelConfig(CamelModel):
+    """The model the built-in trainer trains; omitted sizes take the architecture's defaults."""
+
+    architecture: ModelArchitecture = Field(
+        description="Model family: mlp (a classifier of 28x28 images into 10 classes) or gpt "
+        "(a GPT-style language model over the dataset's text)."
+    )
+    layers: Int32 | None = Field(default=None, ge=1, description="Number of layers.")
+    hidden_size: Int32 | None = Field(
+        default=None, ge=1, description="Width of the hidden layers (the embedding size for gpt)."
+    )
+    heads: Int32 | None = Field(
+        default=None, ge=1, description="Attention heads per layer (gpt only)."
+    )
+    context_length: Int32 | None = Field(
+        default=None, ge=1, description="Tokens per training sequence (gpt only)."
+    )
+
+    @cel_rule(
+        "self.architecture == 'gpt' || (!has(self.heads) && !has(self.contextLength))",
+        "heads and contextLength apply only to the gpt architecture",
+    )
+    def _attention_settings_only_for_gpt(self) -> bool:
+        return self.architecture == ModelArchitecture.GPT or (
+            self.heads is None and self.context_length is None
+        )
+
+    @cel_rule(
+        "!has(self.heads) || !has(self.hiddenSize) || self.hiddenSize % self.heads == 0",
+        "hiddenSize must be a multiple of heads",
+        field_path=".hiddenSize",
+    )
+    def _heads_divide_hidden_size(self) -> bool:
+        return self.heads is None or self.hidden_size is None or self.hidden_size % self.heads == 0
+
+
+class OptimizerConfig(CamelModel):
+    """The built-in trainer's optimiser and learning-rate schedule (linear warmup, then cosine)."""
+
+    name: OptimizerName = Field(default=OptimizerName.ADAMW, description="adam or adamw.")
+    learning_rate: float = Field(default=3e-4, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0, description="Weight decay coefficient.")
+    warmup_steps: Int64 = Field(
+        default=0, ge=0, description="Steps of linear warmup to the peak learning rate."
+    )
+    grad_clip_norm: float = Field(
+        default=1.0, ge=0, description="Gradients are clipped to this global norm; 0 turns it off."
+    )
+
+
+class BatchConfig(CamelModel):
+    """Batch sizes; the global batch stays fixed when the number of workers changes."""
+
+    global_size: Int32 = Field(
+        default=64,
+        ge=1,
+        description="Samples per optimiser step across all processes. Gradient accumulation "
+        "keeps it fixed when the world size changes.",
+    )
+    micro_size: Int32 | None = Field(
+        default=None,
+        ge=1,
+        description="Samples per forward pass in each process. Omitted: globalSize divided by "
+        "the world size, without accumulation.",
+    )
+
+    @cel_rule(
+        "!has(self.microSize) || self.microSize <= self.globalSize",
+        "microSize must not exceed globalSize",
+        field_path=".microSize",
+    )
+    def _micro_batch_fits_global(self) -> bool:
+        return self.micro_size is None or self.micro_size <= self.global_size
+
+
+class TrainerConfig(CamelModel):
+    """Configuration of kubeforge's built-in trainer (python -m kubeforge_trainer)."""
+
+    model: ModelConfig = immutable("The model to train.")
+    optimizer: OptimizerConfig = defaulted(OptimizerConfig, "Optimiser and learning-rate schedule.")
+    batch: BatchConfig = defaulted(BatchConfig, "Batch sizes.")
+    steps: Int64 = Field(ge=1, description="Total optimiser steps to train for.")
+    precision: Precision = Field(
+        default=Precision.BF16,
+        description="bf16: mixed precision with bfloat16 autocast on GPUs (runs on CPU stay "
+        "fp32); fp32: full precision everywhere.",
+    )
+
+
+class DatasetRef(CamelModel):
+    """A DataIngest in the TrainingJob's namespace whose published dataset is trained on."""
+
+    name: str = Field(
+        max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the DataIngest."
+    )
+    version: Int32 | None = Field(
+        default=None,
+        ge=1,
+        description="Dataset version to train on. Omitted: the latest version published when "
+        "the job starts.",
+    )
+
+
+class DatasetSource(CamelModel):
+    """Where the training data comes from: a DataIngest, or shards already in object storage."""
+
+    dataset_ref: DatasetRef | None = Field(
+        default=None,
+        description="A DataIngest whose dataset to train on; the job waits (WaitingForDataset) "
+        "until it is published.",
+    )
+    uri: ObjectUri | None = Field(
+        default=None,
+        description="URI (s3:// or file://) of a dataset in kubeforge's format (a manifest and "
+        "shards).",
+    )
+
+    @cel_rule(
+        "has(self.datasetRef) != has(self.uri)",
+        "exactly one of datasetRef or uri must be set",
+    )
+    def _one_source(self) -> bool:
+        return (self.dataset_ref is None) != (self.uri is None)
+
+
+class ResourceRequirements(CamelModel):
+    """Compute resources of each worker pod, as in a container's resources."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Minimum resources each worker is scheduled with, e.g. cpu: 8, memory: 64Gi.",
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Maximum resources each worker may use, e.g. nvidia.com/gpu: 8 (GPUs are "
+        "requested through limits).",
+    )
+
+
+class EnvVar(CamelModel):
+    """An environment variable of the worker containers."""
+
+    name: str = Field(min_length=1, description="Name of the variable.")
+    value: str | None = Field(default=None, description="Value of the variable.")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="Source of the value, as in a container's env[].valueFrom (secretKeyRef, "
+        "configMapKeyRef, fieldRef, resourceFieldRef).",
+    )
+
+    @cel_rule(
+        "!(has(self.value) && has(self.valueFrom))",
+        "value and valueFrom are mutually exclusive",
+    )
+    def _one_value(self) -> bool:
+        return self.value is None or self.value_from is None
+
+
+class CheckpointPolicy(CamelModel):
+    """Where and how often training state is saved; a restarted worker resumes from the latest."""
+
+    uri: ObjectUri = immutable(
+        "URI (s3:// or file://) under which checkpoints are written and resumed from."
+    )
+    interval_steps: Int64 | None = Field(
+        default=None, ge=1, description="Save a checkpoint every this many optimiser steps."
+    )
+    interval_seconds: Int64 | None = Field(
+        default=None,
+        ge=1,
+        description="Save a checkpoint at least this often. With intervalSteps too, whichever "
+        "comes first.",
+    )
+    keep: Int32 = Field(default=3, ge=1, description="How many recent checkpoints to keep.")
+
+    @cel_rule(
+        "has(self.intervalSteps) || has(self.intervalSeconds)",
+        "at least one of intervalSteps or intervalSeconds must be set",
+    )
+    def _has_interval(self) -> bool:
+        return self.interval_steps is not None or self.interval_seconds is not None
+
+
+class FailurePolicy(CamelModel):
+    """How failures are counted and when they end the job.
+
+    A restart of the worker group is charged to maxRestarts unless it was caused by a disruption
+    (preemption, eviction, a lost node), which never counts.
+    """
+
+    max_restarts: Int32 = Field(
+        default=3,
+        ge=0,
+        description="Total restarts of the worker group charged to this job over its whole "
+        "life; one more failure fails it with reason BackoffLimitExceeded. Disruptions "
+        "(preemption, eviction, node loss) are never charged.",
+    )
+    retryable_exit_codes: Annotated[list[ExitCode], AfterValidator(unique)] = Field(
+        default_factory=list,
+        max_length=EXIT_CODE_RULES_LIMIT,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Exit codes that restart the group (charged to maxRestarts). When set, any "
+        "other non-zero exit code fails the job at once; empty: every non-zero exit code not "
+        "listed in permanentExitCodes is retryable.",
+    )
+    permanent_exit_codes: Annotated[list[ExitCode], AfterValidator(unique)] = Field(
+        default_factory=list,
+        max_length=EXIT_CODE_RULES_LIMIT,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Exit codes that fail the job at once with reason PermanentExitCode, "
+        "e.g. a configuration error that no restart fixes.",
+    )
+
+    @cel_rule(
+        "!has(self.retryableExitCodes) || !has(self.permanentExitCodes) || "
+        "!self.retryableExitCodes.exists(c, c in self.permanentExitCodes)",
+        "an exit code cannot be both retryable and permanent",
+        field_path=".permanentExitCodes",
+    )
+    def _exit_code_rules_disjoint(self) -> bool:
+        return not set(self.retryable_exit_codes) & set(self.permanent_exit_codes)
+
+
+class SchedulingPolicy(CamelModel):
+    """How the workers are queued and placed."""
+
+    queue_name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Kueue LocalQueue to submit to. The job stays suspended until Kueue admits "
+        "it (reason Queued).",
+    )
+    gang: GangScheduler = immutable(
+        "Gang scheduler that starts all workers together or none: none, volcano (a Volcano "
+        "PodGroup) or scheduler-plugins (a coscheduling PodGroup).",
+        default=GangScheduler.NONE,
+    )
+
+
+def _env_names_unique(env: list[EnvVar]) -> list[EnvVar]:
+    unique([variable.name for variable in env])
+    return env
+
+
+class TrainingJobSpec(CamelModel):
+    """The desired state of a TrainingJob."""
+
+    transition_rules = (
+        CelRule(
+            "!has(oldSelf.dataset) || has(self.dataset)",
+            "dataset cannot be removed once set",
+            field_path=".dataset",
+        ),
+        CelRule(
+            "!has(oldSelf.checkpoint) || has(self.checkpoint)",
+            "checkpoint cannot be removed once set",
+            field_path=".checkpoint",
+        ),
+    )
+
+    image: str = Field(min_length=1, max_length=1024, description="Container image of the workers.")
+    trainer: TrainerConfig | None = Field(
+        default=None,
+        description="Run kubeforge's built-in trainer with this configuration. Exactly one of "
+        "trainer and command is set.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Run your own program instead of the built-in trainer: what torchrun "
+        "launches in every process, a script and its arguments (train.py --lr 3e-4) or a module "
+        "(-m mypackage.train). Exactly one of trainer and command is set.",
+    )
+    dataset: DatasetSource | None = immutable(
+        "The data to train on; the built-in trainer's mlp needs none.", default=None
+    )
+    replicas: Int32 = Field(
+        default=1,
+        ge=1,
+        description="Number of worker pods (torchrun agents, one per node) to run. Changed by "
+        "kubectl scale; the group re-forms with the new number.",
+    )
+    min_replicas: Int32 | None = Field(
+        default=None,
+        ge=1,
+        description="Fewest workers training continues with (torchrun --nnodes min). Omitted: "
+        "replicas, i.e. not elastic downwards.",
+    )
+    max_replicas: Int32 | None = Field(
+        default=None,
+        ge=1,
+        description="Most workers the group may grow to (torchrun --nnodes max). Omitted: "
+        "replicas.",
+    )
+    nproc_per_node: Int32 = Field(
+        default=1,
+        ge=1,
+        description="Training processes per worker pod, usually its number of GPUs "
+        "(torchrun --nproc-per-node).",
+    )
+    resources: ResourceRequirements = defaulted(
+        ResourceRequirements, "Compute resources of each worker pod."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels a worker's node must have, as in a pod's nodeSelector.",
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Tolerations of the worker pods, as in a pod's tolerations (e.g. for GPU "
+        "nodes tainted nvidia.com/gpu).",
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None, description="Affinity of the worker pods, as in a pod's affinity."
+    )
+    priority_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="PriorityClass of the worker pods.",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="ServiceAccount the worker pods run as (e.g. for workload identity to "
+        "object storage).",
+    )
+    env: Annotated[list[EnvVar], AfterValidator(_env_names_unique)] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Environment variables added to the worker containers.",
+    )
+    checkpoint: CheckpointPolicy | None = Field(
+        default=None,
+        description="Where and how often to checkpoint. Omitted: no checkpoints, so a restart "
+        "starts training over.",
+    )
+    failure_policy: FailurePolicy = defaulted(
+        FailurePolicy, "How failures are counted and when they end the job."
+    )
+    start_deadline_seconds: Int64 = Field(
+        default=600,
+        ge=1,
+        description="Seconds the workers have to be all Running once created (after admission "
+        "and the dataset). A worker stuck in ImagePullBackOff, ErrImagePull, "
+        "CreateContainerConfigError or Unschedulable fails the job when it passes, with reason "
+        "StartDeadlineExceeded.",
+    )
+    progress_deadline_seconds: Int64 | None = Field(
+        default=None,
+        ge=1,
+        description="Seconds without a new training step (status.progress.step) after which "
+        "the group is restarted as hung (cause Hung, charged to maxRestarts). Omitted: hangs "
+        "are not detected; set it only for programs that report progress.",
+    )
+    active_deadline_seconds: Int64 | None = Field(
+        default=None,
+        ge=1,
+        description="Seconds the job may run from its start time, across restarts; past it the "
+        "job fails with reason DeadlineExceeded.",
+    )
+    ttl_seconds_after_finished: Int64 | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds after the job succeeds or fails that it is deleted, with its "
+        "workers. Omitted: kept.",
+    )
+    suspend: bool = Field(
+        default=False,
+        description="True removes the workers and keeps the job; false again resumes it from "
+        "its latest checkpoint.",
+    )
+    scheduling: SchedulingPolicy = defaulted(
+        SchedulingPolicy, "How the workers are queued and placed."
+    )
+
+    @cel_rule(
+        "has(self.trainer) != has(self.command)",
+        "exactly one of trainer or command must be set",
+    )
+    def _runs_one_program(self) -> bool:
+        return (self.trainer is None) != (self.command is None)
+
+    @cel_rule(
+        "!has(self.minReplicas) || self.minReplicas <= self.replicas",
+        "minReplicas must not exceed replicas",
+        field_path=".minReplicas",
+    )
+    def _min_replicas_within_replicas(self) -> bool:
+        return self.min_replicas is None or self.min_replicas <= self.replicas
+
+    @cel_rule(
+        "!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
+        "replicas must not exceed maxReplicas",
+        field_path=".replicas",
+    )
+    def _replicas_within_max_replicas(self) -> bool:
+        return self.max_replicas is None or self.replicas <= self.max_replicas
+
+
+class ReplicaStatus(StatusModel):
+    """How many workers the job wants and has."""
+
+    desired: Int32 = Field(
+        default=0, description="Workers wanted now: spec.replicas, or 0 while suspended."
+    )
+    current: Int32 = Field(default=0, description="Worker pods that exist and are not terminating.")
+    ready: Int32 = Field(default=0, description="Worker pods that are Running and ready.")
+
+
+class RestartRecord(StatusModel):
+    """One restart of the worker group."""
+
+    time: AwareDatetime = Field(description="When the restart was decided.")
+    cause: RestartCause = Field(
+        description="Why: RetryableExitCode, OOMKilled, Hung (charged to maxRestarts), or "
+        "NodeLost, Preempted, Evicted (disruptions, never charged)."
+    )
+    charged: bool = Field(description="Whether the restart was charged to maxRestarts.")
+    pod: str | None = Field(default=None, description="The worker pod that failed first.")
+    exit_code: Int32 | None = Field(
+        default=None, description="Exit code of its failed container, when it exited."
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Kubernetes' own word for it, e.g. the container's terminated reason (Error, "
+        "OOMKilled) or the pod's DisruptionTarget reason (PreemptionByScheduler).",
+    )
+
+
+class RestartStatus(StatusModel):
+    """Restarts of the worker group so far."""
+
+    count: Int32 = Field(default=0, description="Restarts charged to failurePolicy.maxRestarts.")
+    disruptions: Int32 = Field(
+        default=0, description="Restarts caused by disruptions, which are not charged."
+    )
+    history: list[RestartRecord] = Field(
+        default_factory=list,
+        max_length=RESTART_HISTORY_LIMIT,
+        description=f"The latest {RESTART_HISTORY_LIMIT} restarts, oldest first.",
+    )
+
+
+class CheckpointRecord(StatusModel):
+    """A checkpoint that was committed."""
+
+    step: Int64 = Field(description="Training step the checkpoint holds.")
+    uri: str = Field(description="Where the checkpoint is.")
+    time: AwareDatetime = Field(description="When it was committed.")
+
+
+class ProgressStatus(StatusModel):
+    """Live training progress, as rank 0 of the trainer reports it."""
+
+    step: Int64 | None = Field(default=None, description="Optimiser steps done.")
+    total_steps: Int64 | None = Field(default=None, description="Steps the run will do in all.")
+    loss: float | None = Field(default=None, description="Latest training loss.")
+    samples_per_second: float | None = Field(
+        default=None, description="Training throughput in samples per second, all workers."
+    )
+    tokens_per_second: float | None = Field(
+        default=None, description="Training throughput in tokens per second, for language models."
+    )
+    last_checkpoint: CheckpointRecord | None = Field(
+        default=None, description="The latest committed checkpoint."
+    )
+    updated_at: AwareDatetime | None = Field(
+        default=None, description="When the trainer last reported."
+    )
+
+
+class TrainingJobStatus(StatusModel):
+    """The observed state of a TrainingJob, written by the operator."""
+
+    phase: TrainingJobPhase | None = Field(
+        default=None,
+        description="Pending, Starting, Running, Restarting, Suspended, Succeeded or Failed.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Ready, Reconciling and Stalled (kstatus), Running, Succeeded, Failed and "
+        "Suspended, each with a reason such as ImagePullBackOff or NodeLost.",
+    )
+    observed_generation: Int64 | None = Field(
+        default=None, description="The metadata.generation this status describes."
+    )
+    replicas: ReplicaStatus = Field(
+        default_factory=ReplicaStatus, description="Desired, current and ready workers."
+    )
+    selector: str | None = Field(
+        default=None,
+        description="Label selector of the worker pods, serialised (for the scale subresource).",
+    )
+    restarts: RestartStatus = Field(
+        default_factory=RestartStatus, description="Restarts so far, with their causes."
+    )
+    progress: ProgressStatus | None = Field(default=None, description="Live training progress.")
+    world_size: Int32 | None = Field(
+        default=None,
+        description="Training processes in the current group: workers times nprocPerNode.",
+    )
+    start_time: AwareDatetime | None = Field(
+        default=None, description="When the workers were first created."
+    )
+    completion_time: AwareDatetime | None = Field(
+        default=None, description="When the job succeeded or failed."
+    )
+
+
+class TrainingJob(CamelModel):
+    """TrainingJob runs distributed, elastic PyTorch training (torchrun) on a group of worker
+    pods, restarts it from its latest checkpoint after failures and reports live progress."""
+
+    api_version: Literal["kubeforge.dev/v1alpha1"] = Field(
+        default="kubeforge.dev/v1alpha1", description="kubeforge.dev/v1alpha1."
+    )
+    kind: Literal["TrainingJob"] = Field(default="TrainingJob", description="TrainingJob.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard metadata.")
+    spec: TrainingJobSpec = Field(description="The desired state of the training job.")
+    status: TrainingJobStatus = Field(
+        default_factory=TrainingJobStatus, description="The observed state, set by the operator."
+    )
