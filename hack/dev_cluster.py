@@ -39,7 +39,7 @@ STATE = REPO_ROOT / ".dev-cluster"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubeforge"
 BIN = CACHE / "bin"
 UPSTREAM_STAGES = CACHE / "share" / "kwok-upstream-stages.yaml"
-OUR_STAGES = REPO_ROOT / "hack" / "kwok" / "test-exit-code-stages.yaml"
+OUR_STAGES = REPO_ROOT / "hack" / "kwok" / "test-stages.yaml"
 OFFSET = int(os.environ.get("KUBEFORGE_PORT_OFFSET", "0"))
 HEALTH_TIMEOUT_S = 90.0
 

@@ -622,6 +622,17 @@ class ProgressStatus(StatusModel):
     tokens_per_second: float | None = Field(
         default=None, description="Training throughput in tokens per second, for language models."
     )
+    mfu: float | None = Field(
+        default=None,
+        description="Model FLOPs utilisation, 0 to 1, on GPUs whose peak the trainer knows.",
+    )
+    data_wait_seconds: float | None = Field(
+        default=None, description="Seconds rank 0 has waited for data since the run started."
+    )
+    checkpoint_wait_seconds: float | None = Field(
+        default=None,
+        description="Seconds rank 0 has been blocked by checkpoints since the run started.",
+    )
     last_checkpoint: CheckpointRecord | None = Field(
         default=None, description="The latest committed checkpoint."
     )

@@ -1,0 +1,106 @@
+"""The workload plan: what a TrainingJob runs, decided once for every place it runs.
+
+`plan_training` is a pure function from a TrainingJob to the torchrun command line, environment
+and worker config of its workers. The operator materialises the plan as an Indexed Job of pods;
+the local runner materialises the same plan as local processes. Only the rendezvous host and the
+paths differ between the two, and they are arguments, so the command a pod runs is the command
+that was proven to train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from kubeforge.api.meta import CamelModel
+from kubeforge.api.trainingjob import CheckpointPolicy, TrainerConfig, TrainingJob
+
+RENDEZVOUS_PORT = 29400
+"""Port of the c10d rendezvous store that the torchrun agent of worker 0 hosts."""
+
+TRAINER_MODULE = "kubeforge_trainer"
+
+
+class WorkerConfig(CamelModel):
+    """The config file the built-in trainer reads (`python -m kubeforge_trainer --config FILE`)."""
+
+    job_name: str = Field(description="Name of the TrainingJob, for logs and artifact paths.")
+    trainer: TrainerConfig = Field(description="What to train and how.")
+    dataset_uri: str | None = Field(
+        default=None, description="Where the dataset's manifest is (s3:// or file://)."
+    )
+    checkpoint: CheckpointPolicy | None = Field(
+        default=None, description="Where and how often to checkpoint."
+    )
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything a worker runs, independent of where it runs."""
+
+    replicas: int
+    min_nodes: int
+    max_nodes: int
+    nproc_per_node: int
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    worker_config: WorkerConfig | None = None
+
+    @property
+    def world_size(self) -> int:
+        return self.replicas * self.nproc_per_node
+
+
+def plan_training(
+    job: TrainingJob,
+    *,
+    rendezvous_host: str,
+    config_path: str,
+    dataset_uri: str | None = None,
+) -> TrainingPlan:
+    """The plan of a TrainingJob's workers.
+
+    rendezvous_host: where worker 0's torchrun agent is reachable (a pod's DNS name, or 127.0.0.1).
+    config_path: where the worker config file will be in each worker.
+    dataset_uri: the dataset resolved from spec.dataset (a DataIngest's published URI, or the URI).
+    """
+    spec = job.spec
+    name = job.metadata.name or ""
+    min_nodes = spec.min_replicas or spec.replicas
+    max_nodes = spec.max_replicas or spec.replicas
+    torchrun = [
+        "torchrun",
+        f"--nnodes={min_nodes}:{max_nodes}",
+        f"--nproc-per-node={spec.nproc_per_node}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={rendezvous_host}:{RENDEZVOUS_PORT}",
+        f"--rdzv-id={job.metadata.uid or name}",
+        f"--max-restarts={spec.failure_policy.max_restarts}",
+    ]
+    worker_config = None
+    if spec.trainer is not None:
+        worker_config = WorkerConfig(
+            job_name=name,
+            trainer=spec.trainer,
+            dataset_uri=dataset_uri,
+            checkpoint=spec.checkpoint,
+        )
+        program = ["-m", TRAINER_MODULE, "--config", config_path]
+    else:
+        program = list(spec.command or [])
+    env = {"KUBEFORGE_JOB_NAME": name, "PYTHONUNBUFFERED": "1"}
+    if dataset_uri:
+        env["KUBEFORGE_DATASET_URI"] = dataset_uri
+    if spec.checkpoint is not None:
+        env["KUBEFORGE_CHECKPOINT_URI"] = spec.checkpoint.uri
+    env.update({var.name: var.value for var in spec.env if var.value is not None})
+    return TrainingPlan(
+        replicas=spec.replicas,
+        min_nodes=min_nodes,
+        max_nodes=max_nodes,
+        nproc_per_node=spec.nproc_per_node,
+        command=[*torchrun, *program],
+        env=env,
+        worker_config=worker_config,
+    )

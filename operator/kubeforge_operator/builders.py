@@ -1,0 +1,362 @@
+"""Pure builders: a TrainingJob and its plan in, the Kubernetes objects it should own out.
+
+Nothing here talks to the API server. Every object carries the `app.kubernetes.io/*` labels, an
+owner reference to its TrainingJob (so deleting the job collects it) and the hash of its own
+desired content (`kubeforge.dev/desired-hash`), which lets a reconcile skip objects that are
+already as desired without asking the API server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import yaml
+
+from kubeforge.api.trainingjob import GangScheduler, TrainingJob
+from kubeforge.plan import RENDEZVOUS_PORT, TrainingPlan, plan_training
+from kubeforge.progress import CONFIGMAP_ENV, NAMESPACE_ENV, progress_configmap_name
+
+Object = dict[str, Any]
+
+GROUP = "kubeforge.dev"
+JOB_LABEL = f"{GROUP}/training-job"
+DESIRED_HASH = f"{GROUP}/desired-hash"
+TEMPLATE_HASH = f"{GROUP}/template-hash"
+MANAGED_BY = "kubeforge-operator"
+CONTAINER = "trainer"
+CONFIG_DIR = "/etc/kubeforge"
+CONFIG_FILE = "trainer.yaml"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
+COSCHEDULING_GROUP_LABEL = "scheduling.x-k8s.io/pod-group"
+COSCHEDULING_SCHEDULER = "scheduler-plugins-scheduler"
+
+
+def config_map_name(job: TrainingJob) -> str:
+    return f"{job.metadata.name}-config"
+
+
+def service_account_name(job: TrainingJob) -> str:
+    """The pods' ServiceAccount: the user's, or one the operator makes per job."""
+    return job.spec.service_account_name or f"{job.metadata.name}-trainer"
+
+
+def progress_writer_name(job: TrainingJob) -> str:
+    return f"{job.metadata.name}-progress-writer"
+
+
+def rendezvous_host(job: TrainingJob) -> str:
+    """DNS name of worker 0 (Indexed Job hostname `<job>-0` under the headless Service)."""
+    name, namespace = job.metadata.name, job.metadata.namespace
+    return f"{name}-0.{name}.{namespace}.svc"
+
+
+def worker_selector(job: TrainingJob) -> str:
+    """Label selector of the job's worker pods, as status.selector (scale subresource) has it."""
+    return f"{JOB_LABEL}={job.metadata.name}"
+
+
+def labels(job: TrainingJob, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "kubeforge-trainer",
+        "app.kubernetes.io/instance": job.metadata.name or "",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "kubeforge",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        JOB_LABEL: job.metadata.name or "",
+    }
+
+
+def owner_reference(job: TrainingJob) -> Object:
+    return {
+        "apiVersion": job.api_version,
+        "kind": job.kind,
+        "name": job.metadata.name,
+        "uid": job.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(job: TrainingJob, name: str, component: str) -> Object:
+    return {
+        "name": name,
+        "namespace": job.metadata.namespace,
+        "labels": labels(job, component),
+        "ownerReferences": [owner_reference(job)],
+    }
+
+
+def content_hash(content: object) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_desired_hash(obj: Object) -> Object:
+    """The object with the hash of its content in an annotation."""
+    annotations = {**obj["metadata"].get("annotations", {}), DESIRED_HASH: content_hash(obj)}
+    return {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+
+
+def build_plan(job: TrainingJob, dataset_uri: str | None) -> TrainingPlan:
+    return plan_training(
+        job,
+        rendezvous_host=rendezvous_host(job),
+        config_path=f"{CONFIG_DIR}/{CONFIG_FILE}",
+        dataset_uri=dataset_uri,
+    )
+
+
+def build_config_map(job: TrainingJob, plan: TrainingPlan) -> Object:
+    """The worker config file, mounted at /etc/kubeforge (empty for a custom command)."""
+    data = {}
+    if plan.worker_config is not None:
+        config = plan.worker_config.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data[CONFIG_FILE] = yaml.safe_dump(config, sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(job, config_map_name(job), "config"),
+        "data": data,
+    }
+
+
+def build_progress_config_map(job: TrainingJob) -> Object:
+    """Where rank 0 reports progress. The operator owns only its metadata; the trainer, its data."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(job, progress_configmap_name(job.metadata.name or ""), "progress"),
+    }
+
+
+def build_service(job: TrainingJob) -> Object:
+    """Headless Service giving each worker a stable DNS name, reachable before it is ready."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(job, job.metadata.name or "", "rendezvous"),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {JOB_LABEL: job.metadata.name},
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def build_service_account(job: TrainingJob) -> Object | None:
+    """The per-job ServiceAccount, unless the user named one."""
+    if job.spec.service_account_name:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(job, service_account_name(job), "worker"),
+    }
+
+
+def build_progress_role(job: TrainingJob) -> Object:
+    """The least RBAC that lets rank 0 report: get and patch one ConfigMap, by name."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(job, progress_writer_name(job), "progress"),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [progress_configmap_name(job.metadata.name or "")],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def build_progress_role_binding(job: TrainingJob) -> Object:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(job, progress_writer_name(job), "progress"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": progress_writer_name(job),
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": service_account_name(job),
+                "namespace": job.metadata.namespace,
+            }
+        ],
+    }
+
+
+def build_pod_group(job: TrainingJob, plan: TrainingPlan) -> Object | None:
+    """A gang-scheduling PodGroup (all min workers or none) for Volcano or scheduler-plugins."""
+    gang = job.spec.scheduling.gang
+    if gang == GangScheduler.NONE:
+        return None
+    api_version = (
+        "scheduling.volcano.sh/v1beta1"
+        if gang == GangScheduler.VOLCANO
+        else "scheduling.x-k8s.io/v1alpha1"
+    )
+    return {
+        "apiVersion": api_version,
+        "kind": "PodGroup",
+        "metadata": _metadata(job, job.metadata.name or "", "gang"),
+        "spec": {"minMember": plan.min_nodes},
+    }
+
+
+def _env(job: TrainingJob, plan: TrainingPlan) -> list[Object]:
+    env: list[Object] = [
+        {"name": NAMESPACE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": CONFIGMAP_ENV, "value": progress_configmap_name(job.metadata.name or "")},
+    ]
+    env += [{"name": name, "value": value} for name, value in plan.env.items()]
+    # Variables whose value comes from a Secret or field are passed through as the user wrote them.
+    env += [
+        var.model_dump(by_alias=True, exclude_none=True)
+        for var in job.spec.env
+        if var.value_from is not None
+    ]
+    return env
+
+
+def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
+    spec = job.spec
+    pod_labels = labels(job, "worker")
+    annotations: dict[str, str] = {}
+    pod_spec: Object = {
+        "subdomain": job.metadata.name,
+        "serviceAccountName": service_account_name(job),
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": spec.image,
+                "command": plan.command,
+                "env": _env(job, plan),
+                "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
+                "resources": spec.resources.model_dump(by_alias=True, exclude_defaults=True),
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                    # Private emptyDirs: /tmp for caches (torch.compile), and /dev/shm, through
+                    # which NCCL and DataLoader workers share memory (the runtime gives 64Mi).
+                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+                    {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": config_map_name(job)}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        ],
+    }
+    optional = {
+        "nodeSelector": spec.node_selector,
+        "tolerations": spec.tolerations,
+        "affinity": spec.affinity,
+        "priorityClassName": spec.priority_class_name,
+    }
+    pod_spec.update({key: value for key, value in optional.items() if value})
+    if spec.scheduling.gang == GangScheduler.VOLCANO:
+        pod_spec["schedulerName"] = "volcano"
+        annotations[VOLCANO_GROUP_ANNOTATION] = job.metadata.name or ""
+    elif spec.scheduling.gang == GangScheduler.SCHEDULER_PLUGINS:
+        pod_spec["schedulerName"] = COSCHEDULING_SCHEDULER
+        pod_labels[COSCHEDULING_GROUP_LABEL] = job.metadata.name or ""
+    metadata: Object = {"labels": pod_labels}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"metadata": metadata, "spec": pod_spec}
+
+
+def pod_failure_policy(job: TrainingJob) -> Object:
+    """Disruptions never count; permanent exit codes fail at once; the rest count to backoff."""
+    policy = job.spec.failure_policy
+    rules: list[Object] = [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ]
+    if policy.permanent_exit_codes:
+        rules.append(
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER,
+                    "operator": "In",
+                    "values": sorted(policy.permanent_exit_codes),
+                },
+            }
+        )
+    if policy.retryable_exit_codes:
+        rules.append(
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER,
+                    "operator": "NotIn",
+                    "values": sorted(policy.retryable_exit_codes),
+                },
+            }
+        )
+    return {"rules": rules}
+
+
+def build_worker_job(job: TrainingJob, plan: TrainingPlan, *, own_suspend: bool) -> Object:
+    """The Indexed Job of workers: completions = parallelism = replicas.
+
+    own_suspend: whether the operator sets spec.suspend. With a Kueue queue, Kueue decides
+    admission by flipping suspend, so after creating the Job suspended the operator leaves the
+    field alone (unless the TrainingJob itself is suspended).
+    """
+    spec = job.spec
+    metadata = _metadata(job, job.metadata.name or "", "worker")
+    if spec.scheduling.queue_name:
+        metadata["labels"][KUEUE_QUEUE_LABEL] = spec.scheduling.queue_name
+    job_spec: Object = {
+        "completionMode": "Indexed",
+        "completions": plan.replicas,
+        "parallelism": plan.replicas,
+        "backoffLimit": spec.failure_policy.max_restarts,
+        "podFailurePolicy": pod_failure_policy(job),
+        # A replacement starts only once the failed pod is gone, so two pods never hold an index.
+        "podReplacementPolicy": "Failed",
+        "template": build_pod_template(job, plan),
+    }
+    if own_suspend:
+        job_spec["suspend"] = spec.suspend or bool(spec.scheduling.queue_name)
+    # What a Job cannot change in place; when it differs, the Job is replaced.
+    immutable = {key: job_spec[key] for key in ("completionMode", "podFailurePolicy", "template")}
+    metadata["annotations"] = {TEMPLATE_HASH: content_hash(immutable)}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def build_children(
+    job: TrainingJob, *, dataset_uri: str | None, worker_job_exists: bool
+) -> list[Object]:
+    """Every object the TrainingJob should own, each with its desired hash, in apply order."""
+    plan = build_plan(job, dataset_uri)
+    own_suspend = job.spec.suspend or not (job.spec.scheduling.queue_name and worker_job_exists)
+    children = [
+        build_service_account(job),
+        build_progress_config_map(job),
+        build_progress_role(job),
+        build_progress_role_binding(job),
+        build_config_map(job, plan),
+        build_service(job),
+        build_pod_group(job, plan),
+        build_worker_job(job, plan, own_suspend=own_suspend),
+    ]
+    return [with_desired_hash(child) for child in children if child is not None]

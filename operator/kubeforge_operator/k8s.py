@@ -1,0 +1,139 @@
+"""The operator's only door to the API server: apply children, patch status, delete, post Events.
+
+Everything goes through one lightkube AsyncClient with one field manager. Children are written
+with server-side apply (forced: the operator is the sole owner of the fields it sets, and other
+managers' fields, such as Kueue's `suspend` or the trainer's progress data, are left alone).
+Status goes through the status subresource, so the operator never writes `spec`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Event as CoreEvent
+from lightkube.resources.core_v1 import Pod
+from lightkube.types import CascadeType, PatchType
+
+from kubeforge.api.meta import GROUP, VERSION
+from kubeforge.api.trainingjob import TRAINING_JOB
+from kubeforge_operator.builders import MANAGED_BY
+from kubeforge_operator.status import Event
+
+Object = dict[str, Any]
+
+FIELD_MANAGER = MANAGED_BY
+TrainingJobResource = create_namespaced_resource(
+    GROUP, VERSION, TRAINING_JOB.kind, TRAINING_JOB.plural
+)
+# Gang scheduling's PodGroups, so that they can be applied like built-in kinds.
+create_namespaced_resource("scheduling.volcano.sh", "v1beta1", "PodGroup", "podgroups")
+create_namespaced_resource("scheduling.x-k8s.io", "v1alpha1", "PodGroup", "podgroups")
+
+
+class Kube:
+    """The API calls reconcile makes, counted so that benchmarks can report requests per job."""
+
+    def __init__(self, client: AsyncClient | None = None) -> None:
+        self.client = client or AsyncClient(field_manager=FIELD_MANAGER)
+        self.requests = 0
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def apply(self, obj: Object) -> None:
+        # Any kind the builders make; lightkube's overloads want one statically known class.
+        resource: Any = resource_registry.load(obj["apiVersion"], obj["kind"])
+        self.requests += 1
+        await self.client.patch(
+            resource,
+            obj["metadata"]["name"],
+            obj,
+            namespace=obj["metadata"].get("namespace"),
+            patch_type=PatchType.APPLY,
+            field_manager=FIELD_MANAGER,
+            force=True,
+        )
+
+    async def delete_worker_job(self, namespace: str, name: str) -> None:
+        """Deletes the worker Job and, in the background, its pods."""
+        self.requests += 1
+        try:
+            await self.client.delete(Job, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+
+    async def suspend_worker_job(self, namespace: str, name: str) -> None:
+        self.requests += 1
+        await self.client.patch(
+            Job, name, {"spec": {"suspend": True}}, namespace=namespace, patch_type=PatchType.MERGE
+        )
+
+    async def delete_training_job(self, namespace: str, name: str) -> None:
+        self.requests += 1
+        await self.client.delete(
+            TrainingJobResource, name, namespace=namespace, cascade=CascadeType.BACKGROUND
+        )
+
+    async def patch_status(self, namespace: str, name: str, status: Object) -> None:
+        self.requests += 1
+        await self.client.patch(
+            TrainingJobResource.Status,
+            name,
+            {"status": status},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self.requests += 1
+        try:
+            await self.client.patch(
+                Pod,
+                name,
+                {"metadata": {"annotations": annotations}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as error:
+            if error.status.code != 404:  # the pod went away: nothing left to mark
+                raise
+
+    async def post_event(self, involved: Object, event: Event) -> None:
+        """A core/v1 Event about the TrainingJob, as `kubectl describe` shows them."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).isoformat()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": MANAGED_BY},
+            "reportingComponent": f"{GROUP}/{MANAGED_BY}",
+            "reportingInstance": MANAGED_BY,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.requests += 1
+        await self.client.create(CoreEvent.from_dict(body))  # type: ignore[call-overload]

@@ -1,0 +1,167 @@
+"""The one reconcile of a TrainingJob: observe, decide, act, report.
+
+`Reconciler.reconcile(key)` reads the job and its children from the operator's in-memory indexes
+(kept current by watches, see handlers.py), so a reconcile that finds everything as desired makes
+no API call at all. It applies only the children whose desired hash differs from what is there,
+recreates the worker Job when an immutable part of it changed, acts on the status decision
+(restart, stop, delete), patches status only when it changed, marks counted pod failures and
+posts the Events of the transition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubeforge import progress
+from kubeforge.api.trainingjob import TrainingJob, TrainingJobStatus
+from kubeforge_operator import builders, metrics
+from kubeforge_operator.k8s import Kube
+from kubeforge_operator.status import RESTART_RECORDED, TERMINAL, Action, Observed, decide
+
+Object = dict[str, Any]
+JobKey = tuple[str, str]
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Cache:
+    """Read-only views of the operator's indexes, keyed by (namespace, TrainingJob name).
+
+    training_jobs: the TrainingJob bodies; worker_jobs, pods: summaries of those children;
+    owned: (kind, name) -> desired hash of every other child, progress: the reports' data;
+    datasets: DataIngest status by (namespace, name).
+    """
+
+    training_jobs: Mapping[JobKey, Iterable[Object]]
+    worker_jobs: Mapping[JobKey, Iterable[Object]]
+    pods: Mapping[JobKey, Iterable[Object]]
+    owned: Mapping[JobKey, Iterable[tuple[str, str, str | None]]]
+    progress: Mapping[JobKey, Iterable[dict[str, str]]]
+    datasets: Mapping[JobKey, Iterable[Object]]
+
+
+def _first(values: Iterable[Object] | None) -> Object | None:
+    return next(iter(values or ()), None)
+
+
+def _current_worker_job(jobs: Iterable[Object]) -> Object | None:
+    """The worker Job that is not being deleted (a restart leaves the old one going away)."""
+    return next((j for j in jobs if not j["metadata"].get("deletionTimestamp")), None)
+
+
+def resolve_dataset(
+    job: TrainingJob, datasets: Mapping[JobKey, Iterable[Object]]
+) -> tuple[str | None, str | None]:
+    """(dataset URI, None) when the data is ready, or (None, why the job waits)."""
+    source = job.spec.dataset
+    if source is None:
+        return None, None
+    if source.uri:
+        return source.uri, None
+    assert source.dataset_ref is not None  # the model allows exactly one of the two
+    ref = source.dataset_ref
+    ingest = _first(datasets.get((job.metadata.namespace or "", ref.name)))
+    if ingest is None:
+        return None, f"DataIngest {ref.name} not found"
+    dataset = (ingest.get("status") or {}).get("dataset") or {}
+    if not dataset.get("uri"):
+        phase = (ingest.get("status") or {}).get("phase") or "Pending"
+        return None, f"DataIngest {ref.name} has not published a dataset yet (phase {phase})"
+    if ref.version is not None and dataset.get("version") != ref.version:
+        return None, f"DataIngest {ref.name} has not published version {ref.version} yet"
+    return str(dataset["uri"]), None
+
+
+class Reconciler:
+    def __init__(self, cache: Cache, kube: Kube) -> None:
+        self.cache = cache
+        self.kube = kube
+
+    async def reconcile(self, key: JobKey) -> float | None:
+        started = time.perf_counter()
+        try:
+            return await self._reconcile(key)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _reconcile(self, key: JobKey) -> float | None:
+        namespace, name = key
+        body = _first(self.cache.training_jobs.get(key))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            metrics.forget(key)
+            return None
+        try:
+            job = TrainingJob.model_validate(body)
+        except ValidationError as error:
+            # The apiserver validates with the same rules; this is an older or foreign object.
+            logger.error("TrainingJob %s/%s is not valid, not reconciled: %s", *key, error)
+            return None
+        worker_job = _current_worker_job(self.cache.worker_jobs.get(key) or ())
+        dataset_uri, waiting = resolve_dataset(job, self.cache.datasets)
+        observed = Observed(
+            now=datetime.now(UTC),
+            worker_job=worker_job,
+            pods=list(self.cache.pods.get(key) or ()),
+            progress=progress.decode(next(iter(self.cache.progress.get(key) or ()), None)),
+            waiting_for_dataset=waiting,
+        )
+        decision = decide(job, observed)
+        if decision.action is Action.DELETE:
+            await self.kube.delete_training_job(namespace, name)
+            return None
+        if decision.action is Action.RESTART and worker_job is not None:
+            await self.kube.delete_worker_job(namespace, name)
+        elif decision.status.phase not in TERMINAL and waiting is None:
+            await self._apply_children(job, dataset_uri, worker_job)
+        running = worker_job is not None and not (worker_job.get("spec") or {}).get("suspend")
+        if decision.action is Action.STOP and running:
+            await self.kube.suspend_worker_job(namespace, name)
+        await self._report(body, job, decision.status)
+        for pod in decision.recorded_pods:
+            await self.kube.annotate_pod(namespace, pod, {RESTART_RECORDED: "true"})
+        for event in decision.events:
+            await self.kube.post_event(body, event)
+        metrics.observe(key, job, decision)
+        return decision.requeue_after
+
+    async def _apply_children(
+        self, job: TrainingJob, dataset_uri: str | None, worker_job: Object | None
+    ) -> None:
+        key = (job.metadata.namespace or "", job.metadata.name or "")
+        observed = {(kind, name): digest for kind, name, digest in self.cache.owned.get(key) or ()}
+        if worker_job is not None:
+            annotations = worker_job["metadata"].get("annotations") or {}
+            observed["Job", worker_job["metadata"]["name"]] = annotations.get(builders.DESIRED_HASH)
+        children = builders.build_children(
+            job, dataset_uri=dataset_uri, worker_job_exists=worker_job is not None
+        )
+        for child in children:
+            meta = child["metadata"]
+            if (
+                observed.get((child["kind"], meta["name"]))
+                == meta["annotations"][builders.DESIRED_HASH]
+            ):
+                continue
+            if child["kind"] == "Job" and worker_job is not None:
+                current = (worker_job["metadata"].get("annotations") or {}).get(
+                    builders.TEMPLATE_HASH
+                )
+                if current != meta["annotations"][builders.TEMPLATE_HASH]:
+                    # The pod template is immutable: replace the Job; the group resumes from the
+                    # last checkpoint. The next reconcile creates the new one.
+                    await self.kube.delete_worker_job(*key)
+                    continue
+            await self.kube.apply(child)
+
+    async def _report(self, body: Object, job: TrainingJob, status: TrainingJobStatus) -> None:
+        new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        old = job.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if new != old or not body.get("status"):
+            await self.kube.patch_status(job.metadata.namespace or "", job.metadata.name or "", new)

@@ -1,0 +1,503 @@
+"""Pure status computation: a TrainingJob and what is observed of its children in, a decision out.
+
+`decide` maps the worker Job, its pods, the trainer's progress report and the clock to the new
+status (phase, conditions with typed reasons, replicas, restarts, progress), the Events to post,
+what to do (restart the group, stop it, delete the finished job) and when to look again. It is
+the one place where child state becomes conditions, so it is what the unit tests cover most.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_condition
+from kubeforge.api.trainingjob import (
+    RESTART_HISTORY_LIMIT,
+    ProgressStatus,
+    ReplicaStatus,
+    RestartCause,
+    RestartRecord,
+    RestartStatus,
+    TrainingJob,
+    TrainingJobConditionType,
+    TrainingJobPhase,
+    TrainingJobReason,
+    TrainingJobStatus,
+)
+from kubeforge_operator.builders import CONTAINER, worker_selector
+
+Object = dict[str, Any]
+Phase = TrainingJobPhase
+Reason = TrainingJobReason
+ConditionType = TrainingJobConditionType
+
+RESTART_RECORDED = "kubeforge.dev/restart-recorded"
+"""Annotation on a failed worker pod once its failure is counted in status.restarts."""
+
+WAITING_BLOCKERS = {
+    "ImagePullBackOff": Reason.IMAGE_PULL_BACK_OFF,
+    "ErrImagePull": Reason.ERR_IMAGE_PULL,
+    "CreateContainerConfigError": Reason.CREATE_CONTAINER_CONFIG_ERROR,
+}
+DISRUPTION_CAUSES = {
+    "PreemptionByScheduler": RestartCause.PREEMPTED,
+    "EvictionByEvictionAPI": RestartCause.EVICTED,
+    "TerminationByKubelet": RestartCause.EVICTED,
+    "DeletionByTaintManager": RestartCause.NODE_LOST,
+    "DeletionByPodGC": RestartCause.NODE_LOST,
+}
+TERMINAL = {Phase.SUCCEEDED, Phase.FAILED}
+
+
+class Action(enum.Enum):
+    """What the reconcile must do beyond applying the desired children."""
+
+    RESTART = "restart"  # delete the worker Job; the next reconcile creates it anew
+    STOP = "stop"  # the job failed: suspend the worker Job so no worker keeps running
+    DELETE = "delete"  # ttlSecondsAfterFinished has passed: delete the TrainingJob
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconcile saw of the job's world, at one instant."""
+
+    now: datetime
+    worker_job: Object | None = None
+    pods: Sequence[Object] = ()
+    progress: ProgressStatus | None = None
+    waiting_for_dataset: str | None = None  # why the dataset is not ready, when it is not
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: TrainingJobStatus
+    events: list[Event] = field(default_factory=list)
+    action: Action | None = None
+    recorded_pods: list[str] = field(default_factory=list)
+    new_restarts: list[RestartCause] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The phase and the reason and message of its conditions."""
+
+    phase: Phase
+    reason: Reason
+    message: str
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _job_condition(worker_job: Object | None, condition_type: str) -> Object | None:
+    conditions = ((worker_job or {}).get("status") or {}).get("conditions") or []
+    return next(
+        (c for c in conditions if c.get("type") == condition_type and c.get("status") == "True"),
+        None,
+    )
+
+
+def _current_pods(observed: Observed) -> list[Object]:
+    """Pods of the current worker Job (a restart leaves the old Job's pods terminating)."""
+    if observed.worker_job is None:
+        return []
+    uid = observed.worker_job["metadata"].get("uid")
+    return [
+        pod
+        for pod in observed.pods
+        if any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def _is_active(pod: Object) -> bool:
+    return not pod["metadata"].get("deletionTimestamp") and pod.get("status", {}).get("phase") in {
+        "Pending",
+        "Running",
+        None,
+    }
+
+
+def _is_ready(pod: Object) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _terminated(pod: Object) -> Object:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") == CONTAINER and "terminated" in (container.get("state") or {}):
+            terminated: Object = container["state"]["terminated"]
+            return terminated
+    return {}
+
+
+def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None, Object]:
+    """Why a worker pod failed: a restart cause, or None when the exit code is permanent."""
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return DISRUPTION_CAUSES.get(condition.get("reason", ""), RestartCause.EVICTED), {}
+    if status.get("reason") == "Evicted":
+        return RestartCause.EVICTED, {}
+    terminated = _terminated(pod)
+    if terminated.get("reason") == "OOMKilled":
+        return RestartCause.OOM_KILLED, terminated
+    code = terminated.get("exitCode")
+    policy = job.spec.failure_policy
+    if code in policy.permanent_exit_codes or (
+        policy.retryable_exit_codes and code not in policy.retryable_exit_codes
+    ):
+        return None, terminated
+    return RestartCause.RETRYABLE_EXIT_CODE, terminated
+
+
+def _start_blocker(pods: Sequence[Object]) -> tuple[Reason, str] | None:
+    """The first reason a worker cannot start: a waiting container or an unschedulable pod."""
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in WAITING_BLOCKERS:
+                message = f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+                return WAITING_BLOCKERS[waiting["reason"]], message.rstrip(":")
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return Reason.UNSCHEDULABLE, f"pod {name}: {condition.get('message', '')}"
+    return None
+
+
+def _seconds_left(since: datetime | None, limit: int | None, now: datetime) -> float | None:
+    if since is None or limit is None:
+        return None
+    return (since + timedelta(seconds=limit) - now).total_seconds()
+
+
+class _Decider:
+    """Builds one Decision; a class only to share the inputs between its small steps."""
+
+    def __init__(self, job: TrainingJob, observed: Observed) -> None:
+        self.job = job
+        self.spec = job.spec
+        self.previous = job.status
+        self.observed = observed
+        self.now = observed.now
+        self.status = job.status.model_copy(deep=True)
+        self.events: list[Event] = []
+        self.recorded: list[str] = []
+        self.new_restarts: list[RestartCause] = []
+        self.waits: list[float] = []
+        self.pods = _current_pods(observed)
+
+    def wake_in(self, seconds: float | None) -> None:
+        if seconds is not None and seconds > 0:
+            self.waits.append(seconds)
+
+    def record_failures(self) -> Outcome | None:
+        """Counts each newly failed pod once; a permanent exit code ends the job."""
+        restarts = self.status.restarts
+        seen = {(r.pod, r.time) for r in restarts.history}
+        for pod in self.pods:
+            meta = pod["metadata"]
+            if pod.get("status", {}).get("phase") != "Failed" or RESTART_RECORDED in (
+                meta.get("annotations") or {}
+            ):
+                continue
+            self.recorded.append(meta["name"])
+            cause, terminated = classify_failure(self.job, pod)
+            code = terminated.get("exitCode")
+            if cause is None:
+                return Outcome(
+                    Phase.FAILED,
+                    Reason.PERMANENT_EXIT_CODE,
+                    f"pod {meta['name']} exited with permanent exit code {code}",
+                )
+            when = parse_time(terminated.get("finishedAt")) or self.now
+            if (meta["name"], when) in seen:
+                continue  # counted before the operator could mark the pod
+            self._count(cause, meta["name"], code, terminated.get("reason"), when)
+        return None
+
+    def _count(
+        self,
+        cause: RestartCause,
+        pod: str | None,
+        exit_code: int | None,
+        reason: str | None,
+        when: datetime,
+    ) -> None:
+        restarts = self.status.restarts
+        charged = not cause.is_disruption
+        self.new_restarts.append(cause)
+        record = RestartRecord(
+            time=when, cause=cause, charged=charged, pod=pod, exit_code=exit_code, reason=reason
+        )
+        self.status.restarts = RestartStatus(
+            count=restarts.count + charged,
+            disruptions=restarts.disruptions + (not charged),
+            history=[*restarts.history, record][-RESTART_HISTORY_LIMIT:],
+        )
+        detail = f" with exit code {exit_code}" if exit_code is not None else ""
+        budget = f"{self.status.restarts.count}/{self.spec.failure_policy.max_restarts} charged"
+        self.events.append(
+            Event(
+                "Warning",
+                cause.value,
+                f"worker {pod or 'group'} failed{detail}: restarting ({budget})",
+            )
+        )
+
+    def job_outcome(self) -> Outcome | None:
+        """What the worker Job itself says: complete or failed."""
+        worker_job = self.observed.worker_job
+        if _job_condition(worker_job, "Complete") or _job_condition(
+            worker_job, "SuccessCriteriaMet"
+        ):
+            return Outcome(Phase.SUCCEEDED, Reason.COMPLETED, "all workers completed")
+        failed = _job_condition(worker_job, "Failed") or _job_condition(worker_job, "FailureTarget")
+        if failed is None:
+            return None
+        reasons = {
+            "BackoffLimitExceeded": Reason.BACKOFF_LIMIT_EXCEEDED,
+            "DeadlineExceeded": Reason.DEADLINE_EXCEEDED,
+            "PodFailurePolicy": Reason.PERMANENT_EXIT_CODE,
+        }
+        reason = reasons.get(failed.get("reason", ""), Reason.BACKOFF_LIMIT_EXCEEDED)
+        return Outcome(Phase.FAILED, reason, failed.get("message") or reason.value)
+
+    def deadlines(self) -> Outcome | None:
+        spec, status = self.spec, self.status
+        if status.restarts.count > spec.failure_policy.max_restarts:
+            return Outcome(
+                Phase.FAILED,
+                Reason.BACKOFF_LIMIT_EXCEEDED,
+                f"{status.restarts.count} restarts exceed failurePolicy.maxRestarts "
+                f"({spec.failure_policy.max_restarts})",
+            )
+        left = _seconds_left(status.start_time, spec.active_deadline_seconds, self.now)
+        if left is not None and left <= 0:
+            return Outcome(
+                Phase.FAILED,
+                Reason.DEADLINE_EXCEEDED,
+                f"running longer than activeDeadlineSeconds ({spec.active_deadline_seconds} s)",
+            )
+        self.wake_in(left)
+        return None
+
+    def starting(self) -> Outcome:
+        """Not all workers are ready: why, and whether startDeadlineSeconds has passed."""
+        waiting = [p for p in self.pods if _is_active(p) and not _is_ready(p)]
+        blocker = _start_blocker(waiting)
+        since_values = [parse_time(p["metadata"].get("creationTimestamp")) for p in waiting]
+        if not waiting and self.observed.worker_job is not None:
+            since_values = [
+                parse_time(self.observed.worker_job["metadata"].get("creationTimestamp"))
+            ]
+        since = min((s for s in since_values if s is not None), default=None)
+        left = _seconds_left(since, self.spec.start_deadline_seconds, self.now)
+        if left is not None and left <= 0:
+            detail = blocker[1] if blocker else "workers not running"
+            return Outcome(
+                Phase.FAILED,
+                Reason.START_DEADLINE_EXCEEDED,
+                f"workers not all running after startDeadlineSeconds "
+                f"({self.spec.start_deadline_seconds} s): {detail}",
+            )
+        self.wake_in(left)
+        if blocker is not None:
+            return Outcome(Phase.STARTING, blocker[0], blocker[1])
+        was_running = self.previous.phase in {Phase.RUNNING, Phase.RESTARTING}
+        if self.recorded or (self.status.restarts.history and was_running):
+            return Outcome(Phase.RESTARTING, Reason.RESTARTING, "the worker group is re-forming")
+        ready = sum(_is_ready(p) for p in self.pods)
+        return Outcome(
+            Phase.STARTING,
+            Reason.WORKERS_STARTING,
+            f"{ready}/{self.spec.replicas} workers running",
+        )
+
+    def hung(self) -> bool:
+        """True when progress has not advanced for progressDeadlineSeconds."""
+        limit = self.spec.progress_deadline_seconds
+        running = find_condition(self.previous.conditions, ConditionType.RUNNING)
+        if limit is None or running is None or running.status != ConditionStatus.TRUE:
+            return False
+        progress = self.status.progress
+        last = max(
+            t
+            for t in (running.last_transition_time, progress.updated_at if progress else None)
+            if t
+        )
+        left = _seconds_left(last, limit, self.now)
+        self.wake_in(left)
+        return left is not None and left <= 0
+
+    def outcome(self) -> tuple[Outcome, Action | None]:
+        spec = self.spec
+        if self.previous.phase in TERMINAL:
+            condition = find_condition(self.previous.conditions, self.previous.phase.value)
+            reason = Reason(condition.reason) if condition else Reason.COMPLETED
+            return Outcome(
+                self.previous.phase, reason, condition.message if condition else ""
+            ), None
+        if self.observed.progress is not None:
+            self.status.progress = self.observed.progress
+        done = self.job_outcome()
+        if done is not None:
+            return done, None
+        permanent = self.record_failures()
+        if permanent is not None:
+            return permanent, Action.STOP
+        failed = self.deadlines()
+        if failed is not None:
+            return failed, Action.STOP
+        if spec.suspend:
+            return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, "spec.suspend is true"), None
+        if self.observed.waiting_for_dataset:
+            return Outcome(
+                Phase.PENDING, Reason.WAITING_FOR_DATASET, self.observed.waiting_for_dataset
+            ), None
+        worker_job = self.observed.worker_job
+        if worker_job is None:
+            return Outcome(Phase.PENDING, Reason.WORKERS_STARTING, "creating the workers"), None
+        if spec.scheduling.queue_name and (worker_job.get("spec") or {}).get("suspend"):
+            return Outcome(
+                Phase.PENDING,
+                Reason.QUEUED,
+                f"waiting for admission by queue {spec.scheduling.queue_name}",
+            ), None
+        ready = sum(_is_ready(p) for p in self.pods)
+        if ready < spec.replicas:
+            outcome = self.starting()
+            return outcome, Action.STOP if outcome.phase == Phase.FAILED else None
+        if self.hung():
+            self._count(RestartCause.HUNG, None, None, None, self.now)
+            if self.status.restarts.count > spec.failure_policy.max_restarts:
+                return self.deadlines() or Outcome(
+                    Phase.FAILED, Reason.BACKOFF_LIMIT_EXCEEDED, "restart budget spent"
+                ), Action.STOP
+            return Outcome(
+                Phase.RESTARTING,
+                Reason.HUNG,
+                "no training step for progressDeadlineSeconds "
+                f"({spec.progress_deadline_seconds} s)",
+            ), Action.RESTART
+        return Outcome(
+            Phase.RUNNING, Reason.WORKERS_RUNNING, f"{ready}/{spec.replicas} workers running"
+        ), None
+
+
+def _conditions(
+    previous: Sequence[Condition], outcome: Outcome, generation: int | None, now: datetime
+) -> list[Condition]:
+    phase = outcome.phase
+
+    def condition(kind: ConditionType, holds: bool) -> Condition:
+        return Condition(
+            type=kind.value,
+            status=ConditionStatus.TRUE if holds else ConditionStatus.FALSE,
+            observed_generation=generation,
+            last_transition_time=now,
+            reason=outcome.reason.value,
+            message=outcome.message,
+        )
+
+    blocked = outcome.reason in set(WAITING_BLOCKERS.values()) | {Reason.UNSCHEDULABLE}
+    wanted = [
+        condition(ConditionType.READY, phase in {Phase.RUNNING, Phase.SUCCEEDED}),
+        condition(
+            ConditionType.RECONCILING,
+            phase in {Phase.PENDING, Phase.STARTING, Phase.RESTARTING} and not blocked,
+        ),
+        condition(ConditionType.STALLED, phase == Phase.FAILED or blocked),
+        condition(ConditionType.RUNNING, phase == Phase.RUNNING),
+        condition(ConditionType.SUCCEEDED, phase == Phase.SUCCEEDED),
+        condition(ConditionType.FAILED, phase == Phase.FAILED),
+        condition(ConditionType.SUSPENDED, phase == Phase.SUSPENDED),
+    ]
+    conditions = list(previous)
+    for wanted_condition in wanted:
+        conditions = set_condition(conditions, wanted_condition)
+    return conditions
+
+
+def _transition_event(previous: TrainingJobStatus, outcome: Outcome) -> Event | None:
+    previous_reason = next(
+        (c.reason for c in previous.conditions if c.type == ConditionType.READY.value), None
+    )
+    if previous.phase == outcome.phase and previous_reason == outcome.reason.value:
+        return None
+    warning = outcome.phase == Phase.FAILED or outcome.reason in set(WAITING_BLOCKERS.values()) | {
+        Reason.UNSCHEDULABLE,
+        Reason.HUNG,
+    }
+    message = f"{outcome.phase.value}: {outcome.message}"
+    return Event("Warning" if warning else "Normal", outcome.reason.value, message)
+
+
+def decide(job: TrainingJob, observed: Observed) -> Decision:
+    """The new status of `job` given what is observed, and what to do about it."""
+    decider = _Decider(job, observed)
+    outcome, action = decider.outcome()
+    status, now = decider.status, observed.now
+    pods = decider.pods
+    worker_job = observed.worker_job
+    if worker_job is not None and status.start_time is None:
+        status.start_time = parse_time(worker_job["metadata"].get("creationTimestamp")) or now
+    if outcome.phase in TERMINAL and status.completion_time is None:
+        job_completion = parse_time(((worker_job or {}).get("status") or {}).get("completionTime"))
+        status.completion_time = job_completion or now
+    status.phase = outcome.phase
+    status.observed_generation = job.metadata.generation
+    status.conditions = _conditions(job.status.conditions, outcome, job.metadata.generation, now)
+    desired = 0 if outcome.phase in TERMINAL | {Phase.SUSPENDED} else job.spec.replicas
+    status.replicas = ReplicaStatus(
+        desired=desired,
+        current=sum(_is_active(p) for p in pods),
+        ready=sum(_is_ready(p) for p in pods),
+    )
+    status.selector = worker_selector(job)
+    status.world_size = job.spec.replicas * job.spec.nproc_per_node
+    events = decider.events
+    transition = _transition_event(job.status, outcome)
+    if transition is not None:
+        events.append(transition)
+    ttl = job.spec.ttl_seconds_after_finished
+    if outcome.phase in TERMINAL and ttl is not None and status.completion_time is not None:
+        left = _seconds_left(status.completion_time, ttl, now)
+        if left is not None and left <= 0:
+            action = Action.DELETE
+        decider.wake_in(left)
+    if (
+        action is None
+        and outcome.phase == Phase.FAILED
+        and _job_condition(worker_job, "Failed") is None
+    ):
+        action = Action.STOP
+    return Decision(
+        status=status,
+        events=events,
+        action=action,
+        recorded_pods=decider.recorded,
+        new_restarts=decider.new_restarts,
+        requeue_after=min(decider.waits, default=None),
+    )

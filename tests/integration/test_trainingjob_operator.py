@@ -1,0 +1,378 @@
+"""The TrainingJob operator against the real control plane.
+
+Real: kube-apiserver (CRD schema, CEL rules, status and scale subresources, RBAC objects), the Job
+controller (pods, podFailurePolicy, completion), the scheduler, the garbage collector, and the
+operator itself, run in-process. Simulated: the kubelet; kwok runs the pods, and a test ends a
+pod with the annotation `kubeforge.dev/test-exit-code` (hack/kwok/test-stages.yaml).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.integration.conftest import OperatorThread
+from tests.kube import status_message
+from tests.polling import wait_for
+from tests.trainingjob_cases import INVALID_SPECS, MINIMAL_SPEC, InvalidSpec
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION, PLURAL = "kubeforge.dev", "v1alpha1", "trainingjobs"
+EXIT_CODE = "kubeforge.dev/test-exit-code"
+JOB_LABEL = "kubeforge.dev/training-job"
+
+
+class Jobs:
+    """The test's view of TrainingJobs and their children in one namespace."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self.objects = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+
+    def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        created = self.objects.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return cast(dict[str, Any], created)
+
+    def get(self, name: str) -> dict[str, Any]:
+        found = self.objects.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return cast(dict[str, Any], found)
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.objects.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
+        )
+
+    def wait(
+        self, name: str, what: str, check: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            job = self.get(name)
+            return job if check(job.get("status") or {}) else None
+
+        return wait_for(probe, f"TrainingJob {name}: {what}", timeout)
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+        return self.wait(name, f"phase {phase}", lambda s: s.get("phase") == phase, timeout)
+
+    def pods(self, name: str) -> list[client.V1Pod]:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_LABEL}={name}")
+        return sorted(pods.items, key=lambda pod: pod.metadata.name)
+
+    def running_pods(self, name: str, count: int) -> list[client.V1Pod]:
+        def probe() -> list[client.V1Pod] | None:
+            running = [
+                pod
+                for pod in self.pods(name)
+                if pod.status.phase == "Running" and not pod.metadata.deletion_timestamp
+            ]
+            return running if len(running) == count else None
+
+        return wait_for(probe, f"{count} running workers of {name}")
+
+    def end_pod(self, pod: client.V1Pod, exit_code: int) -> None:
+        self.core.patch_namespaced_pod(
+            pod.metadata.name,
+            self.namespace,
+            {"metadata": {"annotations": {EXIT_CODE: str(exit_code)}}},
+        )
+
+    def worker_job(self, name: str) -> client.V1Job:
+        return self.batch.read_namespaced_job(name, self.namespace)
+
+    def events(self, name: str) -> list[client.CoreV1Event]:
+        events = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return list(events.items)
+
+
+@pytest.fixture
+def jobs(api_client: client.ApiClient, namespace: str) -> Jobs:
+    return Jobs(api_client, namespace)
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def spec_with(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
+def test_invalid_spec_is_refused_naming_the_field(
+    jobs: Jobs, crds: list[str], case: InvalidSpec
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        jobs.create("invalid", case.spec)
+    assert refused.value.status == 422
+    message = status_message(refused.value)
+    assert case.field in message, message
+    assert case.message.lower() in message.lower(), message
+
+
+def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
+    spec = spec_with(
+        replicas=2,
+        minReplicas=1,
+        maxReplicas=4,
+        nprocPerNode=8,
+        resources={"limits": {"nvidia.com/gpu": 8, "memory": "64Gi"}},
+        env=[{"name": "WANDB_MODE", "value": "offline"}],
+        failurePolicy={"maxRestarts": 5, "permanentExitCodes": [2]},
+    )
+    created = jobs.create("gpt", spec)
+    uid = created["metadata"]["uid"]
+    job = wait_for(lambda: _try(lambda: jobs.worker_job("gpt")), "the worker Job")
+
+    assert job.spec.completion_mode == "Indexed"
+    assert (job.spec.completions, job.spec.parallelism, job.spec.backoff_limit) == (2, 2, 5)
+    assert job.metadata.owner_references[0].uid == uid
+    assert job.metadata.labels["app.kubernetes.io/managed-by"] == "kubeforge-operator"
+    rules = job.spec.pod_failure_policy.rules
+    assert (rules[0].action, rules[0].on_pod_conditions[0].type) == ("Ignore", "DisruptionTarget")
+    assert (rules[1].action, rules[1].on_exit_codes.values) == ("FailJob", [2])
+
+    pod_spec = job.spec.template.spec
+    container = pod_spec.containers[0]
+    namespace = jobs.namespace
+    assert container.command[:7] == [
+        "torchrun",
+        "--nnodes=1:4",
+        "--nproc-per-node=8",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=gpt-0.gpt.{namespace}.svc:29400",
+        f"--rdzv-id={uid}",
+        "--max-restarts=5",
+    ]
+    assert container.command[7:] == [
+        "-m",
+        "kubeforge_trainer",
+        "--config",
+        "/etc/kubeforge/trainer.yaml",
+    ]
+    env = {var.name: var for var in container.env}
+    assert env["WANDB_MODE"].value == "offline"
+    assert env["KUBEFORGE_PROGRESS_CONFIGMAP"].value == "gpt-progress"
+    assert env["POD_NAMESPACE"].value_from.field_ref.field_path == "metadata.namespace"
+    assert container.resources.limits == {"nvidia.com/gpu": "8", "memory": "64Gi"}
+    assert pod_spec.subdomain == "gpt"
+    assert pod_spec.service_account_name == "gpt-trainer"
+    assert pod_spec.security_context.run_as_non_root is True
+
+    service = jobs.core.read_namespaced_service("gpt", namespace)
+    assert service.spec.cluster_ip == "None"
+    assert service.spec.publish_not_ready_addresses is True
+    config = jobs.core.read_namespaced_config_map("gpt-config", namespace)
+    assert "architecture: mlp" in config.data["trainer.yaml"]
+    role = client.RbacAuthorizationV1Api(jobs.core.api_client).read_namespaced_role(
+        "gpt-progress-writer", namespace
+    )
+    assert role.rules[0].resource_names == ["gpt-progress"]
+    assert sorted(role.rules[0].verbs) == ["get", "patch"]
+
+    # The GPU pods land on GPU nodes (the ExtendedResourceToleration plugin tolerates the taint).
+    pods = jobs.running_pods("gpt", 2)
+    assert {pod.spec.node_name.startswith("kwok-gpu") for pod in pods} == {True}
+    status = jobs.wait_phase("gpt", "Running")["status"]
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "Running")["reason"] == "WorkersRunning"
+    assert status["replicas"] == {"desired": 2, "current": 2, "ready": 2}
+    assert status["worldSize"] == 16
+    assert status["observedGeneration"] == created["metadata"]["generation"]
+    assert status["selector"] == f"{JOB_LABEL}=gpt"
+
+
+def _try(read: Callable[[], Any]) -> Any:
+    """The result of a read, or None while the object does not exist."""
+    try:
+        return read()
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def test_all_workers_succeed(jobs: Jobs, operator: OperatorThread) -> None:
+    jobs.create("done", spec_with(replicas=2))
+    for pod in jobs.running_pods("done", 2):
+        jobs.end_pod(pod, 0)
+    status = jobs.wait_phase("done", "Succeeded")["status"]
+    assert condition(status, "Succeeded")["status"] == "True"
+    assert condition(status, "Running")["status"] == "False"
+    assert status["completionTime"] >= status["startTime"]
+    reasons = {event.reason for event in jobs.events("done")}
+    assert "Completed" in reasons
+
+
+def test_retryable_failure_is_counted_and_the_job_goes_on(
+    jobs: Jobs, operator: OperatorThread
+) -> None:
+    jobs.create("flaky", spec_with(replicas=2, failurePolicy={"maxRestarts": 2}))
+    first = jobs.running_pods("flaky", 2)
+    jobs.end_pod(first[0], 3)
+    status = jobs.wait("flaky", "a restart", lambda s: s.get("restarts", {}).get("count") == 1)
+    record = status["status"]["restarts"]["history"][0]
+    assert record["cause"] == "RetryableExitCode"
+    assert record["exitCode"] == 3
+    assert record["pod"] == first[0].metadata.name
+    assert record["charged"] is True
+    # The Job controller replaces the pod, and the group runs again.
+    again = jobs.running_pods("flaky", 2)
+    assert first[0].metadata.name not in {pod.metadata.name for pod in again}
+    jobs.wait_phase("flaky", "Running")
+    assert "RetryableExitCode" in {event.reason for event in jobs.events("flaky")}
+
+
+def test_permanent_exit_code_fails_the_job(jobs: Jobs, operator: OperatorThread) -> None:
+    jobs.create("broken", spec_with(failurePolicy={"permanentExitCodes": [42]}))
+    (pod,) = jobs.running_pods("broken", 1)
+    jobs.end_pod(pod, 42)
+    status = jobs.wait_phase("broken", "Failed")["status"]
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "PermanentExitCode"
+    assert condition(status, "Stalled")["status"] == "True"
+    assert status.get("restarts", {}).get("count", 0) == 0
+
+
+def test_bad_image_is_surfaced_then_fails_after_start_deadline(
+    jobs: Jobs, operator: OperatorThread
+) -> None:
+    jobs.create(
+        "badimage",
+        spec_with(image="kubeforge.test/image-pull-backoff", startDeadlineSeconds=8),
+    )
+    status = jobs.wait(
+        "badimage",
+        "reason ImagePullBackOff",
+        lambda s: condition(s, "Ready").get("reason") == "ImagePullBackOff",
+    )["status"]
+    assert status["phase"] == "Starting"
+    assert "kubeforge.test/image-pull-backoff" in condition(status, "Ready")["message"]
+    assert condition(status, "Stalled")["status"] == "True"
+    status = jobs.wait_phase("badimage", "Failed", timeout=60)["status"]
+    assert condition(status, "Failed")["reason"] == "StartDeadlineExceeded"
+    assert "ImagePullBackOff" in condition(status, "Failed")["message"]
+    reasons = [event.reason for event in jobs.events("badimage")]
+    assert "ImagePullBackOff" in reasons
+    assert "StartDeadlineExceeded" in reasons
+    wait_for(lambda: jobs.worker_job("badimage").spec.suspend, "the workers to be stopped")
+
+
+def test_scale_updates_the_worker_job(jobs: Jobs, operator: OperatorThread) -> None:
+    jobs.create("elastic", spec_with(replicas=2, minReplicas=1, maxReplicas=4))
+    jobs.running_pods("elastic", 2)
+    jobs.objects.patch_namespaced_custom_object_scale(
+        GROUP, VERSION, jobs.namespace, PLURAL, "elastic", {"spec": {"replicas": 4}}
+    )
+    wait_for(lambda: jobs.worker_job("elastic").spec.parallelism == 4, "parallelism 4")
+    job = jobs.worker_job("elastic")
+    assert job.spec.completions == 4
+    jobs.running_pods("elastic", 4)
+    status = jobs.wait("elastic", "4 ready", lambda s: s.get("replicas", {}).get("ready") == 4)
+    assert status["status"]["phase"] == "Running"
+    scale = cast(
+        dict[str, Any],
+        jobs.objects.get_namespaced_custom_object_scale(
+            GROUP, VERSION, jobs.namespace, PLURAL, "elastic"
+        ),
+    )
+    assert scale["spec"]["replicas"] == 4
+    assert scale["status"]["replicas"] == 4
+
+
+def test_suspend_removes_workers_and_resume_brings_them_back(
+    jobs: Jobs, operator: OperatorThread
+) -> None:
+    jobs.create("pausable", spec_with(replicas=2))
+    jobs.running_pods("pausable", 2)
+    jobs.patch_spec("pausable", {"suspend": True})
+    status = jobs.wait_phase("pausable", "Suspended")["status"]
+    assert condition(status, "Suspended")["status"] == "True"
+    wait_for(lambda: not jobs.pods("pausable"), "the workers to be removed")
+    jobs.patch_spec("pausable", {"suspend": False})
+    jobs.running_pods("pausable", 2)
+    jobs.wait_phase("pausable", "Running")
+
+
+def test_deleting_the_job_collects_its_children(jobs: Jobs, operator: OperatorThread) -> None:
+    jobs.create("doomed", spec_with())
+    jobs.running_pods("doomed", 1)
+    jobs.objects.delete_namespaced_custom_object(GROUP, VERSION, jobs.namespace, PLURAL, "doomed")
+
+    def children() -> list[str]:
+        selector = f"{JOB_LABEL}=doomed"
+        names = [
+            j.metadata.name
+            for j in jobs.batch.list_namespaced_job(jobs.namespace, label_selector=selector).items
+        ]
+        names += [
+            c.metadata.name
+            for c in jobs.core.list_namespaced_config_map(
+                jobs.namespace, label_selector=selector
+            ).items
+        ]
+        names += [
+            s.metadata.name
+            for s in jobs.core.list_namespaced_service(
+                jobs.namespace, label_selector=selector
+            ).items
+        ]
+        names += [p.metadata.name for p in jobs.pods("doomed")]
+        return names
+
+    wait_for(lambda: not children(), "the garbage collector to delete every child")
+
+
+def test_operator_restart_mid_reconcile_leaves_no_duplicate_or_orphan(
+    jobs: Jobs, start_operator: Callable[[], OperatorThread]
+) -> None:
+    first = start_operator()
+    jobs.create("survivor", spec_with(replicas=2))
+    # Stop the operator as soon as it has begun creating children, before it has finished.
+    wait_for(
+        lambda: (
+            jobs.core.list_namespaced_service_account(
+                jobs.namespace, label_selector=f"{JOB_LABEL}=survivor"
+            ).items
+        ),
+        "the first child",
+        timeout=30,
+    )
+    first.stop()
+    start_operator()
+    jobs.running_pods("survivor", 2)
+    jobs.wait_phase("survivor", "Running")
+    selector = f"{JOB_LABEL}=survivor"
+    assert len(jobs.batch.list_namespaced_job(jobs.namespace, label_selector=selector).items) == 1
+    assert (
+        len(jobs.core.list_namespaced_service(jobs.namespace, label_selector=selector).items) == 1
+    )
+    config_maps = jobs.core.list_namespaced_config_map(jobs.namespace, label_selector=selector)
+    assert sorted(c.metadata.name for c in config_maps.items) == [
+        "survivor-config",
+        "survivor-progress",
+    ]
+    uid = jobs.get("survivor")["metadata"]["uid"]
+    for child in config_maps.items:
+        assert [ref.uid for ref in child.metadata.owner_references] == [uid]
