@@ -15,6 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel, Field
+
+from kubeforge.api.meta import CamelModel
+from kubeforge.api.trainingjob import TrainingJob
 from kubeforge_operator.crds import (
     REGENERATE_COMMAND,
     RESOURCES,
@@ -31,10 +35,6 @@ from kubeforge_operator.crds import (
     stale_files,
     structural_schema,
 )
-from pydantic import BaseModel, Field
-
-from kubeforge.api.meta import CamelModel
-from kubeforge.api.trainingjob import TrainingJob
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]

@@ -1,0 +1,163 @@
+"""The pure builders of a TrainingJob's children and the plan they carry."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from kubeforge.api.trainingjob import TrainingJob
+from kubeforge.plan import plan_training
+from kubeforge_operator import builders
+from tests.trainingjob_cases import FULL_SPEC, MINIMAL_SPEC
+
+
+def training_job(**spec: Any) -> TrainingJob:
+    return TrainingJob.model_validate(
+        {
+            "metadata": {"name": "tj", "namespace": "ns", "uid": "tj-uid"},
+            "spec": {**copy.deepcopy(MINIMAL_SPEC), **spec},
+        }
+    )
+
+
+def children(job: TrainingJob, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    built = builders.build_children(
+        job, dataset_uri=kwargs.get("dataset_uri"), worker_job_exists=kwargs.get("exists", False)
+    )
+    return {f"{child['kind']}/{child['metadata']['name']}": child for child in built}
+
+
+def test_every_child_is_owned_labelled_and_hashed() -> None:
+    built = children(training_job())
+    assert sorted(built) == [
+        "ConfigMap/tj-config",
+        "ConfigMap/tj-progress",
+        "Job/tj",
+        "Role/tj-progress-writer",
+        "RoleBinding/tj-progress-writer",
+        "Service/tj",
+        "ServiceAccount/tj-trainer",
+    ]
+    for child in built.values():
+        meta = child["metadata"]
+        assert meta["namespace"] == "ns"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "kubeforge.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "name": "tj",
+                "uid": "tj-uid",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "kubeforge-operator"
+        assert meta["labels"]["kubeforge.dev/training-job"] == "tj"
+        assert len(meta["annotations"][builders.DESIRED_HASH]) == 16
+
+
+def test_hash_changes_with_the_spec_and_only_then() -> None:
+    first = children(training_job())["Job/tj"]["metadata"]["annotations"]
+    same = children(training_job())["Job/tj"]["metadata"]["annotations"]
+    scaled = children(training_job(replicas=2, maxReplicas=2, minReplicas=1))["Job/tj"]
+    assert first == same
+    assert scaled["metadata"]["annotations"][builders.DESIRED_HASH] != first[builders.DESIRED_HASH]
+
+
+def test_elastic_scale_keeps_the_template_so_the_job_is_updated_in_place() -> None:
+    two = children(training_job(replicas=2, minReplicas=1, maxReplicas=4))["Job/tj"]
+    four = children(training_job(replicas=4, minReplicas=1, maxReplicas=4))["Job/tj"]
+    template = builders.TEMPLATE_HASH
+    assert two["metadata"]["annotations"][template] == four["metadata"]["annotations"][template]
+    assert (four["spec"]["completions"], four["spec"]["parallelism"]) == (4, 4)
+    image = children(training_job(replicas=2, minReplicas=1, maxReplicas=4, image="other:2"))
+    changed = image["Job/tj"]["metadata"]["annotations"][template]
+    assert changed != two["metadata"]["annotations"][template]
+
+
+def test_worker_config_is_the_trainer_section() -> None:
+    job = training_job(checkpoint={"uri": "s3://ckpt/tj", "intervalSteps": 100})
+    config_map = children(job, dataset_uri="s3://data/v1/manifest.json")["ConfigMap/tj-config"]
+    config = yaml.safe_load(config_map["data"]["trainer.yaml"])
+    assert config["jobName"] == "tj"
+    assert config["trainer"]["model"]["architecture"] == "mlp"
+    assert config["datasetUri"] == "s3://data/v1/manifest.json"
+    assert config["checkpoint"]["uri"] == "s3://ckpt/tj"
+
+
+def test_custom_command_runs_under_torchrun_without_a_config() -> None:
+    job = training_job(trainer=None, command=["-m", "myproject.train", "--lr", "3e-4"])
+    built = children(job)
+    command = built["Job/tj"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[0] == "torchrun"
+    assert command[-4:] == ["-m", "myproject.train", "--lr", "3e-4"]
+    assert built["ConfigMap/tj-config"]["data"] == {}
+
+
+def test_full_spec_reaches_the_pod_template() -> None:
+    job = TrainingJob.model_validate(
+        {"metadata": {"name": "tj", "namespace": "ns", "uid": "u"}, "spec": FULL_SPEC}
+    )
+    pod = children(job, dataset_uri="s3://d/m.json")["Job/tj"]["spec"]["template"]["spec"]
+    spec = job.spec
+    assert pod["nodeSelector"] == spec.node_selector
+    assert pod["tolerations"] == spec.tolerations
+    assert pod["affinity"] == spec.affinity
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
+
+
+def test_kueue_owns_suspend_once_the_job_exists() -> None:
+    queued = training_job(scheduling={"queueName": "team-a"})
+    first = children(queued)["Job/tj"]
+    assert first["spec"]["suspend"] is True
+    assert first["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    later = children(queued, exists=True)["Job/tj"]
+    assert "suspend" not in later["spec"]
+    paused = children(training_job(scheduling={"queueName": "team-a"}, suspend=True), exists=True)
+    assert paused["Job/tj"]["spec"]["suspend"] is True
+
+
+def test_gang_scheduling_adds_a_pod_group_and_its_scheduler() -> None:
+    job = training_job(replicas=4, minReplicas=2, maxReplicas=4, scheduling={"gang": "volcano"})
+    built = children(job)
+    group = built["PodGroup/tj"]
+    assert group["apiVersion"] == "scheduling.volcano.sh/v1beta1"
+    assert group["spec"]["minMember"] == 2
+    template = built["Job/tj"]["spec"]["template"]
+    assert template["spec"]["schedulerName"] == "volcano"
+    assert template["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == "tj"
+    plugins = children(training_job(scheduling={"gang": "scheduler-plugins"}))
+    assert plugins["PodGroup/tj"]["apiVersion"] == "scheduling.x-k8s.io/v1alpha1"
+    labels = plugins["Job/tj"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["scheduling.x-k8s.io/pod-group"] == "tj"
+
+
+def test_pod_failure_policy_follows_the_exit_code_rules() -> None:
+    job = training_job(failurePolicy={"permanentExitCodes": [2, 1], "retryableExitCodes": [3]})
+    rules = builders.pod_failure_policy(job)["rules"]
+    assert rules[0] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    assert rules[1]["onExitCodes"] == {
+        "containerName": "trainer",
+        "operator": "In",
+        "values": [1, 2],
+    }
+    assert rules[2]["onExitCodes"]["operator"] == "NotIn"
+
+
+def test_plan_is_the_same_for_every_place_it_runs() -> None:
+    job = training_job(replicas=2, minReplicas=1, maxReplicas=3, nprocPerNode=2)
+    local = plan_training(job, rendezvous_host="127.0.0.1", config_path="/tmp/c.yaml")
+    pod = builders.build_plan(job, None)
+    assert local.env == pod.env
+    assert local.worker_config == pod.worker_config
+    differing = [(a, b) for a, b in zip(local.command, pod.command, strict=True) if a != b]
+    assert differing == [
+        ("--rdzv-endpoint=127.0.0.1:29400", "--rdzv-endpoint=tj-0.tj.ns.svc:29400"),
+        ("/tmp/c.yaml", "/etc/kubeforge/trainer.yaml"),
+    ]
+    assert local.world_size == 4

@@ -1,0 +1,309 @@
+"""The pure status decision of the TrainingJob operator: children and clock in, status out.
+
+Nothing is faked but the inputs: pods and Jobs are the dicts the API server would return.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubeforge.api.trainingjob import ProgressStatus, TrainingJob
+from kubeforge_operator.status import Action, Observed, classify_failure, decide
+from tests.trainingjob_cases import MINIMAL_SPEC
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+JOB_UID = "job-uid"
+
+
+def training_job(status: dict[str, Any] | None = None, **spec: Any) -> TrainingJob:
+    return TrainingJob.model_validate(
+        {
+            "metadata": {"name": "tj", "namespace": "ns", "uid": "tj-uid", "generation": 3},
+            "spec": {**copy.deepcopy(MINIMAL_SPEC), **spec},
+            "status": status or {},
+        }
+    )
+
+
+def worker_job(*conditions: dict[str, Any], created: datetime = NOW, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "tj", "uid": JOB_UID, "creationTimestamp": created.isoformat()},
+        "spec": spec,
+        "status": {"conditions": list(conditions)},
+    }
+
+
+def pod(
+    name: str,
+    phase: str = "Running",
+    *,
+    ready: bool = True,
+    created: datetime = NOW,
+    terminated: dict[str, Any] | None = None,
+    waiting: str | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    state: dict[str, Any] = {"running": {}}
+    if terminated is not None:
+        state = {"terminated": terminated}
+    elif waiting is not None:
+        state = {"waiting": {"reason": waiting, "message": "back-off"}}
+    all_conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {
+        "metadata": {
+            "name": name,
+            "uid": f"{name}-uid",
+            "creationTimestamp": created.isoformat(),
+            "ownerReferences": [{"uid": JOB_UID}],
+            "annotations": annotations or {},
+        },
+        "status": {
+            "phase": phase,
+            "conditions": all_conditions + (conditions or []),
+            "containerStatuses": [{"name": "trainer", "state": state}],
+        },
+    }
+
+
+def running_status(since: datetime) -> dict[str, Any]:
+    """A status whose Running condition became True at `since`."""
+    job = training_job()
+    decision = decide(job, Observed(since, worker_job(), [pod("tj-0")]))
+    return decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def condition(decision_status: Any, kind: str) -> Any:
+    return next(c for c in decision_status.conditions if c.type == kind)
+
+
+def test_no_worker_job_yet_is_pending_and_reconciling() -> None:
+    decision = decide(training_job(), Observed(NOW))
+    assert decision.status.phase == "Pending"
+    assert condition(decision.status, "Reconciling").status == "True"
+    assert condition(decision.status, "Ready").status == "False"
+    assert decision.status.observed_generation == 3
+    assert decision.action is None
+
+
+def test_all_workers_ready_is_running_and_ready() -> None:
+    job = training_job(replicas=2)
+    decision = decide(job, Observed(NOW, worker_job(), [pod("tj-0"), pod("tj-1")]))
+    status = decision.status
+    assert status.phase == "Running"
+    assert condition(status, "Ready").status == "True"
+    assert condition(status, "Reconciling").status == "False"
+    assert (status.replicas.desired, status.replicas.current, status.replicas.ready) == (2, 2, 2)
+    assert status.start_time == NOW
+    assert [event.reason for event in decision.events] == ["WorkersRunning"]
+
+
+def test_a_pod_of_a_replaced_job_is_not_counted() -> None:
+    stale = pod("old-0")
+    stale["metadata"]["ownerReferences"] = [{"uid": "previous-job"}]
+    decision = decide(training_job(replicas=2), Observed(NOW, worker_job(), [pod("tj-0"), stale]))
+    assert decision.status.phase == "Starting"
+    assert decision.status.replicas.ready == 1
+
+
+def test_complete_job_succeeds_with_its_completion_time() -> None:
+    done = worker_job({"type": "Complete", "status": "True"})
+    done["status"]["completionTime"] = (NOW - timedelta(seconds=5)).isoformat()
+    decision = decide(training_job(), Observed(NOW, done, []))
+    assert decision.status.phase == "Succeeded"
+    assert decision.status.completion_time == NOW - timedelta(seconds=5)
+    assert condition(decision.status, "Succeeded").status == "True"
+
+
+def test_retryable_failure_is_charged_once_and_marks_the_pod() -> None:
+    failed = pod("tj-0", "Failed", terminated={"exitCode": 3, "reason": "Error"})
+    job = training_job(replicas=2, status=running_status(NOW - timedelta(minutes=5)))
+    decision = decide(job, Observed(NOW, worker_job(), [failed, pod("tj-1")]))
+    restarts = decision.status.restarts
+    assert (restarts.count, restarts.disruptions) == (1, 0)
+    assert restarts.history[0].cause == "RetryableExitCode"
+    assert restarts.history[0].exit_code == 3
+    assert decision.recorded_pods == ["tj-0"]
+    assert decision.status.phase == "Restarting"
+    # Marked pods are not counted again.
+    failed["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    again = decide(
+        training_job(replicas=2, status=decision.status.model_dump(mode="json", by_alias=True)),
+        Observed(NOW, worker_job(), [failed, pod("tj-1")]),
+    )
+    assert again.status.restarts.count == 1
+    assert again.recorded_pods == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [
+        ("PreemptionByScheduler", "Preempted"),
+        ("EvictionByEvictionAPI", "Evicted"),
+        ("DeletionByTaintManager", "NodeLost"),
+    ],
+)
+def test_disruptions_are_recorded_but_not_charged(reason: str, cause: str) -> None:
+    disrupted = pod(
+        "tj-0",
+        "Failed",
+        terminated={"exitCode": 137, "reason": "Error"},
+        conditions=[{"type": "DisruptionTarget", "status": "True", "reason": reason}],
+    )
+    decision = decide(training_job(), Observed(NOW, worker_job(), [disrupted]))
+    restarts = decision.status.restarts
+    assert (restarts.count, restarts.disruptions) == (0, 1)
+    assert restarts.history[0].cause == cause
+    assert restarts.history[0].charged is False
+
+
+def test_oom_killed_is_its_own_cause() -> None:
+    oom = {"exitCode": 137, "reason": "OOMKilled"}
+    cause, _ = classify_failure(training_job(), pod("tj-0", "Failed", terminated=oom))
+    assert cause == "OOMKilled"
+
+
+def test_permanent_exit_code_fails_and_stops_the_workers() -> None:
+    job = training_job(failurePolicy={"permanentExitCodes": [2]})
+    failed = pod("tj-0", "Failed", terminated={"exitCode": 2})
+    decision = decide(job, Observed(NOW, worker_job(), [failed]))
+    assert decision.status.phase == "Failed"
+    assert condition(decision.status, "Failed").reason == "PermanentExitCode"
+    assert decision.action is Action.STOP
+    assert decision.status.restarts.count == 0
+
+
+def test_retryable_list_makes_other_codes_permanent() -> None:
+    job = training_job(failurePolicy={"retryableExitCodes": [3]})
+    assert classify_failure(job, pod("a", "Failed", terminated={"exitCode": 3}))[0] is not None
+    assert classify_failure(job, pod("b", "Failed", terminated={"exitCode": 4}))[0] is None
+
+
+def test_budget_spent_fails_with_backoff_limit_exceeded() -> None:
+    job = training_job(
+        failurePolicy={"maxRestarts": 1},
+        status={"restarts": {"count": 1, "history": []}},
+    )
+    failed = pod("tj-0", "Failed", terminated={"exitCode": 1})
+    decision = decide(job, Observed(NOW, worker_job(), [failed]))
+    assert decision.status.phase == "Failed"
+    assert condition(decision.status, "Failed").reason == "BackoffLimitExceeded"
+    assert decision.action is Action.STOP
+
+
+def test_image_pull_back_off_is_surfaced_then_fails_after_the_start_deadline() -> None:
+    job = training_job(startDeadlineSeconds=60)
+    stuck = pod("tj-0", "Pending", ready=False, waiting="ImagePullBackOff")
+    early = decide(job, Observed(NOW + timedelta(seconds=10), worker_job(), [stuck]))
+    assert early.status.phase == "Starting"
+    assert condition(early.status, "Ready").reason == "ImagePullBackOff"
+    assert condition(early.status, "Stalled").status == "True"
+    assert early.requeue_after == pytest.approx(50)
+    assert early.events[0].type == "Warning"
+    late = decide(job, Observed(NOW + timedelta(seconds=61), worker_job(), [stuck]))
+    assert late.status.phase == "Failed"
+    assert condition(late.status, "Failed").reason == "StartDeadlineExceeded"
+    assert late.action is Action.STOP
+
+
+def test_unschedulable_pod_is_surfaced() -> None:
+    unschedulable = pod(
+        "tj-0",
+        "Pending",
+        ready=False,
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    )
+    unschedulable["status"]["containerStatuses"] = []
+    decision = decide(training_job(), Observed(NOW, worker_job(), [unschedulable]))
+    ready = condition(decision.status, "Ready")
+    assert ready.reason == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in ready.message
+
+
+def test_no_progress_for_the_deadline_restarts_the_group_as_hung() -> None:
+    job = training_job(
+        progressDeadlineSeconds=300, status=running_status(NOW - timedelta(minutes=10))
+    )
+    report = ProgressStatus(step=40, updated_at=NOW - timedelta(seconds=301))
+    decision = decide(job, Observed(NOW, worker_job(), [pod("tj-0")], progress=report))
+    assert decision.action is Action.RESTART
+    assert decision.status.phase == "Restarting"
+    assert decision.status.restarts.history[-1].cause == "Hung"
+    assert decision.status.restarts.count == 1
+    fresh = ProgressStatus(step=41, updated_at=NOW - timedelta(seconds=30))
+    healthy = decide(job, Observed(NOW, worker_job(), [pod("tj-0")], progress=fresh))
+    assert healthy.action is None
+    assert healthy.status.progress == fresh
+    assert healthy.requeue_after == pytest.approx(270)
+
+
+def test_active_deadline_fails_the_job() -> None:
+    job = training_job(
+        activeDeadlineSeconds=60,
+        status={"startTime": (NOW - timedelta(seconds=61)).isoformat()},
+    )
+    decision = decide(job, Observed(NOW, worker_job(), [pod("tj-0")]))
+    assert decision.status.phase == "Failed"
+    assert condition(decision.status, "Failed").reason == "DeadlineExceeded"
+
+
+def test_suspended_job_has_no_desired_workers() -> None:
+    decision = decide(training_job(suspend=True), Observed(NOW, worker_job(suspend=True), []))
+    assert decision.status.phase == "Suspended"
+    assert decision.status.replicas.desired == 0
+    assert condition(decision.status, "Suspended").status == "True"
+
+
+def test_queued_job_waits_for_admission() -> None:
+    job = training_job(scheduling={"queueName": "team-a"})
+    decision = decide(job, Observed(NOW, worker_job(suspend=True), []))
+    assert decision.status.phase == "Pending"
+    assert condition(decision.status, "Ready").reason == "Queued"
+
+
+def test_waiting_for_dataset_is_pending_with_the_reason() -> None:
+    decision = decide(training_job(), Observed(NOW, waiting_for_dataset="DataIngest web not found"))
+    assert decision.status.phase == "Pending"
+    ready = condition(decision.status, "Ready")
+    assert (ready.reason, ready.message) == ("WaitingForDataset", "DataIngest web not found")
+
+
+def test_finished_job_is_deleted_after_its_ttl() -> None:
+    finished = {
+        "phase": "Succeeded",
+        "completionTime": (NOW - timedelta(seconds=30)).isoformat(),
+        "conditions": [
+            {
+                "type": "Succeeded",
+                "status": "True",
+                "reason": "Completed",
+                "message": "all workers completed",
+                "lastTransitionTime": (NOW - timedelta(seconds=30)).isoformat(),
+            }
+        ],
+    }
+    soon = decide(training_job(finished, ttlSecondsAfterFinished=60), Observed(NOW))
+    assert soon.action is None
+    assert soon.requeue_after == pytest.approx(30)
+    due = decide(training_job(finished, ttlSecondsAfterFinished=20), Observed(NOW))
+    assert due.action is Action.DELETE
+    assert due.status.phase == "Succeeded"
+
+
+def test_an_unchanged_world_gives_an_unchanged_status() -> None:
+    job = training_job(status=running_status(NOW - timedelta(minutes=1)))
+    decision = decide(job, Observed(NOW, worker_job(), [pod("tj-0")]))
+    dump = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dump == job.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert decision.events == []
