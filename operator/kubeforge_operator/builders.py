@@ -314,13 +314,8 @@ def pod_failure_policy(job: TrainingJob) -> Object:
     return {"rules": rules}
 
 
-def build_worker_job(job: TrainingJob, plan: TrainingPlan, *, own_suspend: bool) -> Object:
-    """The Indexed Job of workers: completions = parallelism = replicas.
-
-    own_suspend: whether the operator sets spec.suspend. With a Kueue queue, Kueue decides
-    admission by flipping suspend, so after creating the Job suspended the operator leaves the
-    field alone (unless the TrainingJob itself is suspended).
-    """
+def build_worker_job(job: TrainingJob, plan: TrainingPlan, *, suspend: bool) -> Object:
+    """The Indexed Job of workers: completions = parallelism = replicas."""
     spec = job.spec
     metadata = _metadata(job, job.metadata.name or "", "worker")
     if spec.scheduling.queue_name:
@@ -333,22 +328,37 @@ def build_worker_job(job: TrainingJob, plan: TrainingPlan, *, own_suspend: bool)
         "podFailurePolicy": pod_failure_policy(job),
         # A replacement starts only once the failed pod is gone, so two pods never hold an index.
         "podReplacementPolicy": "Failed",
+        "suspend": suspend,
         "template": build_pod_template(job, plan),
     }
-    if own_suspend:
-        job_spec["suspend"] = spec.suspend or bool(spec.scheduling.queue_name)
     # What a Job cannot change in place; when it differs, the Job is replaced.
     immutable = {key: job_spec[key] for key in ("completionMode", "podFailurePolicy", "template")}
     metadata["annotations"] = {TEMPLATE_HASH: content_hash(immutable)}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
+def worker_job_suspend(job: TrainingJob, observed_suspend: bool | None) -> bool:
+    """Whether the worker Job is suspended: by the TrainingJob, or by its queue.
+
+    With a Kueue queue, Kueue admits a Job by unsuspending it (and may suspend it again to
+    preempt it). The Job is created suspended and afterwards the operator keeps whatever value is
+    there (observed_suspend; None when the Job does not exist yet), so it never fights Kueue.
+    """
+    if job.spec.suspend:
+        return True
+    if job.spec.scheduling.queue_name:
+        return True if observed_suspend is None else observed_suspend
+    return False
+
+
 def build_children(
-    job: TrainingJob, *, dataset_uri: str | None, worker_job_exists: bool
+    job: TrainingJob, *, dataset_uri: str | None, observed_suspend: bool | None = None
 ) -> list[Object]:
-    """Every object the TrainingJob should own, each with its desired hash, in apply order."""
+    """Every object the TrainingJob should own, each with its desired hash, in apply order.
+
+    observed_suspend: spec.suspend of the existing worker Job, None when there is none.
+    """
     plan = build_plan(job, dataset_uri)
-    own_suspend = job.spec.suspend or not (job.spec.scheduling.queue_name and worker_job_exists)
     children = [
         build_service_account(job),
         build_progress_config_map(job),
@@ -357,6 +367,6 @@ def build_children(
         build_config_map(job, plan),
         build_service(job),
         build_pod_group(job, plan),
-        build_worker_job(job, plan, own_suspend=own_suspend),
+        build_worker_job(job, plan, suspend=worker_job_suspend(job, observed_suspend)),
     ]
     return [with_desired_hash(child) for child in children if child is not None]

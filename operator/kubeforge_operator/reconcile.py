@@ -139,8 +139,11 @@ class Reconciler:
         if worker_job is not None:
             annotations = worker_job["metadata"].get("annotations") or {}
             observed["Job", worker_job["metadata"]["name"]] = annotations.get(builders.DESIRED_HASH)
+        observed_suspend = None
+        if worker_job is not None:
+            observed_suspend = bool((worker_job.get("spec") or {}).get("suspend"))
         children = builders.build_children(
-            job, dataset_uri=dataset_uri, worker_job_exists=worker_job is not None
+            job, dataset_uri=dataset_uri, observed_suspend=observed_suspend
         )
         for child in children:
             meta = child["metadata"]

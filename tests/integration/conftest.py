@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import REPO_ROOT, Rig
+from tests.integration.trainingjobs import Jobs
 from tests.polling import wait_for
 
 CRD_DIR = REPO_ROOT / "manifests" / "crds"
@@ -94,6 +95,11 @@ def start_operator(
     for operator in running:
         if operator.thread.is_alive():
             operator.stop()
+
+
+@pytest.fixture
+def jobs(api_client: client.ApiClient, namespace: str) -> Jobs:
+    return Jobs(api_client, namespace)
 
 
 @pytest.fixture

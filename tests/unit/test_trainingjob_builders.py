@@ -24,7 +24,9 @@ def training_job(**spec: Any) -> TrainingJob:
 
 def children(job: TrainingJob, **kwargs: Any) -> dict[str, dict[str, Any]]:
     built = builders.build_children(
-        job, dataset_uri=kwargs.get("dataset_uri"), worker_job_exists=kwargs.get("exists", False)
+        job,
+        dataset_uri=kwargs.get("dataset_uri"),
+        observed_suspend=kwargs.get("observed_suspend"),
     )
     return {f"{child['kind']}/{child['metadata']['name']}": child for child in built}
 
@@ -108,15 +110,17 @@ def test_full_spec_reaches_the_pod_template() -> None:
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
 
 
-def test_kueue_owns_suspend_once_the_job_exists() -> None:
+def test_kueue_decides_suspend_once_the_job_exists() -> None:
     queued = training_job(scheduling={"queueName": "team-a"})
     first = children(queued)["Job/tj"]
     assert first["spec"]["suspend"] is True
     assert first["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
-    later = children(queued, exists=True)["Job/tj"]
-    assert "suspend" not in later["spec"]
-    paused = children(training_job(scheduling={"queueName": "team-a"}, suspend=True), exists=True)
-    assert paused["Job/tj"]["spec"]["suspend"] is True
+    admitted = children(queued, observed_suspend=False)["Job/tj"]
+    assert admitted["spec"]["suspend"] is False
+    paused = training_job(scheduling={"queueName": "team-a"}, suspend=True)
+    assert children(paused, observed_suspend=False)["Job/tj"]["spec"]["suspend"] is True
+    plain = training_job()
+    assert children(plain, observed_suspend=True)["Job/tj"]["spec"]["suspend"] is False
 
 
 def test_gang_scheduling_adds_a_pod_group_and_its_scheduler() -> None:
