@@ -23,6 +23,7 @@ from lightkube.types import CascadeType, PatchType
 
 from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
+from kubeforge_operator import metrics
 from kubeforge_operator.builders import MANAGED_BY
 from kubeforge_operator.status import Event
 
@@ -38,11 +39,10 @@ create_namespaced_resource("scheduling.x-k8s.io", "v1alpha1", "PodGroup", "podgr
 
 
 class Kube:
-    """The API calls reconcile makes, counted so that benchmarks can report requests per job."""
+    """The API calls reconcile makes, counted (kubeforge_api_requests_total) per verb."""
 
     def __init__(self, client: AsyncClient | None = None) -> None:
         self.client = client or AsyncClient(field_manager=FIELD_MANAGER)
-        self.requests = 0
 
     async def close(self) -> None:
         await self.client.close()
@@ -50,7 +50,7 @@ class Kube:
     async def apply(self, obj: Object) -> None:
         # Any kind the builders make; lightkube's overloads want one statically known class.
         resource: Any = resource_registry.load(obj["apiVersion"], obj["kind"])
-        self.requests += 1
+        metrics.API_REQUESTS.labels(verb="apply").inc()
         await self.client.patch(
             resource,
             obj["metadata"]["name"],
@@ -63,7 +63,7 @@ class Kube:
 
     async def delete_worker_job(self, namespace: str, name: str) -> None:
         """Deletes the worker Job and, in the background, its pods."""
-        self.requests += 1
+        metrics.API_REQUESTS.labels(verb="delete").inc()
         try:
             await self.client.delete(Job, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
         except ApiError as error:
@@ -71,19 +71,19 @@ class Kube:
                 raise
 
     async def suspend_worker_job(self, namespace: str, name: str) -> None:
-        self.requests += 1
+        metrics.API_REQUESTS.labels(verb="patch").inc()
         await self.client.patch(
             Job, name, {"spec": {"suspend": True}}, namespace=namespace, patch_type=PatchType.MERGE
         )
 
     async def delete_training_job(self, namespace: str, name: str) -> None:
-        self.requests += 1
+        metrics.API_REQUESTS.labels(verb="delete").inc()
         await self.client.delete(
             TrainingJobResource, name, namespace=namespace, cascade=CascadeType.BACKGROUND
         )
 
     async def patch_status(self, namespace: str, name: str, status: Object) -> None:
-        self.requests += 1
+        metrics.API_REQUESTS.labels(verb="patch").inc()
         await self.client.patch(
             TrainingJobResource.Status,
             name,
@@ -93,7 +93,7 @@ class Kube:
         )
 
     async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
-        self.requests += 1
+        metrics.API_REQUESTS.labels(verb="patch").inc()
         try:
             await self.client.patch(
                 Pod,
@@ -135,5 +135,5 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.requests += 1
+        metrics.API_REQUESTS.labels(verb="create").inc()
         await self.client.create(CoreEvent.from_dict(body))  # type: ignore[call-overload]
