@@ -6,4 +6,5 @@ them, so a spec the apiserver refuses is refused locally with the same message.
 
 - `meta`: pieces every resource shares (camelCase models, CEL rules, conditions, object metadata).
 - `trainingjob`: the TrainingJob resource.
+- `dataingest`: the DataIngest resource.
 """

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from kubeforge.api.dataingest import DATA_INGEST, DataIngest
 from kubeforge.api.meta import ResourceNames
 from kubeforge.api.trainingjob import TRAINING_JOB, TrainingJob
 
@@ -159,7 +160,26 @@ TRAINING_JOB_RESOURCE = CustomResource(
     ),
 )
 
-RESOURCES: tuple[CustomResource, ...] = (TRAINING_JOB_RESOURCE,)
+DATA_INGEST_RESOURCE = CustomResource(
+    names=DATA_INGEST,
+    model=DataIngest,
+    printer_columns=(
+        PrinterColumn("Phase", ".status.phase", "string", "Where the ingest is in its life."),
+        PrinterColumn("Shards", ".spec.shards", "integer", "Crawler pods run in parallel."),
+        PrinterColumn(
+            "Documents", ".status.counters.documentsKept", "integer", "Documents kept so far."
+        ),
+        PrinterColumn(
+            "Version", ".status.dataset.version", "integer", "Latest published dataset version."
+        ),
+        PrinterColumn(
+            "Dataset", ".status.dataset.uri", "string", "Latest published dataset.", priority=1
+        ),
+        AGE_COLUMN,
+    ),
+)
+
+RESOURCES: tuple[CustomResource, ...] = (TRAINING_JOB_RESOURCE, DATA_INGEST_RESOURCE)
 
 
 def structural_schema(json_schema: Mapping[str, Any]) -> Schema:

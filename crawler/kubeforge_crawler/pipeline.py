@@ -1,0 +1,82 @@
+"""The document steps: extracted text → filters → PII scrubbing → exact and near dedup.
+
+Each step either passes the text on or returns the reason it is dropped (counted by the shard).
+Filters come first because they are cheap; dedup last so that only documents worth keeping are
+remembered. The dedup memory (content hashes and MinHash signatures) is rebuilt from the parts a
+shard has committed when it resumes, so it always matches what the dataset holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from kubeforge.api.dataingest import DropReason, ProcessingSpec
+from kubeforge.dataset import content_hash
+from kubeforge_crawler.extract import Extracted
+from kubeforge_crawler.filters import Filter, LanguageFilter, QualityFilter, detect_language
+from kubeforge_crawler.minhash import MinHasher, NearDuplicateIndex, Signature
+from kubeforge_crawler.pii import PiiScrubber
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A document that passed every step, waiting to be written into a part."""
+
+    url: str
+    fetched_at: datetime
+    http_status: int
+    title: str | None
+    language: str
+    text: str
+    content_hash: str
+    signature: Signature
+
+
+class DocumentPipeline:
+    """The steps of one shard, with its dedup memory."""
+
+    def __init__(self, processing: ProcessingSpec) -> None:
+        self.filters: list[Filter] = []
+        if processing.languages:
+            self.filters.append(LanguageFilter(processing.languages))
+        self.filters.append(QualityFilter(processing.quality))
+        self.scrub = PiiScrubber(processing.pii)
+        self.dedup = processing.dedup
+        self.hasher = MinHasher(processing.dedup.permutations, processing.dedup.shingle_words)
+        self.hashes: set[str] = set()
+        self.index = NearDuplicateIndex(processing.dedup.threshold, processing.dedup.permutations)
+
+    def remember(self, text_hash: str, signature: Signature) -> None:
+        """Adds a kept document to the dedup memory."""
+        self.hashes.add(text_hash)
+        self.index.add(signature)
+
+    def process(
+        self, url: str, fetched_at: datetime, http_status: int, extracted: Extracted
+    ) -> Candidate | DropReason:
+        """The document a page yields, or why it yields none."""
+        if not extracted.text.strip():
+            return DropReason.NO_TEXT
+        for step in self.filters:
+            reason = step(extracted.text)
+            if reason is not None:
+                return reason
+        text = self.scrub(extracted.text)
+        text_hash = content_hash(text)
+        if self.dedup.exact and text_hash in self.hashes:
+            return DropReason.EXACT_DUPLICATE
+        signature = self.hasher.signature(text)
+        if self.dedup.near_duplicates and self.index.find(signature) is not None:
+            return DropReason.NEAR_DUPLICATE
+        self.remember(text_hash, signature)
+        return Candidate(
+            url=url,
+            fetched_at=fetched_at,
+            http_status=http_status,
+            title=extracted.title,
+            language=detect_language(text),
+            text=text,
+            content_hash=text_hash,
+            signature=signature,
+        )

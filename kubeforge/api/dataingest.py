@@ -1,0 +1,633 @@
+"""The DataIngest resource: crawl public data politely and safely, clean it, deduplicate it and
+publish it as a versioned dataset in object storage.
+
+The operator reads these models to provision the bucket and run the crawler shards, the crawler
+reads `sources`, `crawl`, `processing` and `output` as its config (`kubeforge.crawlconfig`), and
+the local runner validates resources with them. Condition types, reasons, phases and the reasons a
+page or document is dropped are named here, next to the types that carry them.
+
+Every field's description becomes `kubectl explain` text, so it is written for a user.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, Field
+
+from kubeforge.api.meta import (
+    DNS1123_SUBDOMAIN,
+    CamelModel,
+    Condition,
+    Int32,
+    Int64,
+    ObjectMeta,
+    ResourceNames,
+    StatusModel,
+    cel_rule,
+    defaulted,
+    immutable,
+    unique,
+)
+from kubeforge.api.trainingjob import ResourceRequirements
+
+DATA_INGEST = ResourceNames(
+    kind="DataIngest",
+    plural="dataingests",
+    singular="dataingest",
+    short_names=("di",),
+    categories=("kubeforge",),
+)
+
+SOURCE_LIST_LIMIT = 1000
+"""The most seeds, sitemaps, domains or patterns in one list (bounds the apiserver's CEL cost)."""
+
+NETWORK_LIST_LIMIT = 64
+HTTP_URL = r"^https?://[^\s/?#@]+([/?#]\S*)?$"
+URL_MAX_LENGTH = 2048
+HOST_NAME = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)$"
+# RFC 9309: the product token a crawler matches robots.txt groups with.
+PRODUCT_NAME = r"^[A-Za-z_-]+$"
+LANGUAGE_CODE = r"^[a-z]{2,3}$"
+# A cron schedule of five fields, or one of the @ shorthands.
+CRON_SCHEDULE = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+MEBIBYTE = 1024 * 1024
+
+
+class DataIngestPhase(StrEnum):
+    """Where a DataIngest is in its life, in one word."""
+
+    PROVISIONING = "Provisioning"
+    CRAWLING = "Crawling"
+    DEDUPLICATING = "Deduplicating"
+    PUBLISHING = "Publishing"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class DataIngestConditionType(StrEnum):
+    """The condition types of a DataIngest: kstatus' Ready, Reconciling and Stalled, then ours."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    STORAGE_READY = "StorageReady"
+    CRAWLING = "Crawling"
+    DEDUPLICATING = "Deduplicating"
+    PUBLISHED = "Published"
+    FAILED = "Failed"
+
+
+class DataIngestReason(StrEnum):
+    """Why a DataIngest condition has its status: the `reason` of its conditions and Events."""
+
+    # Storage.
+    BUCKET_CREATED = "BucketCreated"
+    BUCKET_FOUND = "BucketFound"
+    BUCKET_MISSING = "BucketMissing"
+    STORAGE_FEATURE_UNSUPPORTED = "StorageFeatureUnsupported"
+    CREDENTIALS_MISSING = "CredentialsMissing"
+    STORAGE_ERROR = "StorageError"
+    # Work in progress.
+    SHARDS_STARTING = "ShardsStarting"
+    SHARDS_RUNNING = "ShardsRunning"
+    DEDUPLICATION_RUNNING = "DeduplicationRunning"
+    WAITING_FOR_SCHEDULE = "WaitingForSchedule"
+    # Done.
+    PUBLISHED = "Published"
+    # Terminal failures.
+    SHARD_FAILED = "ShardFailed"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+
+
+class DropReason(StrEnum):
+    """Why the crawler did not fetch a URL or did not keep a document (status.counters keys)."""
+
+    # Before fetching.
+    OFF_SCOPE = "OffScope"
+    UNSUPPORTED_SCHEME = "UnsupportedScheme"
+    MAX_PAGES = "MaxPages"
+    ROBOTS_DISALLOWED = "RobotsDisallowed"
+    ROBOTS_UNAVAILABLE = "RobotsUnavailable"
+    BLOCKED_ADDRESS = "BlockedAddress"
+    # While fetching.
+    TOO_MANY_REDIRECTS = "TooManyRedirects"
+    REDIRECT_LOOP = "RedirectLoop"
+    TOO_LARGE = "TooLarge"
+    TIMEOUT = "Timeout"
+    NETWORK_ERROR = "NetworkError"
+    HTTP_ERROR = "HttpError"
+    UNSUPPORTED_CONTENT_TYPE = "UnsupportedContentType"
+    UNSUPPORTED_ENCODING = "UnsupportedEncoding"
+    # After extraction.
+    NO_TEXT = "NoText"
+    LANGUAGE = "Language"
+    TOO_SHORT = "TooShort"
+    TOO_LONG = "TooLong"
+    LOW_QUALITY = "LowQuality"
+    EXACT_DUPLICATE = "ExactDuplicate"
+    NEAR_DUPLICATE = "NearDuplicate"
+
+
+class EncryptionMode(StrEnum):
+    """Default server-side encryption of the bucket."""
+
+    NONE = "None"
+    AES256 = "AES256"
+    KMS = "aws:kms"
+
+
+class DeletionPolicy(StrEnum):
+    """What happens to the bucket's data when the DataIngest is deleted."""
+
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+class OutputFormat(StrEnum):
+    """The file format of the dataset's parts."""
+
+    JSONL = "jsonl"
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} must be a CIDR such as 10.0.0.0/8 or fd00::/8") from None
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"{value!r} is not a regular expression: {error}") from None
+    return value
+
+
+HttpUrl = Annotated[str, Field(pattern=HTTP_URL, max_length=URL_MAX_LENGTH)]
+HostName = Annotated[str, Field(pattern=HOST_NAME, max_length=253)]
+UrlPattern = Annotated[str, AfterValidator(_regex), Field(min_length=1, max_length=1024)]
+LanguageCode = Annotated[str, Field(pattern=LANGUAGE_CODE)]
+Cidr = Annotated[
+    str,
+    AfterValidator(_cidr),
+    Field(
+        max_length=64,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/8"}
+            ]
+        },
+    ),
+]
+
+
+def _set_of(description: str) -> Any:
+    """A list field of unique items, empty when omitted."""
+    return Field(
+        default_factory=list,
+        max_length=SOURCE_LIST_LIMIT,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description=description,
+    )
+
+
+class SourcesSpec(CamelModel):
+    """Where the crawl starts and which URLs it may visit."""
+
+    seeds: Annotated[list[HttpUrl], AfterValidator(unique)] = _set_of(
+        "URLs the crawl starts from (http or https)."
+    )
+    sitemaps: Annotated[list[HttpUrl], AfterValidator(unique)] = _set_of(
+        "Sitemap URLs (XML, sitemap indexes and gzip allowed) whose pages are crawled as seeds. "
+        "Sitemaps that robots.txt lists are read too.",
+    )
+    allowed_domains: Annotated[list[HostName], AfterValidator(unique)] = _set_of(
+        "Hosts the crawl may visit, each with its subdomains (example.com allows "
+        "docs.example.com). Empty: the hosts of the seeds and sitemaps.",
+    )
+    include_patterns: Annotated[list[UrlPattern], AfterValidator(unique)] = _set_of(
+        "Regular expressions (Python syntax, searched in the whole URL); when any is set, a URL "
+        "must match one of them.",
+    )
+    exclude_patterns: Annotated[list[UrlPattern], AfterValidator(unique)] = _set_of(
+        "Regular expressions; a URL that matches any of them is not visited."
+    )
+    max_depth: Int32 = Field(
+        default=3, ge=0, description="Links followed from a seed: 0 fetches the seeds only."
+    )
+    max_pages: Int64 = Field(
+        default=10000,
+        ge=1,
+        description="Most pages fetched in all, split evenly between the shards.",
+    )
+
+    @cel_rule(
+        "(has(self.seeds) && size(self.seeds) > 0) || "
+        "(has(self.sitemaps) && size(self.sitemaps) > 0)",
+        "at least one seed or sitemap must be given",
+    )
+    def _has_a_start(self) -> bool:
+        return bool(self.seeds or self.sitemaps)
+
+
+class UserAgent(CamelModel):
+    """How the crawler identifies itself; site owners read it in their logs and robots.txt."""
+
+    product: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=PRODUCT_NAME,
+        description="Product token (letters, '_' and '-'), matched against robots.txt "
+        "User-agent lines, e.g. AcmeResearchBot.",
+    )
+    contact: str = Field(
+        min_length=3,
+        max_length=256,
+        pattern=r"^\S+$",
+        description="A URL or e-mail address where site owners can reach you.",
+    )
+
+    @property
+    def header(self) -> str:
+        """The User-Agent header: `product/1.0 (+contact)`."""
+        return f"{self.product}/1.0 (+{self.contact})"
+
+
+class CrawlPolicy(CamelModel):
+    """How pages are fetched: identification, robots.txt, politeness, limits and safety."""
+
+    user_agent: UserAgent = Field(description="How the crawler identifies itself. Required.")
+    obey_robots_txt: bool = Field(
+        default=True,
+        description="Obey robots.txt (RFC 9309): 4xx means allowed; 5xx, timeouts and network "
+        "errors mean nothing is fetched from the host until robots.txt can be read.",
+    )
+    robots_cache_seconds: Int64 = Field(
+        default=3600, ge=1, description="How long a host's robots.txt is reused before refetching."
+    )
+    per_host_concurrency: Int32 = Field(
+        default=1, ge=1, le=16, description="Requests in flight to one host at a time."
+    )
+    min_delay_seconds: float = Field(
+        default=1.0, ge=0, description="Least time between two requests to one host."
+    )
+    max_crawl_delay_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="robots.txt Crawl-delay is honoured up to this many seconds.",
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Most time to open a connection."
+    )
+    first_byte_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Most time from sending a request to its response headers."
+    )
+    total_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Most time for one request, body included."
+    )
+    max_response_bytes: Int64 = Field(
+        default=16 * MEBIBYTE,
+        ge=1024,
+        description="Largest response body kept, counted after decompression (gzip, deflate, br, "
+        "zstd); larger ones are dropped as TooLarge.",
+    )
+    max_redirects: Int32 = Field(
+        default=5, ge=0, le=20, description="Redirects followed for one URL."
+    )
+    allowed_content_types: Annotated[list[str], AfterValidator(unique)] = Field(
+        default_factory=lambda: ["text/html", "application/xhtml+xml", "text/plain"],
+        min_length=1,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Media types whose responses are kept.",
+    )
+    retries: Int32 = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a request that failed with a timeout, a network error, 429 or "
+        "5xx, with exponential backoff.",
+    )
+    backoff_seconds: float = Field(
+        default=2.0, gt=0, description="Wait before the first retry; it doubles with each retry."
+    )
+    max_retry_after_seconds: float = Field(
+        default=120.0, ge=0, description="A server's Retry-After is honoured up to this long."
+    )
+    allowed_networks: Annotated[list[Cidr], AfterValidator(unique)] = Field(
+        default_factory=list,
+        max_length=NETWORK_LIST_LIMIT,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Networks the crawler may connect to although they are not public (e.g. "
+        "10.0.0.0/8 for an intranet). By default loopback, private, link-local, CGNAT, "
+        "metadata and other non-public addresses are refused, for every redirect too.",
+    )
+
+    @cel_rule(
+        "self.minDelaySeconds <= self.maxCrawlDelaySeconds",
+        "minDelaySeconds must not exceed maxCrawlDelaySeconds",
+        field_path=".minDelaySeconds",
+    )
+    def _delays_ordered(self) -> bool:
+        return self.min_delay_seconds <= self.max_crawl_delay_seconds
+
+
+class QualityFilter(CamelModel):
+    """Heuristics a document must pass (in the spirit of Gopher's quality rules)."""
+
+    min_words: Int32 = Field(default=50, ge=0, description="Fewest words a document may have.")
+    max_words: Int32 = Field(default=100000, ge=1, description="Most words a document may have.")
+    min_mean_word_length: float = Field(
+        default=3.0, ge=0, description="Smallest mean word length, in characters."
+    )
+    max_mean_word_length: float = Field(
+        default=10.0, gt=0, description="Largest mean word length, in characters."
+    )
+    max_symbol_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        description="Most '#' and '...' symbols per word (markup and list debris).",
+    )
+    min_alphabetic_word_fraction: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Least fraction of words that contain a letter.",
+    )
+    max_duplicate_line_fraction: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Most fraction of lines that repeat an earlier line (boilerplate).",
+    )
+
+    # Guarded although both are defaulted: the apiserver checks the rule against `default: {}`
+    # of the parent before it applies the fields' own defaults.
+    @cel_rule(
+        "!has(self.minWords) || !has(self.maxWords) || self.minWords <= self.maxWords",
+        "minWords must not exceed maxWords",
+        field_path=".minWords",
+    )
+    def _word_bounds_ordered(self) -> bool:
+        return self.min_words <= self.max_words
+
+
+class PiiScrubbing(CamelModel):
+    """Personal data replaced in the text before it is stored."""
+
+    emails: bool = Field(default=True, description="Replace e-mail addresses with <EMAIL>.")
+    phone_numbers: bool = Field(default=True, description="Replace phone numbers with <PHONE>.")
+
+
+class Deduplication(CamelModel):
+    """Duplicate removal: exact (same text) and near (MinHash over word shingles)."""
+
+    exact: bool = Field(default=True, description="Remove documents whose text is identical.")
+    near_duplicates: bool = Field(
+        default=True, description="Remove documents too similar to one already kept."
+    )
+    threshold: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Estimated Jaccard similarity of word shingles above which a document is a "
+        "near duplicate.",
+    )
+    shingle_words: Int32 = Field(
+        default=5, ge=1, le=32, description="Words per shingle (n-gram) compared."
+    )
+    permutations: Int32 = Field(
+        default=128, ge=16, le=1024, description="MinHash permutations (signature length)."
+    )
+
+
+class ProcessingSpec(CamelModel):
+    """How fetched pages become documents: extraction, filters, PII scrubbing, deduplication."""
+
+    languages: Annotated[list[LanguageCode], AfterValidator(unique)] = Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Keep only documents detected in these languages (ISO 639-1, e.g. en). "
+        "Empty: any language.",
+    )
+    quality: QualityFilter = defaulted(QualityFilter, "Heuristic quality filters.")
+    pii: PiiScrubbing = defaulted(PiiScrubbing, "Personal data scrubbed from the text.")
+    dedup: Deduplication = defaulted(Deduplication, "Exact and near-duplicate removal.")
+
+
+class OutputSpec(CamelModel):
+    """How documents are written."""
+
+    format: OutputFormat = Field(
+        default=OutputFormat.JSONL, description="jsonl: gzip-compressed JSON lines."
+    )
+    part_max_documents: Int32 = Field(
+        default=10000, ge=1, description="Most documents in one part file."
+    )
+    part_max_bytes: Int64 = Field(
+        default=64 * MEBIBYTE,
+        ge=1024,
+        description="Most bytes of text in one part file, before compression.",
+    )
+    commit_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A shard commits its documents and crawl state at least this often; a "
+        "restarted shard resumes from its last commit.",
+    )
+
+
+class SecretKeyNames(CamelModel):
+    """A Secret holding S3 credentials, and the keys they are under."""
+
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the Secret.")
+    access_key_id_key: str = Field(
+        default="AWS_ACCESS_KEY_ID", min_length=1, description="Key of the access key id."
+    )
+    secret_access_key_key: str = Field(
+        default="AWS_SECRET_ACCESS_KEY", min_length=1, description="Key of the secret key."
+    )
+
+
+class StorageSpec(CamelModel):
+    """The S3-compatible bucket the dataset is written to."""
+
+    bucket: str = immutable("Bucket name.", min_length=3, max_length=63, pattern=BUCKET_NAME)
+    prefix: str = Field(
+        default="datasets",
+        max_length=512,
+        pattern=r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$",
+        description="Key prefix under which datasets/NAME/vN/ are written.",
+    )
+    endpoint: HttpUrl | None = Field(
+        default=None, description="S3 endpoint URL. Omitted: AWS S3 of the region."
+    )
+    region: str | None = Field(default=None, max_length=64, description="Bucket region.")
+    create: bool = Field(default=True, description="Create the bucket when it does not exist.")
+    versioning: bool = Field(default=True, description="Turn on object versioning.")
+    encryption: EncryptionMode = Field(
+        default=EncryptionMode.AES256,
+        description="Default server-side encryption: None, AES256 or aws:kms.",
+    )
+    raw_data_expiration_days: Int32 | None = Field(
+        default=None,
+        ge=1,
+        description="Expire the crawl's raw state (checkpoints, frontier exchange) after this "
+        "many days. Omitted: kept.",
+    )
+    public_access_block: bool = Field(
+        default=True, description="Block all public access to the bucket."
+    )
+    credentials_secret_ref: SecretKeyNames | None = Field(
+        default=None,
+        description="Secret with S3 credentials. Omitted: workload identity of the pods' "
+        "ServiceAccount.",
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.RETAIN,
+        description="Retain keeps the data when the DataIngest is deleted; Delete removes the "
+        "datasets it wrote.",
+    )
+
+
+class DataIngestSpec(CamelModel):
+    """The desired state of a DataIngest."""
+
+    sources: SourcesSpec = Field(description="Where the crawl starts and what it may visit.")
+    crawl: CrawlPolicy = Field(description="How pages are fetched.")
+    shards: Int32 = immutable(
+        "Crawler pods that run in parallel; hosts are split between them, so one host is "
+        "only ever fetched by one pod.",
+        default=1,
+        ge=1,
+        le=1000,
+    )
+    processing: ProcessingSpec = defaulted(ProcessingSpec, "How fetched pages become documents.")
+    output: OutputSpec = defaulted(OutputSpec, "How documents are written.")
+    storage: StorageSpec = Field(description="Where the dataset is written.")
+    schedule: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=CRON_SCHEDULE,
+        description="Cron schedule (e.g. @weekly or 0 3 * * 1) on which the crawl runs again "
+        "into a new dataset version. Omitted: crawl once.",
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Container image of the crawler pods. Omitted: the operator's default.",
+    )
+    resources: ResourceRequirements = defaulted(
+        ResourceRequirements, "Compute resources of each crawler pod."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="ServiceAccount the crawler pods run as (e.g. for workload identity).",
+    )
+
+
+class CrawlCounters(StatusModel):
+    """What the crawl has done so far, summed over its shards."""
+
+    pages_by_status: dict[str, Int64] = Field(
+        default_factory=dict,
+        description="Responses by status class (2xx, 3xx, 4xx, 5xx).",
+    )
+    bytes_fetched: Int64 = Field(default=0, description="Response bytes received.")
+    documents_kept: Int64 = Field(default=0, description="Documents written to the dataset.")
+    dropped_by_reason: dict[str, Int64] = Field(
+        default_factory=dict,
+        description="URLs and documents dropped, by reason (e.g. RobotsDisallowed, TooLarge, "
+        "BlockedAddress, LowQuality).",
+    )
+    duplicates_removed: Int64 = Field(
+        default=0, description="Exact and near duplicates removed, in shards and globally."
+    )
+
+    def plus(self, other: CrawlCounters) -> CrawlCounters:
+        """The sum of two sets of counters (e.g. of two shards)."""
+
+        def summed(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
+            keys = sorted(first.keys() | second.keys())
+            return {key: first.get(key, 0) + second.get(key, 0) for key in keys}
+
+        return CrawlCounters(
+            pages_by_status=summed(self.pages_by_status, other.pages_by_status),
+            bytes_fetched=self.bytes_fetched + other.bytes_fetched,
+            documents_kept=self.documents_kept + other.documents_kept,
+            dropped_by_reason=summed(self.dropped_by_reason, other.dropped_by_reason),
+            duplicates_removed=self.duplicates_removed + other.duplicates_removed,
+        )
+
+
+class DatasetStatus(StatusModel):
+    """The latest published dataset."""
+
+    uri: str = Field(description="Where the dataset is (s3://bucket/prefix/NAME/vN).")
+    version: Int32 = Field(description="Dataset version, counting from 1.")
+    documents: Int64 = Field(description="Documents in the dataset.")
+    bytes: Int64 = Field(description="Bytes of its parts.")
+    manifest: str = Field(description="URI of its manifest.")
+
+
+class StorageStatus(StatusModel):
+    """The bucket as the operator last saw it."""
+
+    bucket: str = Field(description="Bucket name.")
+    ready: bool = Field(description="Whether the bucket exists with the requested settings.")
+
+
+class DataIngestStatus(StatusModel):
+    """The observed state of a DataIngest, written by the operator."""
+
+    phase: DataIngestPhase | None = Field(
+        default=None,
+        description="Provisioning, Crawling, Deduplicating, Publishing, Succeeded or Failed.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Ready, Reconciling and Stalled (kstatus), StorageReady, Crawling, "
+        "Deduplicating, Published and Failed, each with a reason.",
+    )
+    observed_generation: Int64 | None = Field(
+        default=None, description="The metadata.generation this status describes."
+    )
+    counters: CrawlCounters = Field(
+        default_factory=CrawlCounters, description="What the crawl has done so far."
+    )
+    dataset: DatasetStatus | None = Field(default=None, description="The latest published dataset.")
+    storage: StorageStatus | None = Field(default=None, description="The bucket.")
+    start_time: AwareDatetime | None = Field(
+        default=None, description="When the current crawl started."
+    )
+    completion_time: AwareDatetime | None = Field(
+        default=None, description="When the current crawl succeeded or failed."
+    )
+
+
+class DataIngest(CamelModel):
+    """DataIngest crawls public web data politely and safely in parallel pods, cleans and
+    deduplicates it, and publishes it as a versioned dataset in an S3-compatible bucket."""
+
+    api_version: Literal["kubeforge.dev/v1alpha1"] = Field(
+        default="kubeforge.dev/v1alpha1", description="kubeforge.dev/v1alpha1."
+    )
+    kind: Literal["DataIngest"] = Field(default="DataIngest", description="DataIngest.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard metadata.")
+    spec: DataIngestSpec = Field(description="The desired state of the ingest.")
+    status: DataIngestStatus = Field(
+        default_factory=DataIngestStatus, description="The observed state, set by the operator."
+    )

@@ -1,0 +1,243 @@
+"""kubeforge's dataset format: documents in parts, a completion marker per shard, a manifest.
+
+A dataset version lives under one object-storage location (`s3://bucket/datasets/NAME/vN`):
+
+    parts/SSSSS/PPPPP.jsonl.gz   documents, one JSON object per line (gzip), written by shard S
+    shards/SSSSS.json            shard S's completion marker: its parts (counts, sha256, and the
+                                 provenance of every document: url, fetch time, content hash)
+    manifest.json                written last, when every shard is complete: the schema, the
+                                 shards, the parts and the documents a global pass removed
+
+Everything is committed data first, marker last: a part is only part of the dataset once a marker
+lists it, and the dataset is only published once the manifest exists. Readers (the trainer) go
+through `read_manifest` and `iter_documents`; writers (the crawler) through `write_part`,
+`write_shard_marker` and `write_manifest`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from kubeforge.api.dataingest import CrawlCounters
+from kubeforge.storage import ObjectStore
+
+FORMAT_VERSION = 1
+MANIFEST_KEY = "manifest.json"
+
+
+def part_key(shard: int, part: int) -> str:
+    """Key of part `part` of shard `shard`."""
+    return f"parts/{shard:05d}/{part:05d}.jsonl.gz"
+
+
+def shard_marker_key(shard: int) -> str:
+    """Key of shard `shard`'s completion marker."""
+    return f"shards/{shard:05d}.json"
+
+
+def document_id(shard: int, part: int, row: int) -> str:
+    """The id of the `row`-th document of a part: unique in the dataset and stable on rewrite."""
+    return f"{shard:05d}-{part:05d}-{row:06d}"
+
+
+def content_hash(text: str) -> str:
+    """The hash that identifies a document's text (exact duplicates share it)."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Document(_Record):
+    """One document of the dataset: cleaned text with where and when it came from."""
+
+    id: str = Field(description="Unique id in the dataset: shard, part and row.")
+    url: str = Field(description="The URL the text was fetched from (after redirects).")
+    fetched_at: AwareDatetime = Field(description="When the response was received.")
+    content_hash: str = Field(description="sha256 of the text, as `sha256:HEX`.")
+    language: str | None = Field(default=None, description="Detected language (ISO 639-1).")
+    title: str | None = Field(default=None, description="The page's title.")
+    text: str = Field(description="The extracted, cleaned text.")
+
+
+class FieldSpec(_Record):
+    """One column of the dataset's schema."""
+
+    name: str
+    type: Literal["string", "timestamp"]
+    nullable: bool
+    description: str
+
+
+def _schema() -> tuple[FieldSpec, ...]:
+    fields = []
+    for name, info in Document.model_fields.items():
+        nullable = info.default is None
+        kind: Literal["string", "timestamp"] = "timestamp" if name == "fetched_at" else "string"
+        fields.append(
+            FieldSpec(name=name, type=kind, nullable=nullable, description=info.description or "")
+        )
+    return tuple(fields)
+
+
+SCHEMA = _schema()
+"""The columns of every part, derived from `Document`."""
+
+
+class DocumentProvenance(_Record):
+    """Where one document came from, listed in its shard's marker."""
+
+    id: str
+    url: str
+    fetched_at: AwareDatetime
+    content_hash: str
+    http_status: int
+
+
+class PartInfo(_Record):
+    """A written part: its object, size, checksum and the provenance of its documents."""
+
+    key: str
+    shard: int
+    index: int
+    documents: int
+    bytes: int
+    sha256: str
+    provenance: tuple[DocumentProvenance, ...]
+
+
+class ShardMarker(_Record):
+    """Shard completion marker: the shard is finished and these are all its parts."""
+
+    format_version: int = FORMAT_VERSION
+    shard: int
+    parts: tuple[PartInfo, ...]
+    counters: CrawlCounters
+    user_agent: str
+    extractor: str
+    completed_at: AwareDatetime
+
+
+class ManifestPart(_Record):
+    """A part as the manifest lists it, with the documents a global pass removed from it."""
+
+    key: str
+    documents: int
+    bytes: int
+    sha256: str
+    removed: tuple[str, ...] = ()
+
+
+class ShardSummary(_Record):
+    """A shard as the manifest lists it."""
+
+    shard: int
+    marker: str
+    documents: int
+    counters: CrawlCounters
+
+
+class Manifest(_Record):
+    """The published dataset: its schema, shards and parts. Written last."""
+
+    format_version: int = FORMAT_VERSION
+    created_at: AwareDatetime
+    schema_: tuple[FieldSpec, ...] = Field(default=SCHEMA, alias="schema")
+    shards: tuple[ShardSummary, ...]
+    parts: tuple[ManifestPart, ...]
+    documents: int = Field(description="Documents in the dataset, removals subtracted.")
+    bytes: int = Field(description="Bytes of all parts.")
+    duplicates_removed: int = Field(description="Documents the global deduplication removed.")
+
+
+def encode_part(documents: Iterable[Document]) -> bytes:
+    """Documents as gzip-compressed JSON lines (byte-identical for identical input)."""
+    lines = "".join(document.model_dump_json() + "\n" for document in documents)
+    return gzip.compress(lines.encode("utf-8"), mtime=0)
+
+
+def decode_part(data: bytes) -> list[Document]:
+    """The documents of an encoded part."""
+    text = gzip.decompress(data).decode("utf-8")
+    return [Document.model_validate_json(line) for line in text.splitlines()]
+
+
+def write_part(
+    store: ObjectStore,
+    shard: int,
+    index: int,
+    documents: list[Document],
+    http_statuses: list[int],
+) -> PartInfo:
+    """Writes part `index` of `shard` and describes it (not yet committed: no marker lists it)."""
+    data = encode_part(documents)
+    key = part_key(shard, index)
+    store.put(key, data)
+    provenance = tuple(
+        DocumentProvenance(
+            id=document.id,
+            url=document.url,
+            fetched_at=document.fetched_at,
+            content_hash=document.content_hash,
+            http_status=status,
+        )
+        for document, status in zip(documents, http_statuses, strict=True)
+    )
+    return PartInfo(
+        key=key,
+        shard=shard,
+        index=index,
+        documents=len(documents),
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        provenance=provenance,
+    )
+
+
+class CorruptPart(ValueError):
+    """A part's bytes do not match the checksum its marker or the manifest recorded."""
+
+
+def read_part(store: ObjectStore, key: str, sha256: str) -> list[Document]:
+    """The documents of a part, after checking its checksum."""
+    data = store.get(key)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise CorruptPart(f"{store.uri}/{key}: sha256 differs from the recorded {sha256}")
+    return decode_part(data)
+
+
+def write_shard_marker(store: ObjectStore, marker: ShardMarker) -> None:
+    """Commits a shard: from now on it is complete and a rerun skips it."""
+    store.put(shard_marker_key(marker.shard), marker.model_dump_json().encode("utf-8"))
+
+
+def read_shard_marker(store: ObjectStore, shard: int) -> ShardMarker:
+    """The completion marker of a shard; raises ObjectNotFound while it is not complete."""
+    return ShardMarker.model_validate_json(store.get(shard_marker_key(shard)))
+
+
+def write_manifest(store: ObjectStore, manifest: Manifest) -> None:
+    """Publishes the dataset."""
+    data = manifest.model_dump_json(by_alias=True, indent=2).encode("utf-8")
+    store.put(MANIFEST_KEY, data)
+
+
+def read_manifest(store: ObjectStore) -> Manifest:
+    """The manifest of a published dataset; raises ObjectNotFound while it is unpublished."""
+    return Manifest.model_validate(json.loads(store.get(MANIFEST_KEY)))
+
+
+def iter_documents(store: ObjectStore, manifest: Manifest) -> Iterator[Document]:
+    """Every document of a published dataset, in manifest order, without the removed ones."""
+    for part in manifest.parts:
+        removed = set(part.removed)
+        for document in read_part(store, part.key, part.sha256):
+            if document.id not in removed:
+                yield document

@@ -1,0 +1,183 @@
+"""Object storage behind one small interface: `s3://bucket/prefix` and `file:///directory`.
+
+Datasets, crawl checkpoints and training checkpoints live in object storage. Every component
+opens a location with `open_store(uri)` and reads and writes whole objects by key under it; a
+write is atomic (a reader sees the old object or the new one, never a part), which is what the
+commit protocols of the dataset format rely on.
+
+S3 credentials, endpoint and region come from the environment as boto3 reads them
+(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, or workload
+identity), never from the URI. boto3 is imported only when an `s3://` store is opened, so the
+shared core does not depend on it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SCHEMES = ("s3", "file")
+
+
+class ObjectNotFound(KeyError):
+    """No object is stored under the key."""
+
+
+class ObjectStore(Protocol):
+    """Whole objects under a root location, addressed by `/`-separated keys."""
+
+    @property
+    def uri(self) -> str:
+        """The root location, as given to `open_store`."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raises ObjectNotFound when there is none."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Stores the object atomically, replacing any object under the key."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under the key."""
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """The keys that start with `prefix`, sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Removes the object; removing a missing object is not an error."""
+        ...
+
+
+def _checked_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in {"", ".", ".."} for part in parts):
+        raise ValueError(f"{key!r} is not a relative object key")
+    return key
+
+
+class FileStore:
+    """A directory on a local or mounted file system; writes go through a rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._uri = root.as_uri()
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    def _path(self, key: str) -> Path:
+        return self.root / _checked_key(key)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            Path(temporary).replace(path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = (
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
+        return sorted(key for key in keys if key.startswith(prefix))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3Store:
+    """A prefix of an S3 bucket (any S3-compatible server); a PUT replaces an object atomically."""
+
+    def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client
+        self._uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    def _key(self, key: str) -> str:
+        _checked_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectNotFound(key) from None
+        return response["Body"].read()
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def exists(self, key: str) -> bool:
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
+        return any(item["Key"] == self._key(key) for item in listed.get("Contents", []))
+
+    def list(self, prefix: str = "") -> list[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=root + prefix
+        ):
+            keys += [item["Key"].removeprefix(root) for item in page.get("Contents", [])]
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+
+def s3_client_from_environment() -> S3Client:
+    """An S3 client configured the way boto3 reads its environment (endpoint included)."""
+    # Imported here: only the components that talk to S3 install boto3.
+    import boto3
+
+    client: S3Client = boto3.client("s3")
+    return client
+
+
+def open_store(uri: str) -> ObjectStore:
+    """The store at `s3://bucket/prefix` or `file:///absolute/directory`."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        if parts.netloc not in {"", "localhost"} or not parts.path.startswith("/"):
+            raise ValueError(f"{uri!r}: a file URI names an absolute local path (file:///...)")
+        return FileStore(Path(parts.path))
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError(f"{uri!r}: an s3 URI names a bucket (s3://bucket/prefix)")
+        return S3Store(parts.netloc, parts.path, s3_client_from_environment())
+    raise ValueError(f"{uri!r}: object storage URIs start with {' or '.join(SCHEMES)}://")

@@ -1,0 +1,168 @@
+"""DataIngest specs for tests of every tier: a minimal one, a full one, and invalid ones.
+
+Each invalid spec names the field the refusal is about and a fragment that both the API models'
+message and the apiserver's message contain, so the same table checks the local validation (unit
+tier) and the CRD's schema and CEL rules on a real apiserver (integration tier).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+MINIMAL_SPEC: dict[str, Any] = {
+    "sources": {"seeds": ["https://docs.example.com/"]},
+    "crawl": {"userAgent": {"product": "AcmeResearchBot", "contact": "https://acme.example/bot"}},
+    "storage": {"bucket": "acme-datasets"},
+}
+
+FULL_SPEC: dict[str, Any] = {
+    "sources": {
+        "seeds": ["https://docs.example.com/", "https://blog.example.com/"],
+        "sitemaps": ["https://docs.example.com/sitemap.xml"],
+        "allowedDomains": ["example.com"],
+        "includePatterns": [r"/(docs|blog)/"],
+        "excludePatterns": [r"\?page=\d+$"],
+        "maxDepth": 5,
+        "maxPages": 100000,
+    },
+    "crawl": {
+        "userAgent": {"product": "AcmeResearchBot", "contact": "mailto:crawl@acme.example"},
+        "obeyRobotsTxt": True,
+        "robotsCacheSeconds": 7200,
+        "perHostConcurrency": 2,
+        "minDelaySeconds": 0.5,
+        "maxCrawlDelaySeconds": 10,
+        "connectTimeoutSeconds": 5,
+        "firstByteTimeoutSeconds": 10,
+        "totalTimeoutSeconds": 30,
+        "maxResponseBytes": 8388608,
+        "maxRedirects": 3,
+        "allowedContentTypes": ["text/html"],
+        "retries": 3,
+        "backoffSeconds": 1,
+        "maxRetryAfterSeconds": 60,
+        "allowedNetworks": ["10.20.0.0/16"],
+    },
+    "shards": 8,
+    "processing": {
+        "languages": ["en", "de"],
+        "quality": {"minWords": 100, "maxWords": 50000},
+        "pii": {"emails": True, "phoneNumbers": False},
+        "dedup": {"exact": True, "nearDuplicates": True, "threshold": 0.85, "permutations": 256},
+    },
+    "output": {"format": "jsonl", "partMaxDocuments": 5000, "commitIntervalSeconds": 30},
+    "storage": {
+        "bucket": "acme-datasets",
+        "prefix": "web/datasets",
+        "endpoint": "https://s3.eu-central-1.amazonaws.com",
+        "region": "eu-central-1",
+        "create": True,
+        "versioning": True,
+        "encryption": "aws:kms",
+        "rawDataExpirationDays": 14,
+        "publicAccessBlock": True,
+        "credentialsSecretRef": {"name": "s3-writer"},
+        "deletionPolicy": "Delete",
+    },
+    "schedule": "0 3 * * 1",
+    "image": "registry.invalid/kubeforge/crawler:1",
+    "resources": {"requests": {"cpu": "2", "memory": "4Gi"}},
+    "serviceAccountName": "crawler",
+}
+
+
+@dataclass(frozen=True)
+class InvalidSpec:
+    """A spec that must be refused, the field the refusal names and words its message holds."""
+
+    id: str
+    spec: dict[str, Any]
+    field: str
+    message: str
+
+
+def minimal_with(section: str, **changes: Any) -> dict[str, Any]:
+    """MINIMAL_SPEC with fields of one section replaced (None removes the section)."""
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    if not changes:
+        spec.pop(section)
+    else:
+        spec[section] = {**spec.get(section, {}), **changes}
+    return spec
+
+
+INVALID_SPECS: tuple[InvalidSpec, ...] = (
+    InvalidSpec(
+        "no-seed-or-sitemap",
+        minimal_with("sources", seeds=[]),
+        "spec.sources",
+        "at least one seed or sitemap",
+    ),
+    InvalidSpec("no-crawl-policy", minimal_with("crawl"), "spec.crawl", "required"),
+    InvalidSpec(
+        "user-agent-token",
+        minimal_with("crawl", userAgent={"product": "Acme Bot/2", "contact": "a@b.example"}),
+        "spec.crawl.userAgent.product",
+        "should match",
+    ),
+    InvalidSpec(
+        "seed-scheme",
+        minimal_with("sources", seeds=["ftp://files.example.com/"]),
+        "spec.sources.seeds[0]",
+        "should match",
+    ),
+    InvalidSpec(
+        "allowed-network",
+        minimal_with(
+            "crawl", userAgent=MINIMAL_SPEC["crawl"]["userAgent"], allowedNetworks=["10.0.0/8"]
+        ),
+        "spec.crawl.allowedNetworks[0]",
+        "must be a cidr",
+    ),
+    InvalidSpec(
+        "delays-reversed",
+        minimal_with(
+            "crawl",
+            userAgent=MINIMAL_SPEC["crawl"]["userAgent"],
+            minDelaySeconds=20,
+            maxCrawlDelaySeconds=10,
+        ),
+        "spec.crawl.minDelaySeconds",
+        "minDelaySeconds must not exceed maxCrawlDelaySeconds",
+    ),
+    InvalidSpec(
+        "word-bounds-reversed",
+        {**MINIMAL_SPEC, "processing": {"quality": {"minWords": 10, "maxWords": 5}}},
+        "spec.processing.quality.minWords",
+        "minWords must not exceed maxWords",
+    ),
+    InvalidSpec(
+        "zero-shards", {**MINIMAL_SPEC, "shards": 0}, "spec.shards", "greater than or equal to 1"
+    ),
+    InvalidSpec(
+        "bucket-name",
+        {**MINIMAL_SPEC, "storage": {"bucket": "Acme_Datasets"}},
+        "spec.storage.bucket",
+        "should match",
+    ),
+    InvalidSpec(
+        "deletion-policy",
+        {**MINIMAL_SPEC, "storage": {"bucket": "acme", "deletionPolicy": "Orphan"}},
+        "spec.storage.deletionPolicy",
+        "Retain",
+    ),
+    InvalidSpec(
+        "schedule",
+        {**MINIMAL_SPEC, "schedule": "every day"},
+        "spec.schedule",
+        "should match",
+    ),
+    InvalidSpec(
+        "duplicate-seed",
+        minimal_with("sources", seeds=["https://a.example/", "https://a.example/"]),
+        "spec.sources.seeds[1]",
+        "duplicate value",
+    ),
+)

@@ -1,0 +1,154 @@
+"""The dataset format and file-system object storage: keys, atomic writes, parts, markers and
+the manifest, read back the way the trainer reads them. Real files under a temporary directory.
+(The same store interface on S3 is exercised by the crawler's resume test.)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kubeforge.api.dataingest import CrawlCounters
+from kubeforge.dataset import (
+    MANIFEST_KEY,
+    CorruptPart,
+    Document,
+    Manifest,
+    ManifestPart,
+    ShardMarker,
+    content_hash,
+    decode_part,
+    document_id,
+    encode_part,
+    iter_documents,
+    read_manifest,
+    read_shard_marker,
+    write_manifest,
+    write_part,
+    write_shard_marker,
+)
+from kubeforge.storage import FileStore, ObjectNotFound, open_store
+
+FETCHED = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def documents(shard: int, part: int, texts: list[str]) -> list[Document]:
+    return [
+        Document(
+            id=document_id(shard, part, row),
+            url=f"https://example.com/{shard}/{part}/{row}",
+            fetched_at=FETCHED,
+            content_hash=content_hash(text),
+            language="en",
+            title=None,
+            text=text,
+        )
+        for row, text in enumerate(texts)
+    ]
+
+
+def test_a_file_store_writes_atomically_and_lists_keys(tmp_path: Path) -> None:
+    store = open_store((tmp_path / "data").as_uri())
+    assert isinstance(store, FileStore)
+    assert store.list() == []
+    store.put("a/b.json", b"1")
+    store.put("a/b.json", b"2")
+    store.put("c.json", b"3")
+    assert store.get("a/b.json") == b"2"
+    assert store.list() == ["a/b.json", "c.json"]
+    assert store.list("a/") == ["a/b.json"]
+    assert [path.name for path in (tmp_path / "data" / "a").iterdir()] == ["b.json"]
+    store.delete("c.json")
+    store.delete("c.json")
+    assert not store.exists("c.json")
+    with pytest.raises(ObjectNotFound):
+        store.get("c.json")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a"])
+def test_keys_stay_below_the_root(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match="not a relative object key"):
+        FileStore(tmp_path).put(key, b"")
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("https://example.com/data", "start with s3 or file"),
+        ("s3:///prefix", "names a bucket"),
+        ("file://host/data", "absolute local path"),
+    ],
+)
+def test_only_s3_and_file_uris_open(uri: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_store(uri)
+
+
+def test_parts_are_deterministic_and_checked(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    docs = documents(0, 0, ["first text", "second text"])
+    assert encode_part(docs) == encode_part(docs)
+    assert decode_part(encode_part(docs)) == docs
+    part = write_part(store, 0, 0, docs, [200, 200])
+    assert (part.key, part.documents) == ("parts/00000/00000.jsonl.gz", 2)
+    assert [entry.url for entry in part.provenance] == [doc.url for doc in docs]
+    store.put(part.key, encode_part(docs[:1]))
+    manifest = published(
+        store, [ManifestPart(key=part.key, documents=2, bytes=part.bytes, sha256=part.sha256)]
+    )
+    with pytest.raises(CorruptPart, match="sha256 differs"):
+        list(iter_documents(store, manifest))
+
+
+def published(store: FileStore, parts: list[ManifestPart]) -> Manifest:
+    manifest = Manifest(
+        created_at=FETCHED,
+        shards=(),
+        parts=tuple(parts),
+        documents=sum(part.documents - len(part.removed) for part in parts),
+        bytes=sum(part.bytes for part in parts),
+        duplicates_removed=sum(len(part.removed) for part in parts),
+    )
+    write_manifest(store, manifest)
+    return read_manifest(store)
+
+
+def test_readers_skip_what_the_manifest_removed(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    first = write_part(store, 0, 0, documents(0, 0, ["a", "b"]), [200, 200])
+    second = write_part(store, 1, 0, documents(1, 0, ["c"]), [200])
+    manifest = published(
+        store,
+        [
+            ManifestPart(
+                key=first.key,
+                documents=2,
+                bytes=first.bytes,
+                sha256=first.sha256,
+                removed=(document_id(0, 0, 1),),
+            ),
+            ManifestPart(key=second.key, documents=1, bytes=second.bytes, sha256=second.sha256),
+        ],
+    )
+    assert [doc.text for doc in iter_documents(store, manifest)] == ["a", "c"]
+    assert manifest.documents == 2
+    assert store.exists(MANIFEST_KEY)
+
+
+def test_a_shard_marker_round_trips(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    part = write_part(store, 3, 0, documents(3, 0, ["x"]), [200])
+    marker = ShardMarker(
+        shard=3,
+        parts=(part,),
+        counters=CrawlCounters(documents_kept=1),
+        user_agent="Bot/1.0 (+https://bot.example)",
+        extractor="selectolax-lexbor",
+        completed_at=FETCHED,
+    )
+    with pytest.raises(ObjectNotFound):
+        read_shard_marker(store, 3)
+    write_shard_marker(store, marker)
+    assert read_shard_marker(store, 3) == marker
