@@ -8,13 +8,20 @@ pod with the annotation `kubeforge.dev/test-exit-code` (hack/kwok/test-stages.ya
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.conftest import REPO_ROOT, Rig
 from tests.integration.conftest import OperatorThread
 from tests.integration.trainingjobs import (
     GROUP,
@@ -280,3 +287,54 @@ def test_operator_restart_mid_reconcile_leaves_no_duplicate_or_orphan(
     uid = jobs.get("survivor")["metadata"]["uid"]
     for child in config_maps.items:
         assert [ref.uid for ref in child.metadata.owner_references] == [uid]
+
+
+def test_sample_runs_on_the_rig(jobs: Jobs, operator: OperatorThread) -> None:
+    sample = yaml.safe_load((REPO_ROOT / "manifests/samples/trainingjob.yaml").read_text())
+    jobs.create(sample["metadata"]["name"], sample["spec"])
+    jobs.running_pods("digits-mlp", 2)
+    status = jobs.wait_phase("digits-mlp", "Running")["status"]
+    assert status["worldSize"] == 2
+
+
+def test_command_line_operator_serves_metrics_and_health(
+    jobs: Jobs, rig: Rig, crds: list[str]
+) -> None:
+    metrics_port, health_port = free_port(), free_port()
+    command = [sys.executable, "-m", "kubeforge_operator", "--namespace", jobs.namespace,
+               "--metrics-port", str(metrics_port), "--health-port", str(health_port)]  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": str(rig.kubeconfig)}
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as operator:
+        try:
+            jobs.create("observed", spec_with())
+            for pod in jobs.running_pods("observed", 1):
+                jobs.end_pod(pod, 0)
+            jobs.wait_phase("observed", "Succeeded")
+            metrics = wait_for(
+                lambda: http_text(f"http://127.0.0.1:{metrics_port}/metrics"), "the metrics"
+            )
+            assert 'kubeforge_trainingjobs{phase="Succeeded"} 1.0' in metrics
+            assert "kubeforge_reconcile_duration_seconds_count" in metrics
+            assert 'kubeforge_api_requests_total{verb="apply"}' in metrics
+            health = http_text(f"http://127.0.0.1:{health_port}/healthz")
+            assert health is not None
+            assert '"queue"' in health
+        finally:
+            operator.terminate()
+            _, errors = operator.communicate(timeout=30)
+    assert "Traceback" not in errors, errors
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def http_text(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+            return str(response.read().decode())
+    except OSError:
+        return None
