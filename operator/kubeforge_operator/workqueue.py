@@ -37,6 +37,7 @@ class WorkQueue(Generic[Key]):
         self._failures: dict[Key, int] = {}
         self._later: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -44,15 +45,21 @@ class WorkQueue(Generic[Key]):
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Takes no more keys, lets running reconciles finish (cancelling one mid-request could
+        leave its connection open), then stops the idle workers."""
+        self._closing = True
         for handle in self._later.values():
             handle.cancel()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._active and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def add(self, key: Key) -> None:
-        if key in self._waiting:
+        if self._closing or key in self._waiting:
             return
         if key in self._active:
             self._dirty.add(key)
@@ -66,6 +73,8 @@ class WorkQueue(Generic[Key]):
 
     def add_after(self, key: Key, delay: float) -> None:
         """Adds the key after `delay` seconds; an earlier pending wake-up for it wins."""
+        if self._closing:
+            return
         loop = asyncio.get_running_loop()
         pending = self._later.get(key)
         if pending is not None and pending.when() <= loop.time() + delay:

@@ -24,7 +24,8 @@ from kubeforge.api.trainingjob import ProgressStatus
 from kubeforge.progress import ConfigMapSink
 from tests.conftest import Rig
 from tests.integration.conftest import OperatorThread
-from tests.integration.trainingjobs import Jobs, condition, read_or_none, spec_with
+from tests.integration.resources import condition
+from tests.integration.trainingjobs import Jobs, read_or_none, spec_with
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -134,41 +135,10 @@ def test_preemption_is_recorded_but_not_charged(jobs: Jobs, operator: OperatorTh
     jobs.create("preempted", spec_with(failurePolicy={"maxRestarts": 0}))
     (pod,) = jobs.running_pods("preempted", 1)
     # What the scheduler does to a preempted pod: a DisruptionTarget condition, then the kill.
-    now = datetime.now(UTC).isoformat()
-    jobs.core.patch_namespaced_pod_status(
+    jobs.core.patch_namespaced_pod(
         pod.metadata.name,
         jobs.namespace,
-        {
-            "status": {
-                "phase": "Failed",
-                "conditions": [
-                    {
-                        "type": "DisruptionTarget",
-                        "status": "True",
-                        "reason": "PreemptionByScheduler",
-                        "message": "preempted by a higher-priority pod",
-                        "lastTransitionTime": now,
-                    }
-                ],
-                "containerStatuses": [
-                    {
-                        "name": "trainer",
-                        "image": pod.spec.containers[0].image,
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {
-                            "terminated": {
-                                "exitCode": 137,
-                                "reason": "Error",
-                                "startedAt": now,
-                                "finishedAt": now,
-                            }
-                        },
-                    }
-                ],
-            }
-        },
+        {"metadata": {"annotations": {"kubeforge.dev/test-disruption": "PreemptionByScheduler"}}},
     )
     status = jobs.wait(
         "preempted", "a disruption", lambda s: s.get("restarts", {}).get("disruptions") == 1

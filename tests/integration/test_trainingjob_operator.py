@@ -23,16 +23,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import REPO_ROOT, Rig
 from tests.integration.conftest import OperatorThread
-from tests.integration.trainingjobs import (
-    GROUP,
-    JOB_LABEL,
-    PLURAL,
-    VERSION,
-    Jobs,
-    condition,
-    read_or_none,
-    spec_with,
-)
+from tests.integration.resources import GROUP, VERSION, condition
+from tests.integration.trainingjobs import JOB_LABEL, PLURAL, Jobs, read_or_none, spec_with
 from tests.kube import status_message
 from tests.polling import wait_for
 from tests.trainingjob_cases import INVALID_SPECS, InvalidSpec
@@ -310,10 +302,13 @@ def test_command_line_operator_serves_metrics_and_health(
             for pod in jobs.running_pods("observed", 1):
                 jobs.end_pod(pod, 0)
             jobs.wait_phase("observed", "Succeeded")
-            metrics = wait_for(
-                lambda: http_text(f"http://127.0.0.1:{metrics_port}/metrics"), "the metrics"
-            )
-            assert 'kubeforge_trainingjobs{phase="Succeeded"} 1.0' in metrics
+            succeeded = 'kubeforge_trainingjobs{phase="Succeeded"} 1.0'
+
+            def scrape() -> str | None:
+                text = http_text(f"http://127.0.0.1:{metrics_port}/metrics")
+                return text if text and succeeded in text else None
+
+            metrics = wait_for(scrape, "the metrics to count the job as Succeeded")
             assert "kubeforge_reconcile_duration_seconds_count" in metrics
             assert 'kubeforge_api_requests_total{verb="apply"}' in metrics
             health = http_text(f"http://127.0.0.1:{health_port}/healthz")
