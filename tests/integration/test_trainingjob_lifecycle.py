@@ -24,8 +24,7 @@ from kubeforge.api.trainingjob import ProgressStatus
 from kubeforge.progress import ConfigMapSink
 from tests.conftest import Rig
 from tests.integration.conftest import OperatorThread
-from tests.integration.resources import condition
-from tests.integration.trainingjobs import Jobs, read_or_none, spec_with
+from tests.integration.trainingjobs import Jobs, condition, read_or_none, spec_with
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import REPO_ROOT, Rig
 from tests.integration.conftest import OperatorThread
-from tests.integration.resources import GROUP, VERSION, condition
-from tests.integration.trainingjobs import JOB_LABEL, PLURAL, Jobs, read_or_none, spec_with
+from tests.integration.trainingjobs import (
+    GROUP,
+    JOB_LABEL,
+    PLURAL,
+    VERSION,
+    Jobs,
+    condition,
+    read_or_none,
+    spec_with,
+)
 from tests.kube import status_message
 from tests.polling import wait_for
 from tests.trainingjob_cases import INVALID_SPECS, InvalidSpec
