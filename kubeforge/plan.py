@@ -58,10 +58,12 @@ def plan_training(
     rendezvous_host: str,
     config_path: str,
     dataset_uri: str | None = None,
+    rendezvous_port: int = RENDEZVOUS_PORT,
 ) -> TrainingPlan:
     """The plan of a TrainingJob's workers.
 
     rendezvous_host: where worker 0's torchrun agent is reachable (a pod's DNS name, or 127.0.0.1).
+    rendezvous_port: its port; pods use the default, local runs side by side need free ones.
     config_path: where the worker config file will be in each worker.
     dataset_uri: the dataset resolved from spec.dataset (a DataIngest's published URI, or the URI).
     """
@@ -74,7 +76,7 @@ def plan_training(
         f"--nnodes={min_nodes}:{max_nodes}",
         f"--nproc-per-node={spec.nproc_per_node}",
         "--rdzv-backend=c10d",
-        f"--rdzv-endpoint={rendezvous_host}:{RENDEZVOUS_PORT}",
+        f"--rdzv-endpoint={rendezvous_host}:{rendezvous_port}",
         f"--rdzv-id={job.metadata.uid or name}",
         f"--max-restarts={spec.failure_policy.max_restarts}",
     ]
@@ -89,7 +91,14 @@ def plan_training(
         program = ["-m", TRAINER_MODULE, "--config", config_path]
     else:
         program = list(spec.command or [])
-    env = {"KUBEFORGE_JOB_NAME": name, "PYTHONUNBUFFERED": "1"}
+    env = {
+        "KUBEFORGE_JOB_NAME": name,
+        "PYTHONUNBUFFERED": "1",
+        # Each rendezvous round gets a fresh store for the workers' process group. The agents'
+        # shared store keeps the previous round's keys, and gloo then connects to dead peers
+        # after a restart (docs/trainer.md, "Elastic restarts").
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+    }
     if dataset_uri:
         env["KUBEFORGE_DATASET_URI"] = dataset_uri
     if spec.checkpoint is not None:

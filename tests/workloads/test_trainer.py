@@ -1,0 +1,208 @@
+"""The trainer under real torchrun, launched with the command the operator's pods run.
+
+What is real: `torchrun` agents (one per "pod", c10d rendezvous on 127.0.0.1) started with the
+command `kubeforge.plan.plan_training` builds; `python -m kubeforge_trainer` workers training with
+DDP over gloo on the CPU; SeaweedFS from the rig for checkpoints and the GPT's dataset (the
+reference run checkpoints to a local directory, `file://`, the other store); signals and kills
+sent to real processes. Nothing is faked. Models, batches and step counts are small so that the
+module runs in a few minutes on two cores.
+
+Exactness is asserted on the consumed-sample log (which sample every stream position held in
+the attempt that counted), compared with an uninterrupted reference run, never on a loss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from kubeforge.api.trainingjob import ProgressStatus
+from kubeforge.storage import S3Store
+from kubeforge_trainer.checkpoint import Checkpoints
+from kubeforge_trainer.digits import DigitsSource
+from tests.conftest import Rig
+from tests.polling import wait_for
+from tests.workloads.trainer_runs import (
+    ConsumedSamples,
+    Launch,
+    highest_logged_step,
+    newest_generation_last_step,
+    training_job,
+    write_text_dataset,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
+
+STEPS = 200
+GLOBAL_BATCH = 64
+STOPPED_BY_SIGTERM = 143
+
+
+def mlp_spec(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trainer": {
+            "model": {"architecture": "mlp", "layers": 1, "hiddenSize": 128},
+            "optimizer": {"name": "adam", "learningRate": 0.002},
+            # Micro-batches of 16: 2 per step per process at world size 2, 4 at world size 1.
+            "batch": {"globalSize": GLOBAL_BATCH, "microSize": 16},
+            "steps": STEPS,
+            "seed": 7,
+        },
+        "checkpoint": checkpoint,
+    }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An uninterrupted run: what every interrupted run must equal."""
+
+    exit_codes: list[int]
+    consumed: ConsumedSamples
+    launch: Launch
+    checkpoints: Path
+
+
+@pytest.fixture(scope="module")
+def reference(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    workdir = tmp_path_factory.mktemp("reference")
+    checkpoints = workdir / "checkpoints"
+    job = training_job("reference", 2, mlp_spec({"uri": checkpoints.as_uri(), "intervalSteps": 25}))
+    launch = Launch(job, workdir, rig)
+    try:
+        launch.start()
+        codes = launch.wait()
+    finally:
+        launch.kill()
+    return Reference(codes, ConsumedSamples.read(launch.sample_log), launch, checkpoints)
+
+
+def test_the_mlp_learns_the_bundled_digits_and_reports_progress(reference: Reference) -> None:
+    assert reference.exit_codes == [0, 0], reference.launch.output()
+    final = reference.checkpoints / "final"
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics["steps"] == STEPS
+    assert metrics["final"]["testAccuracy"] > 0.9
+    assert (final / "model.pt").stat().st_size > 0
+    assert "architecture: mlp" in (final / "config.yaml").read_text()
+
+    progress = ProgressStatus.model_validate_json(reference.launch.progress_file.read_text())
+    assert progress.step == STEPS
+    assert progress.total_steps == STEPS
+    assert progress.last_checkpoint is not None
+    assert progress.last_checkpoint.step == STEPS
+    assert progress.updated_at is not None
+    assert progress.samples_per_second
+
+
+def test_every_sample_is_consumed_exactly_once_per_epoch(reference: Reference) -> None:
+    consumed = reference.consumed
+    assert consumed.steps == list(range(1, STEPS + 1))
+    assert sorted(consumed.by_position) == list(range(STEPS * GLOBAL_BATCH))
+    samples = len(DigitsSource("train").labels)
+    epochs = STEPS * GLOBAL_BATCH // samples
+    assert epochs >= 2
+    for epoch in range(epochs):
+        positions = range(epoch * samples, (epoch + 1) * samples)
+        assert sorted(consumed.by_position[p] for p in positions) == list(range(samples)), epoch
+
+
+def test_a_killed_worker_restarts_the_group_which_resumes_exactly(
+    rig: Rig, bucket: str, tmp_path: Path, reference: Reference
+) -> None:
+    job = training_job("killed", 2, mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 25}))
+    launch = Launch(job, tmp_path, rig)
+    try:
+        launch.start()
+        wait_for(lambda: highest_logged_step(launch.sample_log) >= 30, "step 30", timeout=120)
+        victims = launch.workers(1)
+        assert victims, "the second agent has no worker to kill"
+        os.kill(victims[0], signal.SIGKILL)
+        codes = launch.wait()
+    finally:
+        launch.kill()
+    assert codes == [0, 0], launch.output()
+    consumed = ConsumedSamples.read(launch.sample_log)
+    assert consumed.world_sizes == [2, 2], "the run should have been restarted once"
+    assert consumed.steps == reference.consumed.steps
+    assert consumed.by_position == reference.consumed.by_position
+
+
+def test_resizing_2_1_2_through_sigterms_checkpoints_and_resumes_exactly(
+    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path, reference: Reference
+) -> None:
+    # No periodic checkpoint within the run: whatever is resumed was written on SIGTERM.
+    spec = mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 10 * STEPS})
+    checkpoints = Checkpoints(S3Store(bucket, "ckpt", s3), keep=3)
+    for replicas, stop_at in ((2, 40), (1, 100), (2, None)):
+        launch = Launch(training_job("resized", replicas, spec), tmp_path, rig)
+        try:
+            launch.start()
+            if stop_at is not None:
+                wait_for(
+                    lambda: highest_logged_step(launch.sample_log) >= stop_at,  # noqa: B023
+                    f"step {stop_at}",
+                    timeout=120,
+                )
+                launch.terminate()
+            codes = launch.wait()
+        finally:
+            launch.kill()
+        if stop_at is None:
+            assert codes == [0, 0], launch.output()
+        else:
+            last_step = newest_generation_last_step(launch.sample_log)
+            assert checkpoints.newest_valid() == last_step, launch.output()
+            assert f"stopping at step {last_step} on SIGTERM" in launch.output()
+    consumed = ConsumedSamples.read(launch.sample_log)
+    assert consumed.world_sizes == [2, 1, 2]
+    assert consumed.steps == reference.consumed.steps
+    assert consumed.by_position == reference.consumed.by_position
+
+
+def test_the_gpt_learns_from_text_shards_in_object_storage(
+    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path
+) -> None:
+    # Real text: the plain-text documentation of a few standard-library modules, one per part.
+    import pydoc
+
+    modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect"]
+    texts = [[pydoc.plain(pydoc.render_doc(name))] for name in modules]
+    write_text_dataset(S3Store(bucket, "datasets/docs/v1", s3), texts)
+    dataset = f"s3://{bucket}/datasets/docs/v1"
+    spec = {
+        "trainer": {
+            "model": {
+                "architecture": "gpt",
+                "layers": 2,
+                "hiddenSize": 64,
+                "heads": 4,
+                "contextLength": 64,
+            },
+            "optimizer": {"learningRate": 0.01, "warmupSteps": 10, "weightDecay": 0.1},
+            "batch": {"globalSize": 16},
+            "steps": 80,
+        },
+        "dataset": {"uri": dataset},
+        "checkpoint": {"uri": f"s3://{bucket}/ckpt", "intervalSteps": 50},
+    }
+    launch = Launch(training_job("gpt", 2, spec), tmp_path, rig, dataset_uri=dataset)
+    try:
+        launch.start()
+        codes = launch.wait()
+    finally:
+        launch.kill()
+    assert codes == [0, 0], launch.output()
+    metrics = json.loads(S3Store(bucket, "ckpt", s3).get("final/metrics.json"))
+    first, last = metrics["history"][0], metrics["history"][-1]
+    assert (first["step"], last["step"]) == (1, 80)
+    assert last["loss"] < 0.6 * first["loss"], metrics["history"]
+    assert last["tokensPerSecond"] > 0

@@ -1,0 +1,238 @@
+"""Running the trainer as a TrainingJob's pods would: torchrun agents started with the command
+`kubeforge.plan.plan_training` builds, on loopback, and reading back what they left.
+
+Each agent is a real `torchrun` process (a "pod"); its workers are real `python -m
+kubeforge_trainer` processes using gloo on the CPU. Only the rendezvous host, port and config
+path differ from a pod's. The consumed-sample log (`KUBEFORGE_SAMPLE_LOG`) is read back as the
+position -> sample mapping of the attempts that counted: when a step was trained again after a
+restart, the later generation's record supersedes the earlier one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubeforge.api.dataingest import CrawlCounters
+from kubeforge.api.trainingjob import TrainingJob
+from kubeforge.dataset import (
+    Document,
+    Manifest,
+    ManifestPart,
+    ShardSummary,
+    content_hash,
+    document_id,
+    shard_marker_key,
+    write_manifest,
+    write_part,
+)
+from kubeforge.plan import plan_training
+from kubeforge.storage import ObjectStore
+from tests.conftest import Rig
+from tests.polling import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def training_job(name: str, replicas: int, spec: dict[str, Any]) -> TrainingJob:
+    return TrainingJob.model_validate(
+        {
+            "metadata": {"name": name, "uid": f"{name}-uid"},
+            "spec": {"image": "kubeforge.test/trainer", "replicas": replicas, **spec},
+        }
+    )
+
+
+@dataclass
+class Launch:
+    """The agents of one TrainingJob on this machine, one per replica."""
+
+    job: TrainingJob
+    workdir: Path
+    rig: Rig
+    dataset_uri: str | None = None
+    agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def sample_log(self) -> Path:
+        return self.workdir / "samples"
+
+    @property
+    def progress_file(self) -> Path:
+        return self.workdir / "progress.json"
+
+    def start(self) -> None:
+        config_path = self.workdir / "trainer.yaml"
+        port = free_port()
+        plan = plan_training(
+            self.job,
+            rendezvous_host="127.0.0.1",
+            config_path=str(config_path),
+            dataset_uri=self.dataset_uri,
+            rendezvous_port=port,
+        )
+        assert plan.worker_config is not None
+        config = plan.worker_config.model_dump(mode="json", by_alias=True, exclude_none=True)
+        config_path.write_text(yaml.safe_dump(config))
+        env = {
+            **os.environ,
+            **plan.env,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "AWS_ENDPOINT_URL": self.rig.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.rig.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.rig.s3_secret_key,
+            "AWS_REGION": self.rig.s3_region,
+            "KUBEFORGE_SAMPLE_LOG": str(self.sample_log),
+            "KUBEFORGE_PROGRESS_FILE": str(self.progress_file),
+            "OMP_NUM_THREADS": "1",
+            "TMPDIR": str(self.workdir),  # torchrun's own log directories land here
+        }
+        for index in range(plan.replicas):
+            with (self.workdir / f"agent-{len(self.agents)}.log").open("ab") as log:
+                self.agents.append(
+                    subprocess.Popen(plan.command, env=env, stdout=log, stderr=subprocess.STDOUT)
+                )
+            if index == 0:  # the first agent hosts the rendezvous, as worker 0's pod does
+                wait_for(lambda: _listening(port), f"the rendezvous on port {port}", timeout=120)
+
+    def wait(self, timeout: float = 150) -> list[int]:
+        """The agents' exit codes, once all have exited."""
+        return [agent.wait(timeout=timeout) for agent in self.agents]
+
+    def workers(self, agent: int) -> list[int]:
+        """Process ids of one agent's worker processes."""
+        pid = self.agents[agent].pid
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+    def terminate(self) -> None:
+        """SIGTERM to every agent, as Kubernetes sends when the pods are deleted or preempted."""
+        for agent in self.agents:
+            agent.send_signal(signal.SIGTERM)
+
+    def output(self) -> str:
+        return "\n".join(path.read_text() for path in sorted(self.workdir.glob("agent-*.log")))
+
+    def kill(self) -> None:
+        """Ends whatever is left (a failed test), workers first."""
+        for index, agent in enumerate(self.agents):
+            if agent.poll() is None:
+                for worker in self.workers(index):
+                    _kill(worker)
+                agent.kill()
+                agent.wait()
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass(frozen=True)
+class ConsumedSamples:
+    """What the run trained on, after restarts: the attempts that counted."""
+
+    by_position: dict[int, int]
+    """Stream position -> sample id."""
+    steps: list[int]
+    world_sizes: list[int]
+    """World size of each generation of the group that trained, in order."""
+
+    @classmethod
+    def read(cls, directory: Path) -> ConsumedSamples:
+        lines = _log_lines(directory)
+        counted: dict[int, int] = {}
+        for line in lines:
+            counted[line["step"]] = max(counted.get(line["step"], 0), line["generation"])
+        by_position: dict[int, int] = {}
+        for line in lines:
+            if line["generation"] != counted[line["step"]]:
+                continue
+            for position, sample in zip(range(*line["positions"]), line["samples"], strict=True):
+                assert position not in by_position, f"position {position} trained twice"
+                by_position[position] = sample
+        generations = sorted({(line["generation"], line["worldSize"]) for line in lines})
+        return cls(by_position, sorted(counted), [size for _, size in generations])
+
+
+def _log_lines(directory: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def newest_generation_last_step(directory: Path) -> int:
+    """The last step the newest generation of the group trained."""
+    lines = _log_lines(directory)
+    newest = max(line["generation"] for line in lines)
+    return max(int(line["step"]) for line in lines if line["generation"] == newest)
+
+
+def highest_logged_step(directory: Path) -> int:
+    """The highest step any rank has logged so far (0 before the first)."""
+    return max((int(line["step"]) for line in _log_lines(directory)), default=0)
+
+
+def write_text_dataset(store: ObjectStore, texts: list[list[str]]) -> None:
+    """A published dataset with one shard whose parts hold the given documents."""
+    fetched = datetime(2026, 1, 1, tzinfo=UTC)
+    parts = []
+    for index, part_texts in enumerate(texts):
+        documents = [
+            Document(
+                id=document_id(0, index, row),
+                url=f"https://docs.kubeforge.invalid/{index}/{row}",
+                fetched_at=fetched,
+                content_hash=content_hash(text),
+                text=text,
+            )
+            for row, text in enumerate(part_texts)
+        ]
+        info = write_part(store, 0, index, documents, [200] * len(documents))
+        parts.append(
+            ManifestPart(
+                key=info.key, documents=info.documents, bytes=info.bytes, sha256=info.sha256
+            )
+        )
+    total = sum(len(part_texts) for part_texts in texts)
+    write_manifest(
+        store,
+        Manifest(
+            created_at=fetched,
+            shards=(
+                ShardSummary(
+                    shard=0,
+                    marker=shard_marker_key(0),
+                    documents=total,
+                    counters=CrawlCounters(documents_kept=total),
+                ),
+            ),
+            parts=tuple(parts),
+            documents=total,
+            bytes=sum(part.bytes for part in parts),
+            duplicates_removed=0,
+        ),
+    )

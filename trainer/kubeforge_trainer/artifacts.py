@@ -1,0 +1,28 @@
+"""The run's final artifacts, next to its checkpoints: `final/model.pt` (the weights),
+`final/config.yaml` (the worker config) and `final/metrics.json` (the measurements)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from kubeforge.plan import WorkerConfig
+from kubeforge.storage import ObjectStore
+
+DIRECTORY = "final"
+
+
+def write_final_artifacts(
+    store: ObjectStore, model: nn.Module, config: WorkerConfig, metrics: dict[str, Any]
+) -> None:
+    weights = io.BytesIO()
+    torch.save(model.state_dict(), weights)
+    store.put(f"{DIRECTORY}/model.pt", weights.getvalue())
+    document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    store.put(f"{DIRECTORY}/config.yaml", yaml.safe_dump(document, sort_keys=False).encode())
+    store.put(f"{DIRECTORY}/metrics.json", json.dumps(metrics, indent=2).encode())

@@ -1,0 +1,101 @@
+"""Rank 0's reports: log lines for humans, `status.progress` for the operator, metrics.json.
+
+Reports follow the progress contract (`kubeforge.progress`): `updatedAt` is the time the step
+last advanced, which the operator's hang detection reads, and reports are forced at each
+checkpoint and at the end. The history of measurements is part of the checkpointed state, so
+the final metrics.json covers the whole run across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+from kubeforge.api.trainingjob import CheckpointRecord, ProgressStatus
+from kubeforge.progress import ProgressReporter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Training metrics at one step: its loss, and rates since the previous measurement."""
+
+    step: int
+    loss: float
+    samples_per_second: float
+    tokens_per_second: float | None
+    mfu: float | None
+    data_wait_seconds: float
+    checkpoint_wait_seconds: float
+    test_accuracy: float | None = None
+
+
+class Progress:
+    """What rank 0 knows about the run's progress, and where it tells it."""
+
+    def __init__(self, total_steps: int, reporter: ProgressReporter) -> None:
+        self.total_steps = total_steps
+        self.reporter = reporter
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self._latest: Measurement | None = None
+        self._last_checkpoint: CheckpointRecord | None = None
+        self._advanced_at: datetime | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state["history"])
+
+    def advanced(self, step: int) -> None:
+        """A step finished."""
+        self.step = step
+        self._advanced_at = datetime.now(UTC)
+        self.reporter.report(self._status())
+
+    def measured(self, measurement: Measurement) -> None:
+        self._latest = measurement
+        self.history.append({to_camel(k): v for k, v in vars(measurement).items() if v is not None})
+        parts = [
+            f"step {measurement.step}/{self.total_steps}",
+            f"loss {measurement.loss:.4f}",
+            f"{measurement.samples_per_second:,.0f} samples/s",
+        ]
+        if measurement.tokens_per_second is not None:
+            parts.append(f"{measurement.tokens_per_second:,.0f} tokens/s")
+        if measurement.mfu is not None:
+            parts.append(f"MFU {measurement.mfu:.1%}")
+        if measurement.test_accuracy is not None:
+            parts.append(f"test accuracy {measurement.test_accuracy:.2%}")
+        parts.append(f"data wait {measurement.data_wait_seconds:.1f} s")
+        parts.append(f"checkpoint wait {measurement.checkpoint_wait_seconds:.1f} s")
+        log.info(" | ".join(parts))
+
+    def checkpointed(self, record: CheckpointRecord) -> None:
+        self._last_checkpoint = record
+        log.info("checkpoint of step %d committed at %s", record.step, record.uri)
+        self.reporter.report(self._status(), force=True)
+
+    def finished(self) -> None:
+        self.reporter.report(self._status(), force=True)
+
+    def _status(self) -> ProgressStatus:
+        latest = self._latest
+        return ProgressStatus(
+            step=self.step,
+            total_steps=self.total_steps,
+            loss=latest.loss if latest else None,
+            samples_per_second=latest.samples_per_second if latest else None,
+            tokens_per_second=latest.tokens_per_second if latest else None,
+            mfu=latest.mfu if latest else None,
+            data_wait_seconds=latest.data_wait_seconds if latest else None,
+            checkpoint_wait_seconds=latest.checkpoint_wait_seconds if latest else None,
+            last_checkpoint=self._last_checkpoint,
+            updated_at=self._advanced_at,
+        )

@@ -1,0 +1,100 @@
+"""What the trainer trains: a model, its sample source and its cost, from the worker config.
+
+Both tasks are next-label prediction with cross-entropy: the MLP predicts a digit per image, the
+GPT the next byte at every position. A task says how many loss terms a sample has (1 or the
+context length), so the loss of a global batch is the mean over all its terms whatever the
+world size, and how many FLOPs a sample costs, for MFU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kubeforge.api.trainingjob import ModelArchitecture, ModelConfig
+from kubeforge.plan import WorkerConfig
+from kubeforge.storage import open_store
+from kubeforge_trainer import digits, text
+from kubeforge_trainer.gpt import GPT
+from kubeforge_trainer.loader import SampleSource
+from kubeforge_trainer.mlp import MLP
+
+MLP_DEFAULTS = {"layers": 2, "hidden_size": 256}
+GPT_DEFAULTS = {"layers": 4, "hidden_size": 256, "heads": 4, "context_length": 256}
+
+
+@dataclass(frozen=True)
+class Task:
+    model: nn.Module
+    source: SampleSource
+    loss_terms_per_sample: int
+    tokens_per_sample: int | None
+    flops_per_sample: float
+    test_set: digits.DigitsSource | None = None
+
+
+def _size(model: ModelConfig, name: str, defaults: dict[str, int]) -> int:
+    value = getattr(model, name)
+    return int(value) if value is not None else defaults[name]
+
+
+def build_task(config: WorkerConfig) -> Task:
+    """The task the config describes; call after seeding, since it initialises the weights."""
+    spec = config.trainer.model
+    if spec.architecture == ModelArchitecture.MLP:
+        mlp = MLP(
+            digits.INPUTS,
+            digits.CLASSES,
+            layers=_size(spec, "layers", MLP_DEFAULTS),
+            hidden_size=_size(spec, "hidden_size", MLP_DEFAULTS),
+        )
+        parameters = sum(p.numel() for p in mlp.parameters())
+        return Task(
+            model=mlp,
+            source=digits.DigitsSource("train"),
+            loss_terms_per_sample=1,
+            tokens_per_sample=None,
+            flops_per_sample=6.0 * parameters,
+            test_set=digits.DigitsSource("test"),
+        )
+    if not config.dataset_uri:
+        raise ValueError("the gpt model trains on a dataset: the TrainingJob needs spec.dataset")
+    layers = _size(spec, "layers", GPT_DEFAULTS)
+    hidden_size = _size(spec, "hidden_size", GPT_DEFAULTS)
+    heads = _size(spec, "heads", GPT_DEFAULTS)
+    context = _size(spec, "context_length", GPT_DEFAULTS)
+    gpt = GPT(text.VOCAB_SIZE, context, layers=layers, hidden_size=hidden_size, heads=heads)
+    return Task(
+        model=gpt,
+        source=text.TextSource(open_store(config.dataset_uri), context),
+        loss_terms_per_sample=context,
+        tokens_per_sample=context,
+        flops_per_sample=context * gpt_flops_per_token(gpt, layers, hidden_size, context),
+    )
+
+
+def gpt_flops_per_token(model: GPT, layers: int, hidden_size: int, context: int) -> float:
+    """Training FLOPs per token, as PaLM (appendix B) counts them: 6 per weight (forward and
+    backward matmuls) plus attention's 12 x layers x width x context."""
+    weights = sum(p.numel() for p in model.parameters()) - model.position_embedding.weight.numel()
+    return 6.0 * weights + 12.0 * layers * hidden_size * context
+
+
+def loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy over every prediction of a micro-batch."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum"
+    )
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, test_set: digits.DigitsSource, device: torch.device) -> float:
+    """Fraction of the test set classified correctly."""
+    was_training = model.training
+    model.eval()
+    predictions = model(test_set.inputs.to(device)).argmax(dim=-1).cpu()
+    model.train(was_training)
+    return float((predictions == test_set.labels).float().mean())
