@@ -25,6 +25,10 @@ from kubeforge.api.trainingjob import ObjectUri
 CRAWLER_MODULE = "kubeforge_crawler"
 SHARD_INDEX_ENV = "JOB_COMPLETION_INDEX"
 """The variable that holds a pod's shard: the index an Indexed Job gives each of its pods."""
+EXIT_CONFIG = 2
+"""The crawler's exit status for a bad config or arguments: retrying cannot help."""
+EXIT_SHARDS_INCOMPLETE = 3
+"""The publish stage's exit status when some shard has no completion marker."""
 
 
 class CrawlerConfig(CamelModel):

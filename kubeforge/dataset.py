@@ -7,11 +7,13 @@ A dataset version lives under one object-storage location (`s3://bucket/datasets
                                  provenance of every document: url, fetch time, content hash)
     manifest.json                written last, when every shard is complete: the schema, the
                                  shards, the parts and the documents a global pass removed
+    state/, exchange/            the crawl's raw state (checkpoints, URLs passed between shards),
+                                 which a lifecycle rule may expire once the crawl is over
 
 Everything is committed data first, marker last: a part is only part of the dataset once a marker
 lists it, and the dataset is only published once the manifest exists. Readers (the trainer) go
 through `read_manifest` and `iter_documents`; writers (the crawler) through `write_part`,
-`write_shard_marker` and `write_manifest`.
+`write_shard_marker` and `write_manifest`; the operator reports `total_counters` in status.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from kubeforge.storage import ObjectStore
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "manifest.json"
+STATE_PREFIX = "state/"
+EXCHANGE_PREFIX = "exchange/"
+RAW_PREFIXES = (STATE_PREFIX, EXCHANGE_PREFIX)
+"""Where the crawl keeps its raw state, relative to the dataset's location."""
 
 
 def part_key(shard: int, part: int) -> str:
@@ -241,3 +247,17 @@ def iter_documents(store: ObjectStore, manifest: Manifest) -> Iterator[Document]
         for document in read_part(store, part.key, part.sha256):
             if document.id not in removed:
                 yield document
+
+
+def total_counters(manifest: Manifest) -> CrawlCounters:
+    """The counters of all shards, with the publish stage's removals added."""
+    total = CrawlCounters()
+    for shard in manifest.shards:
+        total = total.plus(shard.counters)
+    removed = manifest.duplicates_removed
+    return total.model_copy(
+        update={
+            "documents_kept": total.documents_kept - removed,
+            "duplicates_removed": total.duplicates_removed + removed,
+        }
+    )

@@ -19,13 +19,16 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig
+from kubeforge.crawlconfig import (
+    EXIT_CONFIG,
+    EXIT_SHARDS_INCOMPLETE,
+    SHARD_INDEX_ENV,
+    CrawlerConfig,
+)
+from kubeforge.dataset import total_counters
 from kubeforge.storage import open_store
-from kubeforge_crawler.publish import ShardsIncomplete, publish, total_counters
+from kubeforge_crawler.publish import ShardsIncomplete, publish
 from kubeforge_crawler.shard import ShardCrawler
-
-EXIT_CONFIG = 2
-EXIT_SHARDS_INCOMPLETE = 3
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

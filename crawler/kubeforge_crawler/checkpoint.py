@@ -13,13 +13,13 @@ import gzip
 from pydantic import BaseModel, ConfigDict
 
 from kubeforge.api.dataingest import CrawlCounters
-from kubeforge.dataset import PartInfo
+from kubeforge.dataset import STATE_PREFIX, PartInfo
 from kubeforge.storage import ObjectNotFound, ObjectStore
 from kubeforge_crawler.frontier import Link, LinkKind
 
 
 def state_key(shard: int) -> str:
-    return f"state/{shard:05d}.json.gz"
+    return f"{STATE_PREFIX}{shard:05d}.json.gz"
 
 
 def signatures_key(part_key: str) -> str:

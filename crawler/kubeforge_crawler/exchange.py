@@ -16,13 +16,14 @@ import json
 import uuid
 from collections.abc import Sequence
 
+from kubeforge.dataset import EXCHANGE_PREFIX
 from kubeforge.storage import ObjectStore
 from kubeforge_crawler.checkpoint import CrawlState, SavedLink, load_state
 from kubeforge_crawler.frontier import Link
 
 
 def inbox_prefix(shard: int) -> str:
-    return f"exchange/{shard:05d}/"
+    return f"{EXCHANGE_PREFIX}{shard:05d}/"
 
 
 def write_batch(store: ObjectStore, source: int, target: int, links: Sequence[Link]) -> str:

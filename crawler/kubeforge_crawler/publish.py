@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from kubeforge.api.dataingest import CrawlCounters
 from kubeforge.crawlconfig import CrawlerConfig
 from kubeforge.dataset import (
     MANIFEST_KEY,
@@ -102,17 +101,3 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
         removed_total,
     )
     return manifest
-
-
-def total_counters(manifest: Manifest) -> CrawlCounters:
-    """The counters of all shards, with the publish stage's removals added."""
-    total = CrawlCounters()
-    for shard in manifest.shards:
-        total = total.plus(shard.counters)
-    removed = manifest.duplicates_removed
-    return total.model_copy(
-        update={
-            "documents_kept": total.documents_kept - removed,
-            "duplicates_removed": total.duplicates_removed + removed,
-        }
-    )

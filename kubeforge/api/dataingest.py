@@ -92,6 +92,7 @@ class DataIngestReason(StrEnum):
     STORAGE_FEATURE_UNSUPPORTED = "StorageFeatureUnsupported"
     CREDENTIALS_MISSING = "CredentialsMissing"
     STORAGE_ERROR = "StorageError"
+    DATA_DELETED = "DataDeleted"
     # Work in progress.
     SHARDS_STARTING = "ShardsStarting"
     SHARDS_RUNNING = "ShardsRunning"
@@ -101,6 +102,7 @@ class DataIngestReason(StrEnum):
     PUBLISHED = "Published"
     # Terminal failures.
     SHARD_FAILED = "ShardFailed"
+    PUBLISH_FAILED = "PublishFailed"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
 

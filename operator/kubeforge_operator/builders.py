@@ -1,30 +1,21 @@
 """Pure builders: a TrainingJob and its plan in, the Kubernetes objects it should own out.
 
-Nothing here talks to the API server. Every object carries the `app.kubernetes.io/*` labels, an
-owner reference to its TrainingJob (so deleting the job collects it) and the hash of its own
-desired content (`kubeforge.dev/desired-hash`), which lets a reconcile skip objects that are
-already as desired without asking the API server.
+Nothing here talks to the API server. Every object carries the metadata every child shares
+(`objects`: labels, an owner reference to its TrainingJob, the hash of its desired content).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Any
-
 import yaml
 
+from kubeforge.api.meta import GROUP
 from kubeforge.api.trainingjob import GangScheduler, TrainingJob
 from kubeforge.plan import RENDEZVOUS_PORT, TrainingPlan, plan_training
 from kubeforge.progress import CONFIGMAP_ENV, NAMESPACE_ENV, progress_configmap_name
+from kubeforge_operator import objects
+from kubeforge_operator.objects import Object
 
-Object = dict[str, Any]
-
-GROUP = "kubeforge.dev"
 JOB_LABEL = f"{GROUP}/training-job"
-DESIRED_HASH = f"{GROUP}/desired-hash"
-TEMPLATE_HASH = f"{GROUP}/template-hash"
-MANAGED_BY = "kubeforge-operator"
 CONTAINER = "trainer"
 CONFIG_DIR = "/etc/kubeforge"
 CONFIG_FILE = "trainer.yaml"
@@ -59,44 +50,11 @@ def worker_selector(job: TrainingJob) -> str:
 
 
 def labels(job: TrainingJob, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "kubeforge-trainer",
-        "app.kubernetes.io/instance": job.metadata.name or "",
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": "kubeforge",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        JOB_LABEL: job.metadata.name or "",
-    }
-
-
-def owner_reference(job: TrainingJob) -> Object:
-    return {
-        "apiVersion": job.api_version,
-        "kind": job.kind,
-        "name": job.metadata.name,
-        "uid": job.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return objects.labels(job, "kubeforge-trainer", JOB_LABEL, component)
 
 
 def _metadata(job: TrainingJob, name: str, component: str) -> Object:
-    return {
-        "name": name,
-        "namespace": job.metadata.namespace,
-        "labels": labels(job, component),
-        "ownerReferences": [owner_reference(job)],
-    }
-
-
-def content_hash(content: object) -> str:
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def with_desired_hash(obj: Object) -> Object:
-    """The object with the hash of its content in an annotation."""
-    annotations = {**obj["metadata"].get("annotations", {}), DESIRED_HASH: content_hash(obj)}
-    return {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+    return objects.metadata(job, name, labels(job, component))
 
 
 def build_plan(job: TrainingJob, dataset_uri: str | None) -> TrainingPlan:
@@ -236,7 +194,7 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
         "subdomain": job.metadata.name,
         "serviceAccountName": service_account_name(job),
         "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": objects.POD_SECURITY_CONTEXT,
         "containers": [
             {
                 "name": CONTAINER,
@@ -245,10 +203,7 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
                 "env": _env(job, plan),
                 "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
                 "resources": spec.resources.model_dump(by_alias=True, exclude_defaults=True),
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "capabilities": {"drop": ["ALL"]},
-                },
+                "securityContext": objects.CONTAINER_SECURITY_CONTEXT,
                 "volumeMounts": [
                     {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                     # Private emptyDirs: /tmp for caches (torch.compile), and /dev/shm, through
@@ -286,9 +241,7 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
 def pod_failure_policy(job: TrainingJob) -> Object:
     """Disruptions never count; permanent exit codes fail at once; the rest count to backoff."""
     policy = job.spec.failure_policy
-    rules: list[Object] = [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
-    ]
+    rules: list[Object] = [objects.IGNORE_DISRUPTIONS]
     if policy.permanent_exit_codes:
         rules.append(
             {
@@ -331,10 +284,10 @@ def build_worker_job(job: TrainingJob, plan: TrainingPlan, *, suspend: bool) -> 
         "suspend": suspend,
         "template": build_pod_template(job, plan),
     }
-    # What a Job cannot change in place; when it differs, the Job is replaced.
-    immutable = {key: job_spec[key] for key in ("completionMode", "podFailurePolicy", "template")}
-    metadata["annotations"] = {TEMPLATE_HASH: content_hash(immutable)}
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+    return objects.with_template_hash(
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec},
+        ("completionMode", "podFailurePolicy", "template"),
+    )
 
 
 def worker_job_suspend(job: TrainingJob, observed_suspend: bool | None) -> bool:
@@ -369,4 +322,4 @@ def build_children(
         build_pod_group(job, plan),
         build_worker_job(job, plan, suspend=worker_job_suspend(job, observed_suspend)),
     ]
-    return [with_desired_hash(child) for child in children if child is not None]
+    return [objects.with_desired_hash(child) for child in children if child is not None]

@@ -1,10 +1,12 @@
-"""kopf registrations: what the operator watches, indexes, and hands to the one reconcile.
+"""kopf registrations: what the operator watches, indexes, and hands to the two reconciles.
 
-Watches keep in-memory indexes of TrainingJobs, their children (by the `kubeforge.dev/training-job`
-label) and DataIngests; kopf starts handlers only once every index is filled. Every watch event,
-of a job or of any child, and a periodic resync add the job's key to one work queue, whose
-workers call `Reconciler.reconcile`. No handler writes anything itself, and kopf keeps its own
-bookkeeping in annotations under `kopf.kubeforge.dev`, never in `status`.
+Watches keep in-memory indexes of TrainingJobs and DataIngests and of their children (by the
+`kubeforge.dev/training-job` and `kubeforge.dev/data-ingest` labels); kopf starts handlers only
+once every index is filled. Every watch event, of a resource or of any of its children, and a
+periodic resync add the resource's key to the work queue of its kind, whose workers call
+`Reconciler.reconcile` (TrainingJobs) or `IngestReconciler.reconcile` (DataIngests). No handler
+writes anything itself, and kopf keeps its own bookkeeping in annotations under
+`kopf.kubeforge.dev`, never in `status`.
 """
 
 from __future__ import annotations
@@ -12,23 +14,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
+from kubeforge.api.dataingest import DATA_INGEST
 from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge.progress import PROGRESS_KEY
-from kubeforge_operator.builders import DESIRED_HASH, JOB_LABEL, MANAGED_BY
+from kubeforge_operator.builders import JOB_LABEL
+from kubeforge_operator.ingest_builders import INGEST_LABEL
+from kubeforge_operator.ingest_reconcile import IngestCache, IngestReconciler
 from kubeforge_operator.k8s import Kube
-from kubeforge_operator.reconcile import Cache, JobKey, Reconciler
+from kubeforge_operator.objects import DESIRED_HASH, MANAGED_BY
+from kubeforge_operator.reconcile import Cache, Reconciler
+from kubeforge_operator.reconciling import Key
 from kubeforge_operator.workqueue import WorkQueue
 
 RESYNC_SECONDS = 60.0
-"""Every job is reconciled at least this often, so that a missed event is recovered."""
+"""Every resource is reconciled at least this often, so that a missed event is recovered."""
 
 CHILD_LABELS: dict[str, Any] = {
     JOB_LABEL: kopf.PRESENT,
+    "app.kubernetes.io/managed-by": MANAGED_BY,
+}
+INGEST_CHILD_LABELS: dict[str, Any] = {
+    INGEST_LABEL: kopf.PRESENT,
     "app.kubernetes.io/managed-by": MANAGED_BY,
 }
 OWNED_KINDS = [
@@ -40,26 +52,32 @@ OWNED_KINDS = [
     ("scheduling.volcano.sh", "v1beta1", "podgroups", "PodGroup"),
     ("scheduling.x-k8s.io", "v1alpha1", "podgroups", "PodGroup"),
 ]
+"""The kinds of TrainingJob children other than Jobs and pods."""
+INGEST_OWNED_KINDS = [("", "v1", "configmaps", "ConfigMap")]
+"""The kinds of DataIngest children other than Jobs."""
 PREFIX = f"kopf.{GROUP}"
 logger = logging.getLogger(__name__)
 
 
-def _job_key(namespace: str | None, labels: Mapping[str, str]) -> JobKey:
+def _job_key(namespace: str | None, labels: Mapping[str, str]) -> Key:
     return (namespace or "", labels[JOB_LABEL])
+
+
+def _ingest_key(namespace: str | None, labels: Mapping[str, str]) -> Key:
+    return (namespace or "", labels[INGEST_LABEL])
 
 
 # --- indexes ------------------------------------------------------------------------------------
 
 
 @kopf.index(GROUP, VERSION, TRAINING_JOB.plural)
-def training_jobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[JobKey, Any]:
+def training_jobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace or "", name): dict(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS)
 def worker_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    summary = {"metadata": _meta(body), "spec": {"suspend": body.spec.get("suspend")}}
-    return {_job_key(namespace, labels): {**summary, "status": dict(body.status)}}
+    return {_job_key(namespace, labels): _job_summary(body)}
 
 
 @kopf.index("", "v1", "pods", labels=CHILD_LABELS)
@@ -75,9 +93,14 @@ def progress_reports(namespace: str | None, labels: kopf.Labels, body: kopf.Body
     return {_job_key(namespace, labels): {PROGRESS_KEY: body.get("data", {}).get(PROGRESS_KEY)}}
 
 
-@kopf.index(GROUP, VERSION, "dataingests")
-def dataingests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace or "", name): {"status": dict(body.status)}}
+@kopf.index(GROUP, VERSION, DATA_INGEST.plural)
+def dataingests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): dict(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels=INGEST_CHILD_LABELS)
+def ingest_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
+    return {_ingest_key(namespace, labels): _job_summary(body)}
 
 
 def _meta(body: kopf.Body) -> dict[str, Any]:
@@ -87,7 +110,17 @@ def _meta(body: kopf.Body) -> dict[str, Any]:
     return meta
 
 
-def _register_owned_index(group: str, version: str, plural: str, kind: str) -> None:
+def _job_summary(body: kopf.Body) -> dict[str, Any]:
+    spec = {"suspend": body.spec.get("suspend")}
+    return {"metadata": _meta(body), "spec": spec, "status": dict(body.status)}
+
+
+def _register_owned_index(
+    owner_label: str, labels_filter: dict[str, Any], index_id: str, owned: tuple[str, ...]
+) -> None:
+    """Indexes (kind, name, desired hash) of children of one kind, by their owner's key."""
+    group, version, plural, kind = owned
+
     def index(
         namespace: str | None,
         name: str,
@@ -95,82 +128,113 @@ def _register_owned_index(group: str, version: str, plural: str, kind: str) -> N
         annotations: kopf.Annotations,
         **_: Any,
     ) -> Any:
-        return {_job_key(namespace, labels): (kind, name, annotations.get(DESIRED_HASH))}
+        key = (namespace or "", labels[owner_label])
+        return {key: (kind, name, annotations.get(DESIRED_HASH))}
 
-    kopf.index(group, version, plural, labels=CHILD_LABELS, id=f"owned_{group}_{plural}")(index)
+    kopf.index(group, version, plural, labels=labels_filter, id=index_id)(index)
 
 
 for _owned in OWNED_KINDS:
-    _register_owned_index(*_owned)
+    _register_owned_index(JOB_LABEL, CHILD_LABELS, f"owned_{_owned[0]}_{_owned[2]}", _owned)
+for _owned in INGEST_OWNED_KINDS:
+    _register_owned_index(
+        INGEST_LABEL, INGEST_CHILD_LABELS, f"ingest_owned_{_owned[0]}_{_owned[2]}", _owned
+    )
 
 
-class _Merged(Mapping[JobKey, Iterable[Any]]):
+class _Merged(Mapping[Key, Iterable[Any]]):
     """Several kopf indexes with the same keys, read as one."""
 
-    def __init__(self, indexes: list[Mapping[JobKey, Iterable[Any]]]) -> None:
+    def __init__(self, indexes: list[Mapping[Key, Iterable[Any]]]) -> None:
         self.indexes = indexes
 
-    def __getitem__(self, key: JobKey) -> Iterable[Any]:
+    def __getitem__(self, key: Key) -> Iterable[Any]:
         found = [list(index[key]) for index in self.indexes if key in index]
         if not found:
             raise KeyError(key)
         return [value for values in found for value in values]
 
-    def __iter__(self) -> Iterator[JobKey]:
+    def __iter__(self) -> Iterator[Key]:
         return iter({key for index in self.indexes for key in index})
 
     def __len__(self) -> int:
         return len(set(self))
 
 
-def _cache(kwargs: Mapping[str, Any]) -> Cache:
-    owned = [kwargs[name] for name in kwargs if name.startswith("owned_")]
+def _merged(kwargs: Mapping[str, Any], prefix: str) -> _Merged:
+    return _Merged([kwargs[name] for name in kwargs if name.startswith(prefix)])
+
+
+def _training_cache(kwargs: Mapping[str, Any]) -> Cache:
     return Cache(
         training_jobs=kwargs["training_jobs"],
         worker_jobs=kwargs["worker_jobs"],
         pods=kwargs["worker_pods"],
-        owned=_Merged(owned),
+        owned=_merged(kwargs, "owned_"),
         progress=kwargs["progress_reports"],
         datasets=kwargs["dataingests"],
+    )
+
+
+def _ingest_cache(kwargs: Mapping[str, Any]) -> IngestCache:
+    return IngestCache(
+        ingests=kwargs["dataingests"],
+        jobs=kwargs["ingest_jobs"],
+        owned=_merged(kwargs, "ingest_owned_"),
     )
 
 
 # --- lifecycle ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Queues:
+    """One work queue per kind, each with its own reconcile."""
+
+    training_jobs: WorkQueue[Key]
+    data_ingests: WorkQueue[Key]
+
+    def __iter__(self) -> Iterator[WorkQueue[Key]]:
+        return iter((self.training_jobs, self.data_ingests))
+
+
 class Runtime:
     """What one run of the operator shares between handlers (kopf copies `memo` per object, so
-    the memo holds this one object rather than the queue itself)."""
+    the memo holds this one object rather than the queues themselves)."""
 
     def __init__(self) -> None:
         self.kube = Kube()
-        self._queue: WorkQueue[JobKey] | None = None
+        self._queues: Queues | None = None
         self._resync: asyncio.Task[None] | None = None
 
-    def queue(self, indexes: Mapping[str, Any]) -> WorkQueue[JobKey]:
-        """The work queue, made on the first event: kopf passes the filled indexes only then."""
-        if self._queue is None:
-            cache = _cache(indexes)
-            self._queue = WorkQueue(Reconciler(cache, self.kube).reconcile)
-            self._queue.start()
-            self._resync = asyncio.create_task(_resync(self._queue, cache))
-        return self._queue
+    def queues(self, indexes: Mapping[str, Any]) -> Queues:
+        """The work queues, made on the first event: kopf passes the filled indexes only then."""
+        if self._queues is None:
+            training, ingests = _training_cache(indexes), _ingest_cache(indexes)
+            self._queues = Queues(
+                WorkQueue(Reconciler(training, self.kube).reconcile),
+                WorkQueue(IngestReconciler(ingests, self.kube).reconcile),
+            )
+            for queue in self._queues:
+                queue.start()
+            self._resync = asyncio.create_task(_resync(self._queues, training, ingests))
+        return self._queues
 
     def depth(self) -> int:
-        return len(self._queue) if self._queue is not None else 0
+        return sum(len(queue) for queue in self._queues or ())
 
     async def close(self) -> None:
         if self._resync is not None:
             self._resync.cancel()
-        if self._queue is not None:
-            await self._queue.stop()
+        await asyncio.gather(*(queue.stop() for queue in self._queues or ()))
         await self.kube.close()
 
 
-async def _resync(queue: WorkQueue[JobKey], cache: Cache) -> None:
+async def _resync(queues: Queues, training: Cache, ingests: IngestCache) -> None:
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
-        queue.add_all(list(cache.training_jobs))
+        queues.training_jobs.add_all(list(training.training_jobs))
+        queues.data_ingests.add_all(list(ingests.ingests))
 
 
 @kopf.on.startup()
@@ -223,13 +287,13 @@ def queue_depth(memo: kopf.Memo, **_: Any) -> int:
 async def training_job_changed(
     namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    memo.runtime.queue(kwargs).add((namespace or "", name))
+    memo.runtime.queues(kwargs).training_jobs.add((namespace or "", name))
 
 
 async def _child_changed(
     namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    memo.runtime.queue(kwargs).add(_job_key(namespace, labels))
+    memo.runtime.queues(kwargs).training_jobs.add(_job_key(namespace, labels))
 
 
 for _group, _version, _plural in [
@@ -242,14 +306,34 @@ for _group, _version, _plural in [
     )
 
 
-@kopf.on.event(GROUP, VERSION, "dataingests")
+@kopf.on.event(GROUP, VERSION, DATA_INGEST.plural)
 async def dataingest_changed(
     namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    """A published dataset releases the TrainingJobs that wait for it."""
-    queue: WorkQueue[JobKey] = memo.runtime.queue(kwargs)
+    """Reconciles the DataIngest; a published dataset releases the TrainingJobs that wait for it."""
+    queues: Queues = memo.runtime.queues(kwargs)
+    queues.data_ingests.add((namespace or "", name))
     for key, bodies in kwargs["training_jobs"].items():
         for body in bodies:
             ref = ((body.get("spec") or {}).get("dataset") or {}).get("datasetRef") or {}
             if key[0] == namespace and ref.get("name") == name:
-                queue.add(key)
+                queues.training_jobs.add(key)
+
+
+async def _ingest_child_changed(
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    memo.runtime.queues(kwargs).data_ingests.add(_ingest_key(namespace, labels))
+
+
+for _group, _version, _plural in [
+    ("batch", "v1", "jobs"),
+    *[(group, version, plural) for group, version, plural, _ in INGEST_OWNED_KINDS],
+]:
+    kopf.on.event(
+        _group,
+        _version,
+        _plural,
+        labels=INGEST_CHILD_LABELS,
+        id=f"ingest_child_{_group}_{_plural}",
+    )(_ingest_child_changed)

@@ -1,13 +1,16 @@
-"""The operator's only door to the API server: apply children, patch status, delete, post Events.
+"""The operator's only door to the API server: apply children, patch status, delete, post Events,
+keep a finalizer, read a credentials Secret.
 
 Everything goes through one lightkube AsyncClient with one field manager. Children are written
 with server-side apply (forced: the operator is the sole owner of the fields it sets, and other
 managers' fields, such as Kueue's `suspend` or the trainer's progress data, are left alone).
-Status goes through the status subresource, so the operator never writes `spec`.
+Status goes through the status subresource, so the operator never writes `spec`. A Secret's data
+is returned to the caller and never logged.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,21 +21,21 @@ from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Event as CoreEvent
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Pod, Secret
 from lightkube.types import CascadeType, PatchType
 
+from kubeforge.api.dataingest import DATA_INGEST
 from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge_operator import metrics
-from kubeforge_operator.builders import MANAGED_BY
-from kubeforge_operator.status import Event
-
-Object = dict[str, Any]
+from kubeforge_operator.objects import MANAGED_BY, Event, Object
 
 FIELD_MANAGER = MANAGED_BY
 TrainingJobResource = create_namespaced_resource(
     GROUP, VERSION, TRAINING_JOB.kind, TRAINING_JOB.plural
 )
+# DataIngests, so that their status and finalizers are patched like TrainingJobs'.
+create_namespaced_resource(GROUP, VERSION, DATA_INGEST.kind, DATA_INGEST.plural)
 # Gang scheduling's PodGroups, so that they can be applied like built-in kinds.
 create_namespaced_resource("scheduling.volcano.sh", "v1beta1", "PodGroup", "podgroups")
 create_namespaced_resource("scheduling.x-k8s.io", "v1alpha1", "PodGroup", "podgroups")
@@ -61,11 +64,12 @@ class Kube:
             force=True,
         )
 
-    async def delete_worker_job(self, namespace: str, name: str) -> None:
-        """Deletes the worker Job and, in the background, its pods."""
+    async def delete_job(self, namespace: str, name: str, *, foreground: bool = False) -> None:
+        """Deletes a Job and its pods: in the background, or (foreground) before the Job goes."""
         metrics.API_REQUESTS.labels(verb="delete").inc()
+        cascade = CascadeType.FOREGROUND if foreground else CascadeType.BACKGROUND
         try:
-            await self.client.delete(Job, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
+            await self.client.delete(Job, name, namespace=namespace, cascade=cascade)
         except ApiError as error:
             if error.status.code != 404:
                 raise
@@ -82,15 +86,42 @@ class Kube:
             TrainingJobResource, name, namespace=namespace, cascade=CascadeType.BACKGROUND
         )
 
-    async def patch_status(self, namespace: str, name: str, status: Object) -> None:
+    async def patch_status(self, owner: Object, status: Object) -> None:
+        """Merges `status` into the status subresource of `owner` (a TrainingJob or DataIngest)."""
+        resource: Any = resource_registry.load(owner["apiVersion"], owner["kind"])
+        meta = owner["metadata"]
         metrics.API_REQUESTS.labels(verb="patch").inc()
         await self.client.patch(
-            TrainingJobResource.Status,
-            name,
+            resource.Status,
+            meta["name"],
             {"status": status},
-            namespace=namespace,
+            namespace=meta["namespace"],
             patch_type=PatchType.MERGE,
         )
+
+    async def set_finalizers(self, owner: Object, finalizers: list[str]) -> None:
+        """Replaces the finalizers of `owner`, failing (409) if it changed since it was read."""
+        resource: Any = resource_registry.load(owner["apiVersion"], owner["kind"])
+        meta = owner["metadata"]
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        metrics.API_REQUESTS.labels(verb="patch").inc()
+        await self.client.patch(
+            resource, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
+        )
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The decoded data of a Secret, or None when there is no such Secret."""
+        metrics.API_REQUESTS.labels(verb="get").inc()
+        try:
+            secret = await self.client.get(Secret, name, namespace=namespace)
+        except ApiError as error:
+            if error.status.code == 404:
+                return None
+            raise
+        return {
+            key: base64.b64decode(value).decode("utf-8", "replace")
+            for key, value in (secret.data or {}).items()
+        }
 
     async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         metrics.API_REQUESTS.labels(verb="patch").inc()
@@ -107,7 +138,7 @@ class Kube:
                 raise
 
     async def post_event(self, involved: Object, event: Event) -> None:
-        """A core/v1 Event about the TrainingJob, as `kubectl describe` shows them."""
+        """A core/v1 Event about a TrainingJob or DataIngest, as `kubectl describe` shows them."""
         meta = involved["metadata"]
         now = datetime.now(UTC).isoformat()
         body = {

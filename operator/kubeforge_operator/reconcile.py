@@ -15,18 +15,17 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
 from kubeforge import progress
-from kubeforge.api.trainingjob import TrainingJob, TrainingJobStatus
+from kubeforge.api.trainingjob import TrainingJob
 from kubeforge_operator import builders, metrics
 from kubeforge_operator.k8s import Kube
+from kubeforge_operator.objects import Object
+from kubeforge_operator.reconciling import Key, apply_drifted, first, report_status
 from kubeforge_operator.status import RESTART_RECORDED, TERMINAL, Action, Observed, decide
 
-Object = dict[str, Any]
-JobKey = tuple[str, str]
 logger = logging.getLogger(__name__)
 
 
@@ -36,19 +35,15 @@ class Cache:
 
     training_jobs: the TrainingJob bodies; worker_jobs, pods: summaries of those children;
     owned: (kind, name) -> desired hash of every other child, progress: the reports' data;
-    datasets: DataIngest status by (namespace, name).
+    datasets: DataIngest bodies by (namespace, name).
     """
 
-    training_jobs: Mapping[JobKey, Iterable[Object]]
-    worker_jobs: Mapping[JobKey, Iterable[Object]]
-    pods: Mapping[JobKey, Iterable[Object]]
-    owned: Mapping[JobKey, Iterable[tuple[str, str, str | None]]]
-    progress: Mapping[JobKey, Iterable[dict[str, str]]]
-    datasets: Mapping[JobKey, Iterable[Object]]
-
-
-def _first(values: Iterable[Object] | None) -> Object | None:
-    return next(iter(values or ()), None)
+    training_jobs: Mapping[Key, Iterable[Object]]
+    worker_jobs: Mapping[Key, Iterable[Object]]
+    pods: Mapping[Key, Iterable[Object]]
+    owned: Mapping[Key, Iterable[tuple[str, str, str | None]]]
+    progress: Mapping[Key, Iterable[dict[str, str]]]
+    datasets: Mapping[Key, Iterable[Object]]
 
 
 def _current_worker_job(jobs: Iterable[Object]) -> Object | None:
@@ -57,7 +52,7 @@ def _current_worker_job(jobs: Iterable[Object]) -> Object | None:
 
 
 def resolve_dataset(
-    job: TrainingJob, datasets: Mapping[JobKey, Iterable[Object]]
+    job: TrainingJob, datasets: Mapping[Key, Iterable[Object]]
 ) -> tuple[str | None, str | None]:
     """(dataset URI, None) when the data is ready, or (None, why the job waits)."""
     source = job.spec.dataset
@@ -67,7 +62,7 @@ def resolve_dataset(
         return source.uri, None
     assert source.dataset_ref is not None  # the model allows exactly one of the two
     ref = source.dataset_ref
-    ingest = _first(datasets.get((job.metadata.namespace or "", ref.name)))
+    ingest = first(datasets.get((job.metadata.namespace or "", ref.name)))
     if ingest is None:
         return None, f"DataIngest {ref.name} not found"
     dataset = (ingest.get("status") or {}).get("dataset") or {}
@@ -84,16 +79,16 @@ class Reconciler:
         self.cache = cache
         self.kube = kube
 
-    async def reconcile(self, key: JobKey) -> float | None:
+    async def reconcile(self, key: Key) -> float | None:
         started = time.perf_counter()
         try:
             return await self._reconcile(key)
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def _reconcile(self, key: JobKey) -> float | None:
+    async def _reconcile(self, key: Key) -> float | None:
         namespace, name = key
-        body = _first(self.cache.training_jobs.get(key))
+        body = first(self.cache.training_jobs.get(key))
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget(key)
             return None
@@ -117,13 +112,13 @@ class Reconciler:
             await self.kube.delete_training_job(namespace, name)
             return None
         if decision.action is Action.RESTART and worker_job is not None:
-            await self.kube.delete_worker_job(namespace, name)
+            await self.kube.delete_job(namespace, name)
         elif decision.status.phase not in TERMINAL and waiting is None:
             await self._apply_children(job, dataset_uri, worker_job)
         running = worker_job is not None and not (worker_job.get("spec") or {}).get("suspend")
         if decision.action is Action.STOP and running:
             await self.kube.suspend_worker_job(namespace, name)
-        await self._report(body, job, decision.status)
+        await report_status(self.kube, body, job.status, decision.status)
         for pod in decision.recorded_pods:
             await self.kube.annotate_pod(namespace, pod, {RESTART_RECORDED: "true"})
         for event in decision.events:
@@ -135,36 +130,12 @@ class Reconciler:
         self, job: TrainingJob, dataset_uri: str | None, worker_job: Object | None
     ) -> None:
         key = (job.metadata.namespace or "", job.metadata.name or "")
-        observed = {(kind, name): digest for kind, name, digest in self.cache.owned.get(key) or ()}
-        if worker_job is not None:
-            annotations = worker_job["metadata"].get("annotations") or {}
-            observed["Job", worker_job["metadata"]["name"]] = annotations.get(builders.DESIRED_HASH)
+        jobs = {}
         observed_suspend = None
         if worker_job is not None:
+            jobs[worker_job["metadata"]["name"]] = worker_job
             observed_suspend = bool((worker_job.get("spec") or {}).get("suspend"))
         children = builders.build_children(
             job, dataset_uri=dataset_uri, observed_suspend=observed_suspend
         )
-        for child in children:
-            meta = child["metadata"]
-            if (
-                observed.get((child["kind"], meta["name"]))
-                == meta["annotations"][builders.DESIRED_HASH]
-            ):
-                continue
-            if child["kind"] == "Job" and worker_job is not None:
-                current = (worker_job["metadata"].get("annotations") or {}).get(
-                    builders.TEMPLATE_HASH
-                )
-                if current != meta["annotations"][builders.TEMPLATE_HASH]:
-                    # The pod template is immutable: replace the Job; the group resumes from the
-                    # last checkpoint. The next reconcile creates the new one.
-                    await self.kube.delete_worker_job(*key)
-                    continue
-            await self.kube.apply(child)
-
-    async def _report(self, body: Object, job: TrainingJob, status: TrainingJobStatus) -> None:
-        new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        old = job.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if new != old or not body.get("status"):
-            await self.kube.patch_status(job.metadata.namespace or "", job.metadata.name or "", new)
+        await apply_drifted(self.kube, children, self.cache.owned.get(key) or (), jobs)

@@ -12,7 +12,6 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_condition
 from kubeforge.api.trainingjob import (
@@ -29,8 +28,8 @@ from kubeforge.api.trainingjob import (
     TrainingJobStatus,
 )
 from kubeforge_operator.builders import CONTAINER, worker_selector
+from kubeforge_operator.objects import Event, Object, job_condition, parse_time
 
-Object = dict[str, Any]
 Phase = TrainingJobPhase
 Reason = TrainingJobReason
 ConditionType = TrainingJobConditionType
@@ -62,13 +61,6 @@ class Action(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Observed:
     """What the reconcile saw of the job's world, at one instant."""
 
@@ -96,18 +88,6 @@ class Outcome:
     phase: Phase
     reason: Reason
     message: str
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _job_condition(worker_job: Object | None, condition_type: str) -> Object | None:
-    conditions = ((worker_job or {}).get("status") or {}).get("conditions") or []
-    return next(
-        (c for c in conditions if c.get("type") == condition_type and c.get("status") == "True"),
-        None,
-    )
 
 
 def _current_pods(observed: Observed) -> list[Object]:
@@ -269,11 +249,9 @@ class _Decider:
     def job_outcome(self) -> Outcome | None:
         """What the worker Job itself says: complete or failed."""
         worker_job = self.observed.worker_job
-        if _job_condition(worker_job, "Complete") or _job_condition(
-            worker_job, "SuccessCriteriaMet"
-        ):
+        if job_condition(worker_job, "Complete") or job_condition(worker_job, "SuccessCriteriaMet"):
             return Outcome(Phase.SUCCEEDED, Reason.COMPLETED, "all workers completed")
-        failed = _job_condition(worker_job, "Failed") or _job_condition(worker_job, "FailureTarget")
+        failed = job_condition(worker_job, "Failed") or job_condition(worker_job, "FailureTarget")
         if failed is None:
             return None
         reasons = {
@@ -490,7 +468,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:
     if (
         action is None
         and outcome.phase == Phase.FAILED
-        and _job_condition(worker_job, "Failed") is None
+        and job_condition(worker_job, "Failed") is None
     ):
         action = Action.STOP
     return Decision(

@@ -9,7 +9,7 @@ import yaml
 
 from kubeforge.api.trainingjob import TrainingJob
 from kubeforge.plan import plan_training
-from kubeforge_operator import builders
+from kubeforge_operator import builders, objects
 from tests.trainingjob_cases import FULL_SPEC, MINIMAL_SPEC
 
 
@@ -57,7 +57,7 @@ def test_every_child_is_owned_labelled_and_hashed() -> None:
         ]
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "kubeforge-operator"
         assert meta["labels"]["kubeforge.dev/training-job"] == "tj"
-        assert len(meta["annotations"][builders.DESIRED_HASH]) == 16
+        assert len(meta["annotations"][objects.DESIRED_HASH]) == 16
 
 
 def test_hash_changes_with_the_spec_and_only_then() -> None:
@@ -65,13 +65,13 @@ def test_hash_changes_with_the_spec_and_only_then() -> None:
     same = children(training_job())["Job/tj"]["metadata"]["annotations"]
     scaled = children(training_job(replicas=2, maxReplicas=2, minReplicas=1))["Job/tj"]
     assert first == same
-    assert scaled["metadata"]["annotations"][builders.DESIRED_HASH] != first[builders.DESIRED_HASH]
+    assert scaled["metadata"]["annotations"][objects.DESIRED_HASH] != first[objects.DESIRED_HASH]
 
 
 def test_elastic_scale_keeps_the_template_so_the_job_is_updated_in_place() -> None:
     two = children(training_job(replicas=2, minReplicas=1, maxReplicas=4))["Job/tj"]
     four = children(training_job(replicas=4, minReplicas=1, maxReplicas=4))["Job/tj"]
-    template = builders.TEMPLATE_HASH
+    template = objects.TEMPLATE_HASH
     assert two["metadata"]["annotations"][template] == four["metadata"]["annotations"][template]
     assert (four["spec"]["completions"], four["spec"]["parallelism"]) == (4, 4)
     image = children(training_job(replicas=2, minReplicas=1, maxReplicas=4, image="other:2"))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.workloads.testweb import LocalWeb, build_web, stop_web
+from tests.testweb import LocalWeb, build_web, stop_web
 
 
 @pytest.fixture(scope="session")

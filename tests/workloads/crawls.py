@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeforge.crawlconfig import CrawlerConfig
-from tests.workloads.testweb import PRODUCT, LocalWeb
+from tests.testweb import PRODUCT, LocalWeb
 
 # The test web's pages are pydoc renders: code-heavy, with repeated lines ("Methods defined
 # here:"), so the quality rules are relaxed; every module page passes them, the thin page not.

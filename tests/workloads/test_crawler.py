@@ -45,8 +45,7 @@ from kubeforge_crawler.shard import ShardCrawler
 from kubeforge_crawler.urls import shard_of
 from tests.conftest import Rig
 from tests.polling import wait_for
-from tests.workloads.crawls import crawl_policy, web_config
-from tests.workloads.testweb import (
+from tests.testweb import (
     ADDRESSES,
     CRAWL_DELAY,
     PII_EMAIL,
@@ -55,6 +54,7 @@ from tests.workloads.testweb import (
     LocalWeb,
     requests_of,
 )
+from tests.workloads.crawls import crawl_policy, web_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

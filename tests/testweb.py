@@ -19,6 +19,8 @@ Hosts (each its own loopback address and port):
 - outside (127.0.0.1): not part of the crawl's allowlist; hostile redirects point at it.
 
 Every request is logged with its arrival time, so tests can say what was and was not fetched.
+Tests of both tiers start it with free ports; `python -m tests.testweb` serves it on SAMPLE_PORT,
+where manifests/samples/dataingest.yaml crawls it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ BOMB_BYTES = 64 * 1024 * 1024
 HUGE_BYTES = 1024**3
 DRIP_INTERVAL = 0.1
 NEAR_COPY_EVERY = 150
+SAMPLE_PORT = 18080
+"""The port of every host when the web is served for the DataIngest sample."""
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 
@@ -183,12 +187,13 @@ class Site:
     name: str
     address: str
     log: RequestLog
+    port: int = 0  # 0: any free port
     routes: dict[str, Route] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
         handler = type(f"Handler_{self.name}", (_Handler,), {"site": self})
-        self.server = _QuietServer((self.address, 0), handler)
+        self.server = _QuietServer((self.address, self.port), handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -285,10 +290,10 @@ def _index(title: str, links: list[tuple[str, str]], extra: str = "") -> bytes:
     ).encode()
 
 
-def build_web() -> LocalWeb:
-    """Starts every site (call `stop_web` afterwards)."""
+def build_web(port: int = 0) -> LocalWeb:
+    """Starts every site, each on `port` of its own address (call `stop_web` afterwards)."""
     log = RequestLog()
-    sites = {name: Site(name, address, log) for name, address in ADDRESSES.items()}
+    sites = {name: Site(name, address, log, port) for name, address in ADDRESSES.items()}
     for site in sites.values():
         site.start()
     web = LocalWeb(sites=sites, log=log)
@@ -419,3 +424,12 @@ def stop_web(web: LocalWeb) -> None:
 def requests_of(web: LocalWeb, host: str) -> Iterator[str]:
     """The paths a host was asked for, in order."""
     return (request.path for request in web.log.of(host))
+
+
+if __name__ == "__main__":
+    served = build_web(SAMPLE_PORT)
+    print(f"the test web is served at {served.url('docs-a', '/')} and its neighbours; Ctrl-C ends")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        stop_web(served)

@@ -1,0 +1,252 @@
+"""The one reconcile of a DataIngest: keep its finalizer, provision its bucket, run its Jobs and
+report.
+
+`IngestReconciler.reconcile(key)` reads the ingest and its children (the crawler ConfigMap, the
+crawl and publish Jobs) from the operator's in-memory indexes, like the TrainingJob reconcile.
+S3 is asked only when something there can have changed: the bucket is provisioned when it never
+was, was not ready, or the spec changed since; a shard's completion marker is read once, after its
+pod succeeded (markers never change); the manifest is looked for while the publish Job runs. S3
+calls block, so they run in threads (asyncio.to_thread). Credentials are read from the Secret just
+before each use and kept nowhere.
+
+Deletion: with `deletionPolicy: Delete` the ingest carries the finalizer
+`kubeforge.dev/delete-data`. When the ingest is deleted, its Jobs go first, with their pods (so
+nothing writes any more), then every object version under `PREFIX/NAME/`, then the bucket if
+nothing else is left in it, and only then the finalizer. `Retain` keeps the data, so the ingest
+carries no finalizer at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from kubeforge.api.dataingest import (
+    CrawlCounters,
+    DataIngest,
+    DatasetStatus,
+    DeletionPolicy,
+)
+from kubeforge.api.meta import GROUP
+from kubeforge.crawlconfig import dataset_uri
+from kubeforge.dataset import MANIFEST_KEY, RAW_PREFIXES, Manifest, total_counters
+from kubeforge_operator import ingest_builders, provisioning
+from kubeforge_operator.ingest_status import (
+    STORAGE_RETRY_SECONDS,
+    TERMINAL,
+    Observed,
+    Published,
+    Reason,
+    Stage,
+    StorageCheck,
+    completed_shards,
+    decide,
+    last_storage_check,
+    needs_provisioning,
+    storage_ready,
+)
+from kubeforge_operator.k8s import Kube
+from kubeforge_operator.objects import Event, Object
+from kubeforge_operator.provisioning import Credentials, StorageFailure
+from kubeforge_operator.reconciling import Key, apply_drifted, first, report_status
+
+FINALIZER = f"{GROUP}/delete-data"
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestCache:
+    """Read-only views of the operator's indexes, keyed by (namespace, DataIngest name).
+
+    ingests: the DataIngest bodies; jobs: summaries of its crawl and publish Jobs; owned: (kind,
+    name, desired hash) of its other children.
+    """
+
+    ingests: Mapping[Key, Iterable[Object]]
+    jobs: Mapping[Key, Iterable[Object]]
+    owned: Mapping[Key, Iterable[tuple[str, str, str | None]]]
+
+
+@dataclass
+class _Read:
+    """What has been read from one DataIngest's dataset (by uid): it does not change."""
+
+    uid: str | None
+    markers: dict[int, CrawlCounters] = field(default_factory=dict)
+    published: Published | None = None
+
+
+def dataset_location(ingest: DataIngest) -> str:
+    """The key prefix of the dataset version being built, in the bucket."""
+    return f"{ingest.spec.storage.prefix}/{ingest.metadata.name}/v{ingest_builders.VERSION}"
+
+
+def dataset_status(ingest: DataIngest, manifest: Manifest) -> DatasetStatus:
+    """The published dataset as status.dataset shows it (and TrainingJobs read it)."""
+    uri = dataset_uri(ingest.spec.storage, ingest.metadata.name or "", ingest_builders.VERSION)
+    return DatasetStatus(
+        uri=uri,
+        version=ingest_builders.VERSION,
+        documents=manifest.documents,
+        bytes=manifest.bytes,
+        manifest=f"{uri}/{MANIFEST_KEY}",
+    )
+
+
+class IngestReconciler:
+    def __init__(self, cache: IngestCache, kube: Kube) -> None:
+        self.cache = cache
+        self.kube = kube
+        self._read: dict[Key, _Read] = {}
+
+    async def reconcile(self, key: Key) -> float | None:
+        body = first(self.cache.ingests.get(key))
+        if body is None:
+            self._read.pop(key, None)
+            return None
+        try:
+            ingest = DataIngest.model_validate(body)
+        except ValidationError as error:
+            # The apiserver validates with the same rules; this is an older or foreign object.
+            logger.error("DataIngest %s/%s is not valid, not reconciled: %s", *key, error)
+            return None
+        jobs = {job["metadata"]["name"]: job for job in self.cache.jobs.get(key) or ()}
+        if body["metadata"].get("deletionTimestamp"):
+            return await self._finalize(key, body, ingest, jobs)
+        await self._keep_finalizer(body, ingest)
+        storage = last_storage_check(ingest)
+        if storage is None or needs_provisioning(ingest, storage):
+            storage = await self._provision(ingest)
+        live = {
+            name: job for name, job in jobs.items() if not job["metadata"].get("deletionTimestamp")
+        }
+        crawl_job = live.get(ingest_builders.crawl_job_name(ingest))
+        publish_job = live.get(ingest_builders.publish_job_name(ingest))
+        shard_counters, published = await self._read_dataset(key, ingest, crawl_job, publish_job)
+        observed = Observed(
+            now=datetime.now(UTC),
+            storage=storage,
+            crawl_job=crawl_job,
+            publish_job=publish_job,
+            shard_counters=shard_counters,
+            published=published,
+        )
+        decision = decide(ingest, observed)
+        if decision.stage is not Stage.NONE:
+            children = ingest_builders.build_children(
+                ingest, publish=decision.stage is Stage.PUBLISH
+            )
+            await apply_drifted(self.kube, children, self.cache.owned.get(key) or (), live)
+        await report_status(self.kube, body, ingest.status, decision.status)
+        for event in decision.events:
+            await self.kube.post_event(body, event)
+        return decision.requeue_after
+
+    async def _credentials(self, ingest: DataIngest) -> Credentials | None:
+        """From the Secret the storage names; None means boto3's own (environment, identity)."""
+        ref = ingest.spec.storage.credentials_secret_ref
+        if ref is None:
+            return None
+        data = await self.kube.read_secret(ingest.metadata.namespace or "", ref.name)
+        return provisioning.credentials_from_secret(ref, data)
+
+    async def _provision(self, ingest: DataIngest) -> StorageCheck:
+        raw = [f"{dataset_location(ingest)}/{prefix}" for prefix in RAW_PREFIXES]
+        try:
+            credentials = await self._credentials(ingest)
+            done = await asyncio.to_thread(
+                provisioning.provision, ingest.spec.storage, credentials, raw
+            )
+        except StorageFailure as failure:
+            return StorageCheck(False, failure.reason, failure.message, ingest.metadata.generation)
+        return storage_ready(ingest, done.created, done.unsupported)
+
+    async def _read_dataset(
+        self,
+        key: Key,
+        ingest: DataIngest,
+        crawl_job: Object | None,
+        publish_job: Object | None,
+    ) -> tuple[CrawlCounters | None, Published | None]:
+        """The counters of the finished shards, and the published manifest when there is one."""
+        read = self._read.get(key)
+        if read is None or read.uid != ingest.metadata.uid:
+            read = self._read[key] = _Read(ingest.metadata.uid)
+        shards = completed_shards(crawl_job) - read.markers.keys()
+        manifest_wanted = read.published is None and publish_job is not None
+        if ingest.status.phase not in TERMINAL and (shards or manifest_wanted):
+            try:
+                credentials = await self._credentials(ingest)
+                markers, manifest = await asyncio.to_thread(
+                    provisioning.read_dataset,
+                    ingest.spec.storage,
+                    credentials,
+                    dataset_location(ingest),
+                    sorted(shards),
+                    manifest_wanted,
+                )
+            except StorageFailure as failure:
+                logger.warning("DataIngest %s/%s: dataset not readable: %s", *key, failure.message)
+            else:
+                read.markers.update(markers)
+                if manifest is not None:
+                    dataset = dataset_status(ingest, manifest)
+                    read.published = Published(dataset, total_counters(manifest))
+        counters = (
+            functools.reduce(CrawlCounters.plus, read.markers.values(), CrawlCounters())
+            if read.markers
+            else None
+        )
+        return counters, read.published
+
+    async def _keep_finalizer(self, body: Object, ingest: DataIngest) -> None:
+        """The finalizer is there exactly when deleting the ingest must delete its data."""
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        wanted = ingest.spec.storage.deletion_policy is DeletionPolicy.DELETE
+        if wanted == (FINALIZER in finalizers):
+            return
+        if wanted:
+            await self.kube.set_finalizers(body, [*finalizers, FINALIZER])
+        else:
+            await self.kube.set_finalizers(body, [f for f in finalizers if f != FINALIZER])
+
+    async def _finalize(
+        self, key: Key, body: Object, ingest: DataIngest, jobs: Mapping[str, Object]
+    ) -> float | None:
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        self._read.pop(key, None)
+        if FINALIZER not in finalizers:
+            return None
+        if ingest.spec.storage.deletion_policy is DeletionPolicy.DELETE:
+            if jobs:
+                # Nothing may write while the data goes: the Jobs go first, with their pods. The
+                # Jobs' own deletion events bring the ingest back here.
+                for name, job in jobs.items():
+                    if not job["metadata"].get("deletionTimestamp"):
+                        await self.kube.delete_job(key[0], name, foreground=True)
+                return None
+            storage = ingest.spec.storage
+            prefix = f"{storage.prefix}/{ingest.metadata.name}/"
+            try:
+                credentials = await self._credentials(ingest)
+                deleted, bucket_gone = await asyncio.to_thread(
+                    provisioning.delete_data, storage, credentials, prefix
+                )
+            except StorageFailure as failure:
+                message = f"cannot delete s3://{storage.bucket}/{prefix}: {failure.message}"
+                await self.kube.post_event(body, Event("Warning", failure.reason.value, message))
+                return STORAGE_RETRY_SECONDS
+            fate = "removed" if bucket_gone else "kept: it holds other data"
+            message = (
+                f"deleted {deleted} object versions under s3://{storage.bucket}/{prefix}; "
+                f"bucket {storage.bucket} {fate}"
+            )
+            await self.kube.post_event(body, Event("Normal", Reason.DATA_DELETED.value, message))
+        await self.kube.set_finalizers(body, [f for f in finalizers if f != FINALIZER])
+        return None

@@ -1,0 +1,281 @@
+"""Pure status computation of a DataIngest: what is observed of its bucket and Jobs in, a decision
+out.
+
+`decide` maps the last storage check, the crawl and publish Jobs, the counters of the shards that
+finished and the published manifest to the new status (phase, kstatus conditions with typed
+reasons, counters, dataset, storage), the Events of the transition, which children should exist
+and when to look again. The phases follow the work:
+
+    Provisioning   the bucket is not ready (its condition says why; retried)
+    Crawling       the crawl Job's shards run
+    Deduplicating  every shard succeeded; the publish Job deduplicates across them
+    Publishing     the manifest is written (status.dataset is set); the publish Job finishes
+    Succeeded      the publish Job completed
+    Failed         a shard or the publish Job failed for good
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kubeforge.api.dataingest import (
+    CrawlCounters,
+    DataIngest,
+    DataIngestConditionType,
+    DataIngestPhase,
+    DataIngestReason,
+    DataIngestStatus,
+    DatasetStatus,
+    StorageStatus,
+)
+from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_condition
+from kubeforge_operator.objects import Event, Object, job_condition, parse_time
+
+Phase = DataIngestPhase
+Reason = DataIngestReason
+ConditionType = DataIngestConditionType
+
+TERMINAL = {Phase.SUCCEEDED, Phase.FAILED}
+STORAGE_RETRY_SECONDS = 30.0
+"""How soon a bucket that is not ready is provisioned again."""
+MANIFEST_POLL_SECONDS = 3.0
+"""How often the manifest is looked for while the publish Job deduplicates."""
+
+
+class Stage(enum.Enum):
+    """Which children should exist."""
+
+    NONE = "none"  # not yet (no bucket) or no more (finished)
+    CRAWL = "crawl"  # the config and the crawl Job
+    PUBLISH = "publish"  # and the publish Job
+
+
+@dataclass(frozen=True)
+class StorageCheck:
+    """The outcome of the last provisioning of the bucket."""
+
+    ready: bool
+    reason: Reason
+    message: str
+    generation: int | None
+    """The metadata.generation of the spec the bucket was provisioned for."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the manifest of the published dataset says."""
+
+    dataset: DatasetStatus
+    counters: CrawlCounters
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconcile saw of the ingest's world, at one instant."""
+
+    now: datetime
+    storage: StorageCheck
+    crawl_job: Object | None = None
+    publish_job: Object | None = None
+    shard_counters: CrawlCounters | None = None  # summed over the finished shards' markers
+    published: Published | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: DataIngestStatus
+    stage: Stage
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    reason: Reason
+    message: str
+
+
+def storage_ready(ingest: DataIngest, created: bool, unsupported: Sequence[str]) -> StorageCheck:
+    """The check of a bucket that is ready, naming the requested settings the server lacks."""
+    bucket, generation = ingest.spec.storage.bucket, ingest.metadata.generation
+    state = "created" if created else "exists"
+    if unsupported:
+        message = f"bucket {bucket} {state}, but this S3 server does not support: " + "; ".join(
+            unsupported
+        )
+        return StorageCheck(True, Reason.STORAGE_FEATURE_UNSUPPORTED, message, generation)
+    reason = Reason.BUCKET_CREATED if created else Reason.BUCKET_FOUND
+    message = f"bucket {bucket} {state} with the requested settings"
+    return StorageCheck(True, reason, message, generation)
+
+
+def last_storage_check(ingest: DataIngest) -> StorageCheck | None:
+    """The storage check recorded in status, None when the bucket was never provisioned."""
+    condition = find_condition(ingest.status.conditions, ConditionType.STORAGE_READY)
+    if condition is None:
+        return None
+    return StorageCheck(
+        condition.status == ConditionStatus.TRUE,
+        Reason(condition.reason),
+        condition.message,
+        condition.observed_generation,
+    )
+
+
+def needs_provisioning(ingest: DataIngest, last: StorageCheck | None) -> bool:
+    """Whether to provision now: never done, not ready, or the spec changed since."""
+    if ingest.status.phase in TERMINAL:
+        return False
+    return last is None or not last.ready or last.generation != ingest.metadata.generation
+
+
+def completed_shards(crawl_job: Object | None) -> set[int]:
+    """The shards whose pod succeeded, from the Job's `status.completedIndexes` ("0-2,5")."""
+    text = ((crawl_job or {}).get("status") or {}).get("completedIndexes") or ""
+    shards: set[int] = set()
+    for interval in filter(None, text.split(",")):
+        first, _, last = interval.partition("-")
+        shards.update(range(int(first), int(last or first) + 1))
+    return shards
+
+
+def _failed(job: Object | None) -> Object | None:
+    return job_condition(job, "Failed") or job_condition(job, "FailureTarget")
+
+
+def _complete(job: Object | None) -> bool:
+    return bool(job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"))
+
+
+def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
+    previous = ingest.status
+    if previous.phase in TERMINAL:
+        condition = find_condition(previous.conditions, ConditionType.READY)
+        reason = Reason(condition.reason) if condition else Reason.PUBLISHED
+        return Outcome(previous.phase, reason, condition.message if condition else ""), Stage.NONE
+    storage = observed.storage
+    if not storage.ready:
+        return Outcome(Phase.PROVISIONING, storage.reason, storage.message), Stage.NONE
+    shards = ingest.spec.shards
+    crawl, publish = observed.crawl_job, observed.publish_job
+    failed = _failed(crawl)
+    if failed is not None:
+        failed_shards = ((crawl or {}).get("status") or {}).get("failedIndexes")
+        detail = f" (shards {failed_shards})" if failed_shards else ""
+        message = f"the crawl failed{detail}: {failed.get('message') or failed.get('reason')}"
+        return Outcome(Phase.FAILED, Reason.SHARD_FAILED, message), Stage.NONE
+    if crawl is None:
+        starting = f"starting {shards} shards"
+        return Outcome(Phase.CRAWLING, Reason.SHARDS_STARTING, starting), Stage.CRAWL
+    if not _complete(crawl):
+        done = f"{len(completed_shards(crawl))}/{shards} shards done"
+        return Outcome(Phase.CRAWLING, Reason.SHARDS_RUNNING, done), Stage.CRAWL
+    failed = _failed(publish)
+    if failed is not None:
+        message = f"publishing failed: {failed.get('message') or failed.get('reason')}"
+        return Outcome(Phase.FAILED, Reason.PUBLISH_FAILED, message), Stage.NONE
+    published = observed.published
+    if published is None:
+        message = f"removing duplicates across the {shards} shards, then writing the manifest"
+        return Outcome(Phase.DEDUPLICATING, Reason.DEDUPLICATION_RUNNING, message), Stage.PUBLISH
+    dataset = published.dataset
+    summary = f"dataset {dataset.uri}: {dataset.documents} documents"
+    if not _complete(publish):
+        message = f"{summary} written; waiting for the publish Job to finish"
+        return Outcome(Phase.PUBLISHING, Reason.PUBLISHED, message), Stage.PUBLISH
+    return Outcome(Phase.SUCCEEDED, Reason.PUBLISHED, f"published {summary}"), Stage.NONE
+
+
+def _conditions(
+    ingest: DataIngest, outcome: Outcome, storage: StorageCheck, published: bool, now: datetime
+) -> list[Condition]:
+    generation = ingest.metadata.generation
+    phase = outcome.phase
+    stalled = phase == Phase.FAILED or not storage.ready
+
+    def condition(kind: ConditionType, holds: bool, reason: Reason = outcome.reason) -> Condition:
+        return Condition(
+            type=kind.value,
+            status=ConditionStatus.TRUE if holds else ConditionStatus.FALSE,
+            observed_generation=generation,
+            last_transition_time=now,
+            reason=reason.value,
+            message=outcome.message,
+        )
+
+    # Stamped with the generation the bucket was provisioned for: a newer spec is provisioned anew.
+    storage_condition = Condition(
+        type=ConditionType.STORAGE_READY.value,
+        status=ConditionStatus.TRUE if storage.ready else ConditionStatus.FALSE,
+        observed_generation=storage.generation,
+        last_transition_time=now,
+        reason=storage.reason.value,
+        message=storage.message,
+    )
+
+    wanted = [
+        condition(ConditionType.READY, phase == Phase.SUCCEEDED),
+        condition(ConditionType.RECONCILING, phase not in TERMINAL and not stalled),
+        condition(ConditionType.STALLED, stalled),
+        storage_condition,
+        condition(ConditionType.CRAWLING, phase == Phase.CRAWLING),
+        condition(ConditionType.DEDUPLICATING, phase == Phase.DEDUPLICATING),
+        condition(
+            ConditionType.PUBLISHED, published, Reason.PUBLISHED if published else outcome.reason
+        ),
+        condition(ConditionType.FAILED, phase == Phase.FAILED),
+    ]
+    conditions = list(ingest.status.conditions)
+    for wanted_condition in wanted:
+        conditions = set_condition(conditions, wanted_condition)
+    return conditions
+
+
+def _events(ingest: DataIngest, outcome: Outcome, storage: StorageCheck) -> list[Event]:
+    previous = ingest.status
+    events = []
+    last = last_storage_check(ingest)
+    stored = last is not None and (last.reason, last.message) == (storage.reason, storage.message)
+    if storage.ready and not stored:
+        unsupported = storage.reason == Reason.STORAGE_FEATURE_UNSUPPORTED
+        kind = "Warning" if unsupported else "Normal"
+        events.append(Event(kind, storage.reason.value, storage.message))
+    ready = find_condition(previous.conditions, ConditionType.READY)
+    if previous.phase != outcome.phase or (ready and ready.reason) != outcome.reason.value:
+        warning = outcome.phase == Phase.FAILED or not storage.ready
+        message = f"{outcome.phase.value}: {outcome.message}"
+        events.append(Event("Warning" if warning else "Normal", outcome.reason.value, message))
+    return events
+
+
+def decide(ingest: DataIngest, observed: Observed) -> Decision:
+    """The new status of `ingest` given what is observed, and which children it needs."""
+    outcome, stage = _outcome(ingest, observed)
+    now, storage = observed.now, observed.storage
+    status = ingest.status.model_copy(deep=True)
+    if outcome.phase not in TERMINAL:
+        status.storage = StorageStatus(bucket=ingest.spec.storage.bucket, ready=storage.ready)
+        if observed.published is not None:
+            status.dataset = observed.published.dataset
+            status.counters = observed.published.counters
+        elif observed.shard_counters is not None:
+            status.counters = observed.shard_counters
+    crawl_job = observed.crawl_job
+    if crawl_job is not None and status.start_time is None:
+        status.start_time = parse_time(crawl_job["metadata"].get("creationTimestamp")) or now
+    if outcome.phase in TERMINAL and status.completion_time is None:
+        finished = ((observed.publish_job or {}).get("status") or {}).get("completionTime")
+        status.completion_time = parse_time(finished) or now
+    status.phase = outcome.phase
+    status.observed_generation = ingest.metadata.generation
+    status.conditions = _conditions(ingest, outcome, storage, status.dataset is not None, now)
+    requeue = None
+    if outcome.phase == Phase.PROVISIONING:
+        requeue = STORAGE_RETRY_SECONDS
+    elif outcome.phase == Phase.DEDUPLICATING:
+        requeue = MANIFEST_POLL_SECONDS
+    return Decision(status, stage, _events(ingest, outcome, storage), requeue)

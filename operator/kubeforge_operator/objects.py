@@ -1,0 +1,121 @@
+"""What the children of every kubeforge resource share, and the Events the operator posts.
+
+The builders of TrainingJob and DataIngest children (`builders`, `ingest_builders`) put the same
+metadata on every object: the `app.kubernetes.io/*` labels plus the owner's own label, an owner
+reference to the resource (so deleting it collects them), and the hash of the object's desired
+content (`kubeforge.dev/desired-hash`), which lets a reconcile skip objects that are already as
+desired without asking the API server. Pods of both run under the restricted PodSecurity profile.
+Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubeforge.api.dataingest import DataIngest
+from kubeforge.api.meta import GROUP
+from kubeforge.api.trainingjob import TrainingJob
+
+Object = dict[str, Any]
+Owner = TrainingJob | DataIngest
+
+DESIRED_HASH = f"{GROUP}/desired-hash"
+TEMPLATE_HASH = f"{GROUP}/template-hash"
+MANAGED_BY = "kubeforge-operator"
+
+POD_SECURITY_CONTEXT: Object = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: Object = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+"""With POD_SECURITY_CONTEXT, what the restricted PodSecurity profile requires of a container."""
+
+IGNORE_DISRUPTIONS: Object = {
+    "action": "Ignore",
+    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+}
+"""A podFailurePolicy rule: preemption, eviction and node loss never count as failures."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A core/v1 Event to post about a resource."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+def labels(owner: Owner, app: str, owner_label: str, component: str) -> dict[str, str]:
+    """The labels of a child: the standard ones, and `owner_label` naming its owner."""
+    name = owner.metadata.name or ""
+    return {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "kubeforge",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        owner_label: name,
+    }
+
+
+def owner_reference(owner: Owner) -> Object:
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.metadata.name,
+        "uid": owner.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(owner: Owner, name: str, child_labels: dict[str, str]) -> Object:
+    """A child's metadata: in its owner's namespace, labelled, owned."""
+    return {
+        "name": name,
+        "namespace": owner.metadata.namespace,
+        "labels": child_labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def content_hash(content: object) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_desired_hash(obj: Object) -> Object:
+    """The object with the hash of its content in an annotation."""
+    annotations = {**obj["metadata"].get("annotations", {}), DESIRED_HASH: content_hash(obj)}
+    return {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+
+
+def with_template_hash(job: Object, immutable: tuple[str, ...]) -> Object:
+    """A Job with the hash of the spec fields a Job cannot change in place (`immutable`).
+
+    When that hash differs from the existing Job's, the reconcile replaces the Job.
+    """
+    spec = job["spec"]
+    digest = content_hash({key: spec[key] for key in immutable if key in spec})
+    annotations = {**job["metadata"].get("annotations", {}), TEMPLATE_HASH: digest}
+    return {**job, "metadata": {**job["metadata"], "annotations": annotations}}
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def job_condition(job: Object | None, condition_type: str) -> Object | None:
+    """The Job's condition of this type when it is True (Complete, Failed, ...), else None."""
+    conditions = ((job or {}).get("status") or {}).get("conditions") or []
+    return next(
+        (c for c in conditions if c.get("type") == condition_type and c.get("status") == "True"),
+        None,
+    )

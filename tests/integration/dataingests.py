@@ -1,0 +1,171 @@
+"""Test helpers for DataIngests on the cluster, their buckets, and their pods run as local
+processes.
+
+kwok pods do not execute, so a test runs what a crawler pod would run as a local process:
+exactly the pod's command (with `python` this interpreter, and paths under the config volume's
+mount pointing at a local copy of the ConfigMap), its environment (Secret references resolved,
+nothing else of the test's AWS_* environment inherited) and, for an Indexed Job, the
+JOB_COMPLETION_INDEX the Job controller would set. When the process ends, the test ends the kwok
+pod with the same exit code.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+from kubeforge.crawlconfig import SHARD_INDEX_ENV
+from tests.integration.resources import GROUP, VERSION, CustomResources
+from tests.polling import wait_for
+
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+class Ingests(CustomResources):
+    """The test's view of DataIngests and their children in one namespace."""
+
+    kind = "DataIngest"
+    plural = "dataingests"
+
+    def job(self, name: str) -> client.V1Job:
+        """The Job, once it exists."""
+
+        def probe() -> client.V1Job | None:
+            try:
+                return self.batch.read_namespaced_job(name, self.namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+
+        return wait_for(probe, f"Job {name}")
+
+    def running_pods(self, job: str, count: int) -> list[client.V1Pod]:
+        """The Job's running pods, by completion index (or name), once there are `count`."""
+
+        def probe() -> list[client.V1Pod] | None:
+            pods = self.core.list_namespaced_pod(
+                self.namespace, label_selector=f"batch.kubernetes.io/job-name={job}"
+            ).items
+            running = [p for p in pods if p.status.phase == "Running"]
+            return running if len(running) == count else None
+
+        pods = wait_for(probe, f"{count} running pods of Job {job}")
+        return sorted(
+            pods, key=lambda p: int((p.metadata.annotations or {}).get(COMPLETION_INDEX, 0))
+        )
+
+    def secret_data(self, name: str) -> dict[str, str]:
+        secret = self.core.read_namespaced_secret(name, self.namespace)
+        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+
+    def release_all(self) -> None:
+        """Deletes every DataIngest left and drops its finalizers, so the namespace can go."""
+        for name in self.names():
+            try:
+                self.delete(name)
+                self.objects.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    self.plural,
+                    name,
+                    {"metadata": {"finalizers": None}},
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+
+class PodProcesses:
+    """Local processes started as pods would be; killed at the end if still running."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self,
+        job: client.V1Job,
+        config: Mapping[str, str],
+        secrets: Mapping[str, Mapping[str, str]],
+        index: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Runs the Job's container as its pod `index` would (config: the ConfigMap's data)."""
+        pod = job.spec.template.spec
+        (container,) = pod.containers
+        volumes = {volume.name: volume for volume in pod.volumes}
+        mounts = {}
+        for mount in container.volume_mounts:
+            if volumes[mount.name].config_map is not None:
+                local = self.logs / f"{job.metadata.name}-{mount.name}"
+                local.mkdir(exist_ok=True)
+                for key, value in config.items():
+                    (local / key).write_text(value)
+                mounts[mount.mount_path] = local
+        command = [_local_argument(argument, mounts) for argument in container.command]
+        if command[0] == "python":
+            command[0] = sys.executable
+        env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+        env.update(dict(_pod_env(container, secrets)))
+        if index is not None:
+            env[SHARD_INDEX_ENV] = str(index)
+        name = f"{job.metadata.name}-{index if index is not None else 0}"
+        with (self.logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.started.append(process)
+        return process
+
+    def wait(self, processes: list[subprocess.Popen[bytes]], timeout: float = 90) -> None:
+        """Waits until they exit, and fails with their logs unless every one exited with 0."""
+        wait_for(lambda: all(p.poll() is not None for p in processes), "the processes", timeout)
+        failed = [p for p in processes if p.returncode != 0]
+        logs = "\n".join(path.read_text() for path in sorted(self.logs.glob("*.log")))
+        assert not failed, f"exit codes {[p.returncode for p in processes]}:\n{logs[-4000:]}"
+
+    def stop(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def _local_argument(argument: str, mounts: Mapping[str, Path]) -> str:
+    for mount_path, local in mounts.items():
+        if argument.startswith(mount_path.rstrip("/") + "/"):
+            return str(local / argument[len(mount_path.rstrip("/")) + 1 :])
+    return argument
+
+
+def _pod_env(
+    container: client.V1Container, secrets: Mapping[str, Mapping[str, str]]
+) -> Iterator[tuple[str, str]]:
+    for var in container.env or []:
+        if var.value_from is None:
+            yield var.name, var.value or ""
+            continue
+        ref = var.value_from.secret_key_ref
+        assert ref is not None, f"{var.name}: only Secret references are resolved locally"
+        yield var.name, secrets[ref.name][ref.key]
+
+
+def remove_bucket(s3: S3Client, name: str) -> None:
+    """Empties (every object version) and removes a bucket, if there is one."""
+    try:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                s3.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])
+        s3.delete_bucket(Bucket=name)
+    except s3.exceptions.NoSuchBucket:
+        pass

@@ -1,0 +1,215 @@
+"""The pure status decision of a DataIngest: storage check, Jobs and dataset in, status out.
+
+Nothing is faked but the inputs: Jobs are the dicts the API server would return.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubeforge.api.dataingest import CrawlCounters, DataIngest, DatasetStatus
+from kubeforge_operator.ingest_status import (
+    MANIFEST_POLL_SECONDS,
+    STORAGE_RETRY_SECONDS,
+    Decision,
+    Observed,
+    Published,
+    Reason,
+    Stage,
+    StorageCheck,
+    completed_shards,
+    decide,
+    last_storage_check,
+    needs_provisioning,
+    storage_ready,
+)
+from tests.dataingest_cases import MINIMAL_SPEC
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+DATASET = DatasetStatus(
+    uri="s3://acme-datasets/datasets/web/v1",
+    version=1,
+    documents=40,
+    bytes=9000,
+    manifest="s3://acme-datasets/datasets/web/v1/manifest.json",
+)
+COUNTERS = CrawlCounters(pages_by_status={"2xx": 50}, documents_kept=40, duplicates_removed=3)
+
+
+def ingest(status: dict[str, Any] | None = None, generation: int = 2, **spec: Any) -> DataIngest:
+    return DataIngest.model_validate(
+        {
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u", "generation": generation},
+            "spec": {**copy.deepcopy(MINIMAL_SPEC), "shards": 4, **spec},
+            "status": status or {},
+        }
+    )
+
+
+def job(*conditions: str, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web-crawl", "creationTimestamp": NOW.isoformat()},
+        "status": {
+            "conditions": [{"type": kind, "status": "True"} for kind in conditions],
+            **status,
+        },
+    }
+
+
+def ready(built: DataIngest, *, created: bool = True, unsupported: tuple[str, ...] = ()) -> Any:
+    return storage_ready(built, created, unsupported)
+
+
+def condition(decision: Decision, kind: str) -> Any:
+    return next(c for c in decision.status.conditions if c.type == kind)
+
+
+def then(decision: Decision, generation: int = 2) -> DataIngest:
+    """The ingest with the decided status, as the next reconcile reads it."""
+    return ingest(decision.status.model_dump(mode="json", by_alias=True), generation)
+
+
+def test_a_storage_failure_stalls_in_provisioning_and_is_retried() -> None:
+    built = ingest()
+    check = StorageCheck(False, Reason.CREDENTIALS_MISSING, "Secret s3 not found", 2)
+    decision = decide(built, Observed(NOW, check))
+    assert decision.status.phase == "Provisioning"
+    assert decision.stage is Stage.NONE
+    assert decision.requeue_after == STORAGE_RETRY_SECONDS
+    assert condition(decision, "Stalled").status == "True"
+    assert condition(decision, "Reconciling").status == "False"
+    storage = condition(decision, "StorageReady")
+    assert (storage.status, storage.reason, storage.message) == (
+        "False",
+        "CredentialsMissing",
+        "Secret s3 not found",
+    )
+    assert condition(decision, "Ready").reason == "CredentialsMissing"
+    assert decision.status.storage is not None
+    assert not decision.status.storage.ready
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "CredentialsMissing")]
+
+
+def test_a_ready_bucket_starts_the_crawl() -> None:
+    built = ingest()
+    decision = decide(built, Observed(NOW, ready(built)))
+    assert decision.status.phase == "Crawling"
+    assert decision.stage is Stage.CRAWL
+    assert condition(decision, "Crawling").reason == "ShardsStarting"
+    assert condition(decision, "StorageReady").reason == "BucketCreated"
+    assert [(e.type, e.reason) for e in decision.events] == [
+        ("Normal", "BucketCreated"),
+        ("Normal", "ShardsStarting"),
+    ]
+    # Nothing changed: nothing to tell.
+    assert decide(then(decision), Observed(NOW, ready(built))).events == []
+
+
+def test_an_unsupported_setting_is_named_in_a_warning_and_does_not_block() -> None:
+    built = ingest()
+    unsupported = ("public access block (PutPublicAccessBlock): NotImplemented",)
+    decision = decide(built, Observed(NOW, ready(built, unsupported=unsupported)))
+    storage = condition(decision, "StorageReady")
+    assert (storage.status, storage.reason) == ("True", "StorageFeatureUnsupported")
+    assert unsupported[0] in storage.message
+    assert ("Warning", "StorageFeatureUnsupported") in [(e.type, e.reason) for e in decision.events]
+    assert decision.stage is Stage.CRAWL
+
+
+def test_running_shards_report_the_finished_shards_counters() -> None:
+    built = ingest()
+    running = job(completedIndexes="0,2-3")
+    decision = decide(built, Observed(NOW, ready(built), running, shard_counters=COUNTERS))
+    assert decision.status.phase == "Crawling"
+    assert condition(decision, "Crawling").message == "3/4 shards done"
+    assert decision.status.counters == COUNTERS
+    assert decision.status.start_time == NOW
+
+
+@pytest.mark.parametrize(
+    ("text", "shards"), [("", set()), ("1", {1}), ("0-2,5", {0, 1, 2, 5}), ("3,7-8", {3, 7, 8})]
+)
+def test_completed_shards_read_the_indexes_of_the_job(text: str, shards: set[int]) -> None:
+    assert completed_shards(job(completedIndexes=text)) == shards
+
+
+def test_a_failed_shard_fails_the_ingest() -> None:
+    built = ingest()
+    failed = job("FailureTarget", "Failed", failedIndexes="2")
+    failed["status"]["conditions"][1].update(reason="FailedIndexes", message="Job has failed")
+    decision = decide(built, Observed(NOW, ready(built), failed))
+    assert decision.status.phase == "Failed"
+    assert decision.stage is Stage.NONE
+    failure = condition(decision, "Failed")
+    assert (failure.status, failure.reason) == ("True", "ShardFailed")
+    assert "shards 2" in failure.message
+    assert condition(decision, "Stalled").status == "True"
+    assert decision.status.completion_time == NOW
+
+
+def test_finished_shards_start_the_deduplication_and_look_for_the_manifest() -> None:
+    built = ingest()
+    decision = decide(built, Observed(NOW, ready(built), job("Complete")))
+    assert decision.status.phase == "Deduplicating"
+    assert decision.stage is Stage.PUBLISH
+    assert condition(decision, "Deduplicating").reason == "DeduplicationRunning"
+    assert decision.requeue_after == MANIFEST_POLL_SECONDS
+
+
+def test_a_written_manifest_publishes_the_dataset_then_the_job_finishes_it() -> None:
+    built = ingest()
+    published = Published(DATASET, COUNTERS)
+    publishing = decide(
+        built, Observed(NOW, ready(built), job("Complete"), job(), published=published)
+    )
+    assert publishing.status.phase == "Publishing"
+    assert publishing.status.dataset == DATASET
+    assert publishing.status.counters == COUNTERS
+    assert condition(publishing, "Published").status == "True"
+    assert condition(publishing, "Ready").status == "False"
+    done_job = job("Complete", completionTime=(NOW + timedelta(seconds=4)).isoformat())
+    later = NOW + timedelta(seconds=5)
+    done = decide(
+        then(publishing),
+        Observed(later, ready(built), job("Complete"), done_job, published=published),
+    )
+    assert done.status.phase == "Succeeded"
+    assert done.stage is Stage.NONE
+    assert condition(done, "Ready").status == "True"
+    assert condition(done, "Reconciling").status == "False"
+    assert done.status.completion_time == NOW + timedelta(seconds=4)
+    assert [e.reason for e in done.events] == ["Published"]
+    # A finished ingest stays finished, whatever its Jobs do afterwards.
+    after = decide(then(done), Observed(later, ready(built)))
+    assert after.status.phase == "Succeeded"
+    assert after.status.dataset == DATASET
+    assert after.stage is Stage.NONE
+
+
+def test_a_failed_publish_job_fails_the_ingest() -> None:
+    built = ingest()
+    failed = job("Failed")
+    failed["status"]["conditions"][0].update(reason="BackoffLimitExceeded", message="too many")
+    decision = decide(built, Observed(NOW, ready(built), job("Complete"), failed))
+    assert decision.status.phase == "Failed"
+    assert condition(decision, "Failed").reason == "PublishFailed"
+
+
+def test_the_bucket_is_provisioned_again_only_when_needed() -> None:
+    built = ingest()
+    assert needs_provisioning(built, None)
+    decision = decide(built, Observed(NOW, ready(built)))
+    same = then(decision)
+    last = last_storage_check(same)
+    assert last is not None
+    assert (last.ready, last.generation) == (True, 2)
+    assert not needs_provisioning(same, last)
+    edited = then(decision, generation=3)
+    assert needs_provisioning(edited, last_storage_check(edited))
+    failing = StorageCheck(False, Reason.STORAGE_ERROR, "AccessDenied", 2)
+    stalled = then(decide(built, Observed(NOW, failing)))
+    assert needs_provisioning(stalled, last_storage_check(stalled))
