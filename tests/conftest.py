@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +42,23 @@ class Rig:
     s3_region: str
     local: bool
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, local: bool) -> Rig:
+        """The rig named by AWS_* and KUBECONFIG-style variables (`.dev-cluster/env`'s names)."""
+        return cls(
+            kubeconfig=Path(env["KUBECONFIG"]),
+            s3_endpoint=env["AWS_ENDPOINT_URL"],
+            s3_access_key=env["AWS_ACCESS_KEY_ID"],
+            s3_secret_key=env["AWS_SECRET_ACCESS_KEY"],
+            s3_region=env.get("AWS_REGION", "us-east-1"),
+            local=local,
+        )
+
+
+def local_rig() -> Rig:
+    """The rig `make dev-cluster` started, from its `.dev-cluster/env`."""
+    return Rig.from_env(read_env_file(REPO_ROOT / ".dev-cluster" / "env"), local=True)
+
 
 def read_env_file(path: Path) -> dict[str, str]:
     """The `export NAME=value` lines of `.dev-cluster/env` (PATH, which refers to $PATH, aside)."""
@@ -57,26 +74,11 @@ def read_env_file(path: Path) -> dict[str, str]:
 def rig() -> Iterator[Rig]:
     external = os.environ.get("KUBEFORGE_KUBECONFIG")
     if external:
-        yield Rig(
-            kubeconfig=Path(external),
-            s3_endpoint=os.environ["AWS_ENDPOINT_URL"],
-            s3_access_key=os.environ["AWS_ACCESS_KEY_ID"],
-            s3_secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-            s3_region=os.environ.get("AWS_REGION", "us-east-1"),
-            local=False,
-        )
+        yield Rig.from_env({**os.environ, "KUBECONFIG": external}, local=False)
         return
     already_up = subprocess.run([*DEV_CLUSTER, "status"], capture_output=True).returncode == 0
     subprocess.run([*DEV_CLUSTER, "up"], check=True)
-    env = read_env_file(REPO_ROOT / ".dev-cluster" / "env")
-    yield Rig(
-        kubeconfig=Path(env["KUBECONFIG"]),
-        s3_endpoint=env["AWS_ENDPOINT_URL"],
-        s3_access_key=env["AWS_ACCESS_KEY_ID"],
-        s3_secret_key=env["AWS_SECRET_ACCESS_KEY"],
-        s3_region=env["AWS_REGION"],
-        local=True,
-    )
+    yield local_rig()
     if not already_up and not os.environ.get("KUBEFORGE_KEEP_CLUSTER"):
         subprocess.run([*DEV_CLUSTER, "down"], check=True)
 

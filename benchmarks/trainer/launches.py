@@ -10,21 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from kubeforge.storage import open_store
-from tests.conftest import REPO_ROOT, Rig, read_env_file
+from tests.conftest import local_rig
 from tests.workloads.trainer_runs import Launch, training_job, write_text_dataset
-
-
-def local_rig() -> Rig:
-    """The rig `make dev-cluster` started (only its S3 store is used)."""
-    env = read_env_file(REPO_ROOT / ".dev-cluster" / "env")
-    return Rig(
-        kubeconfig=Path(env["KUBECONFIG"]),
-        s3_endpoint=env["AWS_ENDPOINT_URL"],
-        s3_access_key=env["AWS_ACCESS_KEY_ID"],
-        s3_secret_key=env["AWS_SECRET_ACCESS_KEY"],
-        s3_region=env["AWS_REGION"],
-        local=True,
-    )
 
 
 def docs_dataset(directory: Path) -> str:

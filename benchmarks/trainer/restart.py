@@ -24,7 +24,7 @@ from pathlib import Path
 
 import boto3
 
-from benchmarks.trainer.launches import local_rig
+from tests.conftest import local_rig
 from tests.polling import wait_for
 from tests.workloads.trainer_runs import Launch, highest_logged_step, training_job
 
