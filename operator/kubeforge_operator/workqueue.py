@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
@@ -66,10 +66,6 @@ class WorkQueue(Generic[Key]):
             return
         self._waiting.add(key)
         self._queue.put_nowait(key)
-
-    def add_all(self, keys: Iterable[Key]) -> None:
-        for key in keys:
-            self.add(key)
 
     def add_after(self, key: Key, delay: float) -> None:
         """Adds the key after `delay` seconds; an earlier pending wake-up for it wins."""
