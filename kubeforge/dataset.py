@@ -2,7 +2,8 @@
 
 A dataset version lives under one object-storage location (`s3://bucket/datasets/NAME/vN`):
 
-    parts/SSSSS/PPPPP.jsonl.gz   documents, one JSON object per line (gzip), written by shard S
+    parts/SSSSS/PPPPP.jsonl.gz   documents, one JSON object per line (gzip), written by shard S;
+    parts/SSSSS/PPPPP.parquet    or the same columns as Parquet (zstd), per `spec.output.format`
     shards/SSSSS.json            shard S's completion marker: its parts (counts, sha256, and the
                                  provenance of every document: url, fetch time, content hash)
     manifest.json                written last, when every shard is complete: the schema, the
@@ -14,19 +15,22 @@ Everything is committed data first, marker last: a part is only part of the data
 lists it, and the dataset is only published once the manifest exists. Readers (the trainer) go
 through `read_manifest` and `iter_documents`; writers (the crawler) through `write_part`,
 `write_shard_marker` and `write_manifest`; the operator reports `total_counters` in status.
+A part's format is told by its key's suffix, so readers need no setting; pyarrow is imported only
+when a Parquet part is written or read.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from kubeforge.api.dataingest import CrawlCounters
+from kubeforge.api.dataingest import CrawlCounters, OutputFormat
 from kubeforge.storage import ObjectStore
 
 FORMAT_VERSION = 1
@@ -37,9 +41,25 @@ RAW_PREFIXES = (STATE_PREFIX, EXCHANGE_PREFIX)
 """Where the crawl keeps its raw state, relative to the dataset's location."""
 
 
-def part_key(shard: int, part: int) -> str:
+PART_SUFFIXES = {OutputFormat.JSONL: ".jsonl.gz", OutputFormat.PARQUET: ".parquet"}
+
+
+def part_key(shard: int, part: int, format: OutputFormat = OutputFormat.JSONL) -> str:
     """Key of part `part` of shard `shard`."""
-    return f"parts/{shard:05d}/{part:05d}.jsonl.gz"
+    return f"parts/{shard:05d}/{part:05d}{PART_SUFFIXES[format]}"
+
+
+def part_format(key: str) -> OutputFormat:
+    """The format of a part, from its key."""
+    for format, suffix in PART_SUFFIXES.items():
+        if key.endswith(suffix):
+            return format
+    raise ValueError(f"{key!r} is not a part: parts end with {', '.join(PART_SUFFIXES.values())}")
+
+
+def part_stem(key: str) -> str:
+    """A part's key without its format suffix (for the files that go with it)."""
+    return key.removesuffix(PART_SUFFIXES[part_format(key)])
 
 
 def shard_marker_key(shard: int) -> str:
@@ -163,14 +183,38 @@ class Manifest(_Record):
     duplicates_removed: int = Field(description="Documents the global deduplication removed.")
 
 
-def encode_part(documents: Iterable[Document]) -> bytes:
-    """Documents as gzip-compressed JSON lines (byte-identical for identical input)."""
+def _arrow_schema() -> Any:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    types = {"string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC")}
+    return pa.schema(
+        [pa.field(column.name, types[column.type], nullable=column.nullable) for column in SCHEMA]
+    )
+
+
+def encode_part(documents: Iterable[Document], format: OutputFormat = OutputFormat.JSONL) -> bytes:
+    """Documents as gzip-compressed JSON lines, or as a Parquet file with the dataset's schema
+    (zstd); byte-identical for identical input."""
+    if format is OutputFormat.PARQUET:
+        import pyarrow as pa
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+        rows = [document.model_dump() for document in documents]
+        table = pa.Table.from_pylist(rows, schema=_arrow_schema())
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        return sink.getvalue()
     lines = "".join(document.model_dump_json() + "\n" for document in documents)
     return gzip.compress(lines.encode("utf-8"), mtime=0)
 
 
-def decode_part(data: bytes) -> list[Document]:
+def decode_part(data: bytes, format: OutputFormat = OutputFormat.JSONL) -> list[Document]:
     """The documents of an encoded part."""
+    if format is OutputFormat.PARQUET:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(io.BytesIO(data)).to_pylist()
+        return [Document.model_validate(row) for row in rows]
     text = gzip.decompress(data).decode("utf-8")
     return [Document.model_validate_json(line) for line in text.splitlines()]
 
@@ -181,10 +225,11 @@ def write_part(
     index: int,
     documents: list[Document],
     http_statuses: list[int],
+    format: OutputFormat = OutputFormat.JSONL,
 ) -> PartInfo:
     """Writes part `index` of `shard` and describes it (not yet committed: no marker lists it)."""
-    data = encode_part(documents)
-    key = part_key(shard, index)
+    data = encode_part(documents, format)
+    key = part_key(shard, index, format)
     store.put(key, data)
     provenance = tuple(
         DocumentProvenance(
@@ -216,7 +261,7 @@ def read_part(store: ObjectStore, key: str, sha256: str) -> list[Document]:
     data = store.get(key)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise CorruptPart(f"{store.uri}/{key}: sha256 differs from the recorded {sha256}")
-    return decode_part(data)
+    return decode_part(data, part_format(key))
 
 
 def write_shard_marker(store: ObjectStore, marker: ShardMarker) -> None:

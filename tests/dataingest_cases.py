@@ -98,7 +98,7 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "no-seed-or-sitemap",
         minimal_with("sources", seeds=[]),
         "spec.sources",
-        "at least one seed or sitemap",
+        "at least one seed, sitemap or object prefix",
     ),
     InvalidSpec("no-crawl-policy", minimal_with("crawl"), "spec.crawl", "required"),
     InvalidSpec(
@@ -111,6 +111,12 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "seed-scheme",
         minimal_with("sources", seeds=["ftp://files.example.com/"]),
         "spec.sources.seeds[0]",
+        "should match",
+    ),
+    InvalidSpec(
+        "object-prefix-scheme",
+        minimal_with("sources", objectPrefixes=["https://partner.example/data/"]),
+        "spec.sources.objectPrefixes[0]",
         "should match",
     ),
     InvalidSpec(

@@ -3,7 +3,9 @@
 The crawler's entry point: reads the config file the operator writes (`kubeforge.crawlconfig`),
 opens the dataset's object store (credentials and endpoint from the AWS_* environment), and runs
 one shard (its index from --shard or JOB_COMPLETION_INDEX, as an Indexed Job sets it) or the
-publish stage. Exit status: 0 done, 2 bad config or arguments, 3 publish before every shard is done.
+publish stage. With KUBEFORGE_PROGRESS_FILE set (the local runner), a shard writes its counters
+there at every commit. Exit status: 0 done, 2 bad config or arguments, 3 publish before every
+shard is done.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kubeforge.crawlconfig import (
     CrawlerConfig,
 )
 from kubeforge.dataset import total_counters
+from kubeforge.progress import FILE_ENV, FileSink
 from kubeforge.storage import open_store
 from kubeforge_crawler.publish import ShardsIncomplete, publish
 from kubeforge_crawler.shard import ShardCrawler
@@ -67,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(total_counters(manifest).model_dump_json(by_alias=True))
         return 0
     try:
-        crawler = ShardCrawler(config, arguments.shard, store)
+        progress_file = os.environ.get(FILE_ENV)
+        progress = FileSink(Path(progress_file)) if progress_file else None
+        crawler = ShardCrawler(config, arguments.shard, store, progress)
     except ValueError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG

@@ -13,7 +13,7 @@ import gzip
 from pydantic import BaseModel, ConfigDict
 
 from kubeforge.api.dataingest import CrawlCounters
-from kubeforge.dataset import STATE_PREFIX, PartInfo
+from kubeforge.dataset import STATE_PREFIX, PartInfo, part_stem
 from kubeforge.storage import ObjectNotFound, ObjectStore
 from kubeforge_crawler.frontier import Link, LinkKind
 
@@ -24,7 +24,7 @@ def state_key(shard: int) -> str:
 
 def signatures_key(part_key: str) -> str:
     """Where the MinHash signatures of a part's documents are kept (rows in document order)."""
-    return part_key.removesuffix(".jsonl.gz") + ".minhash.npy"
+    return part_stem(part_key) + ".minhash.npy"
 
 
 class SavedLink(BaseModel):
@@ -59,6 +59,8 @@ class CrawlState(BaseModel):
     pages_fetched: int
     sent: tuple[str, ...]
     consumed: tuple[str, ...]
+    imported: tuple[str, ...] = ()
+    """The objects (URIs) under `sources.objectPrefixes` whose documents are committed."""
 
 
 def save_state(store: ObjectStore, state: CrawlState) -> None:

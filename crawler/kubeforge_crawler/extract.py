@@ -22,9 +22,16 @@ EXTRACTOR = "selectolax-lexbor"
 
 _REMOVED = "script, style, noscript, nav, header, footer, aside, form, template, svg, iframe"
 _BLOCKS = (
-    "p, div, br, li, tr, td, th, h1, h2, h3, h4, h5, h6, pre, dt, dd, blockquote, table, "
-    "section, article, main, ul, ol, dl, hr"
+    "p|div|br|li|tr|td|th|h1|h2|h3|h4|h5|h6|pre|dt|dd|blockquote|table|section|article|main|ul|"
+    "ol|dl|hr"
 )
+# A line break before every opening and closing tag of a block element, inserted into the markup
+# before parsing: one regex pass instead of a text node added per element through the tree.
+# Case-insensitive through character classes: re.IGNORECASE makes this pass three times slower.
+_BLOCK_TAG = re.compile(
+    "<(?=/?(?:" + "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in _BLOCKS) + r")[\s/>])"
+)
+_SPACES = re.compile(r"[^\S\n]+")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_:.-]+)""", re.I)
 
 
@@ -49,13 +56,14 @@ def decode_html(body: bytes, charset: str | None) -> str:
 
 
 def _lines(text: str) -> str:
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
+    """Whitespace collapsed within lines, lines trimmed, empty lines dropped."""
+    lines = _SPACES.sub(" ", text).split("\n")
+    return "\n".join(filter(None, map(str.strip, lines)))
 
 
 def extract_html(html: str) -> Extracted:
     """The title, main text and links of an HTML page."""
-    tree = LexborHTMLParser(html)
+    tree = LexborHTMLParser(_BLOCK_TAG.sub("\n<", html))
     directives = {
         word.strip().lower()
         for meta in tree.css('meta[name="robots" i]')
@@ -75,9 +83,6 @@ def extract_html(html: str) -> Extracted:
         return Extracted(title=title or None, text="", links=links)
     for node in tree.css(_REMOVED):
         node.decompose()
-    for node in tree.css(_BLOCKS):
-        node.insert_before("\n")
-        node.insert_after("\n")
     text = _lines(tree.body.text(separator="", strip=False))
     return Extracted(title=title or None, text=text, links=links)
 

@@ -1,10 +1,11 @@
 """MinHash signatures of word shingles and an LSH index that finds near duplicates.
 
-A text's shingles are its lower-cased word n-grams (`shingle_words`), hashed to 64 bits with
-xxh64. Its signature holds, for each of `permutations` multiply-shift hash functions
-`(a*x + b) mod 2**64 >> 32` (a odd), the smallest value over the shingles (numpy, in blocks,
-so memory stays bounded on long texts). Two signatures agree in a position with probability
-equal to the Jaccard similarity of the shingle sets.
+A text's shingles are its lower-cased word n-grams (`shingle_words`), hashed to 64 bits: each
+word from its characters, an n-gram by combining its words' hashes, all vectorised in numpy
+(`word_hashes`, `MinHasher.shingles`). Its signature holds, for each of `permutations`
+multiply-shift hash functions `(a*x + b) mod 2**64 >> 32` (a odd), the smallest value over the
+shingles (numpy, in blocks, so memory stays bounded on long texts). Two signatures agree in a
+position with probability equal to the Jaccard similarity of the shingle sets.
 
 `NearDuplicateIndex` splits signatures into `bands` of `rows` (chosen to minimise the expected
 false positives and negatives around the threshold); texts that share a band are candidates,
@@ -15,19 +16,70 @@ keeps precision high.
 from __future__ import annotations
 
 import io
-import re
 from functools import cache
 
 import numpy as np
 import numpy.typing as npt
-import xxhash
 
 Signature = npt.NDArray[np.uint32]
 
 _SHIFT = np.uint64(32)
-_WORD = re.compile(r"\w+")
 _BLOCK = 2048
 _SEED = 20240601
+
+
+_POSITION = np.random.default_rng(_SEED + 1).integers(
+    0, np.iinfo(np.uint64).max, size=32, dtype=np.uint64, endpoint=True
+) | np.uint64(1)
+"""An odd multiplier per position in an n-gram (up to the 32 words a shingle may have)."""
+
+
+def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """The 64-bit finaliser of MurmurHash3 (fmix64): spreads the combined word hashes."""
+    values = values ^ (values >> np.uint64(33))
+    values *= np.uint64(0xFF51AFD7ED558CCD)
+    values ^= values >> np.uint64(33)
+    values *= np.uint64(0xC4CEB9FE1A85EC53)
+    values ^= values >> np.uint64(33)
+    return values
+
+
+_CHARACTER_POSITION = np.random.default_rng(_SEED + 2).integers(
+    0, np.iinfo(np.uint64).max, size=64, dtype=np.uint64, endpoint=True
+) | np.uint64(1)
+"""An odd multiplier per character position in a word (modulo 64)."""
+
+
+@cache
+def _word_characters() -> npt.NDArray[np.bool_]:
+    """Which code points `\\w` matches (`str.isalnum()` or `_`): a 1.1 MB table, built once."""
+    table = np.fromiter(
+        (chr(code).isalnum() for code in range(0x110000)), dtype=bool, count=0x110000
+    )
+    table[ord("_")] = True
+    return table
+
+
+def word_hashes(text: str) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each `\\w+` word of the lower-cased text, in order.
+
+    A word's hash is the mixed sum of its code points (plus one), each times the multiplier of
+    its position in the word, computed for all words at once with `np.add.reduceat`.
+    """
+    codes = np.frombuffer(text.lower().encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    in_word = _word_characters()[codes]
+    starts_word = in_word.copy()
+    starts_word[1:] &= ~in_word[:-1]
+    starts = np.flatnonzero(starts_word)
+    if len(starts) == 0:
+        return np.empty(0, dtype=np.uint64)
+    positions = np.arange(len(codes))
+    word_start = np.maximum.accumulate(np.where(starts_word, positions, 0))
+    values = (codes.astype(np.uint64) + np.uint64(1)) * _CHARACTER_POSITION[
+        (positions - word_start) & 63
+    ]
+    values[~in_word] = 0
+    return _mix(np.add.reduceat(values, starts))
 
 
 class MinHasher:
@@ -48,25 +100,40 @@ class MinHasher:
 
     def shingles(self, text: str) -> npt.NDArray[np.uint64]:
         """64-bit hashes of the text's distinct word n-grams."""
-        words = _WORD.findall(text.lower())
-        n = self.shingle_words
-        grams = {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
-        return np.fromiter(
-            (xxhash.xxh64_intdigest(gram.encode("utf-8")) for gram in grams),
-            dtype=np.uint64,
-            count=len(grams),
-        )
+        return np.unique(self._ngram_hashes(text))
+
+    def _ngram_hashes(self, text: str) -> npt.NDArray[np.uint64]:
+        """The hash of every word n-gram, in order, repeats included.
+
+        Words are `\\w+` runs of the lower-cased text; an n-gram's hash combines its words'
+        hashes (`word_hashes`) with position-dependent odd multipliers and a final 64-bit mix.
+        Everything runs in numpy: no Python loop over words or n-grams.
+        """
+        hashes = word_hashes(text)
+        n = min(self.shingle_words, len(hashes))
+        if n == 0:
+            return np.zeros(1, dtype=np.uint64)  # every text without words is one shingle
+        count = len(hashes) - n + 1
+        combined = hashes[:count] * _POSITION[0]
+        for offset in range(1, n):
+            combined += hashes[offset : offset + count] * _POSITION[offset]
+        return _mix(combined)
 
     def signature(self, text: str) -> Signature:
         """The text's MinHash signature."""
-        hashes = self.shingles(text)
-        minimum = np.full(self.permutations, np.iinfo(np.uint32).max, dtype=np.uint64)
+        # A minimum does not change with repeats, so they are not removed (cheaper than unique).
+        hashes = self._ngram_hashes(text)
+        minimum = np.full(self.permutations, np.iinfo(np.uint64).max, dtype=np.uint64)
+        values = np.empty((self.permutations, min(len(hashes), _BLOCK)), dtype=np.uint64)
         for start in range(0, len(hashes), _BLOCK):
             block = hashes[start : start + _BLOCK][np.newaxis, :]
+            out = values[:, : block.shape[1]]
             # uint64 arithmetic wraps around, which is the mod 2**64 of multiply-shift.
-            values = (self._a * block + self._b) >> _SHIFT
-            np.minimum(minimum, values.min(axis=1), out=minimum)
-        return minimum.astype(np.uint32)
+            np.multiply(self._a, block, out=out)
+            out += self._b
+            np.minimum(minimum, out.min(axis=1), out=minimum)
+        # The shift is monotonic, so the minimum's top half is the minimum of the top halves.
+        return (minimum >> _SHIFT).astype(np.uint32)
 
 
 def estimated_similarity(first: Signature, second: Signature) -> float:

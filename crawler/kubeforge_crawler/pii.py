@@ -29,7 +29,7 @@ class PiiScrubber:
         self.policy = policy
 
     def __call__(self, text: str) -> str:
-        if self.policy.emails:
+        if self.policy.emails and "@" in text:
             text = EMAIL.sub(EMAIL_PLACEHOLDER, text)
         if self.policy.phone_numbers:
             text = PHONE.sub(PHONE_PLACEHOLDER, text)

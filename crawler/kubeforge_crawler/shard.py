@@ -7,6 +7,9 @@ origin's next URL, asks robots.txt, waits for its politeness turn, fetches, foll
 the same origin (a redirect elsewhere is a new URL for whichever shard owns it), extracts the
 text and links, and passes the text through the document pipeline into the part being filled.
 
+Before fetching, it imports the objects under `sources.objectPrefixes` that it owns (`imports`),
+through the same document pipeline.
+
 Every `output.commitIntervalSeconds`, or when the part is full, it commits (`checkpoint`). With
 nothing left to fetch it commits as idle, takes URLs other shards found for it (`exchange`), and
 once every shard is idle with nothing in transit it writes its completion marker. A rerun of a
@@ -33,6 +36,7 @@ from kubeforge.dataset import (
     write_part,
     write_shard_marker,
 )
+from kubeforge.progress import FileSink
 from kubeforge.storage import ObjectNotFound, ObjectStore
 from kubeforge_crawler.checkpoint import (
     CrawlState,
@@ -43,9 +47,16 @@ from kubeforge_crawler.checkpoint import (
 )
 from kubeforge_crawler.counters import ShardCounters
 from kubeforge_crawler.exchange import TerminationDetector, read_batch, unread_batches, write_batch
-from kubeforge_crawler.extract import EXTRACTOR, decode_html, extract_html, extract_plain
+from kubeforge_crawler.extract import (
+    EXTRACTOR,
+    Extracted,
+    decode_html,
+    extract_html,
+    extract_plain,
+)
 from kubeforge_crawler.fetch import Downloader, Refused, Response
 from kubeforge_crawler.frontier import Frontier, Link, LinkKind
+from kubeforge_crawler.imports import UnsupportedObject, list_objects, read_records
 from kubeforge_crawler.minhash import decode_signatures, encode_signatures
 from kubeforge_crawler.pipeline import Candidate, DocumentPipeline
 from kubeforge_crawler.politeness import HostTurns, host_delay
@@ -57,6 +68,8 @@ log = logging.getLogger(__name__)
 
 _WAKE_SECONDS = 0.25
 """How often the worker supervisor checks whether a commit is due."""
+HTTP_OK = 200
+"""The status recorded in the provenance of an imported document (it was read successfully)."""
 
 
 def crawl_scope(config: CrawlerConfig) -> Scope:
@@ -71,12 +84,20 @@ def crawl_scope(config: CrawlerConfig) -> Scope:
 class ShardCrawler:
     """The crawl of one shard."""
 
-    def __init__(self, config: CrawlerConfig, shard: int, store: ObjectStore) -> None:
+    def __init__(
+        self,
+        config: CrawlerConfig,
+        shard: int,
+        store: ObjectStore,
+        progress: FileSink | None = None,
+    ) -> None:
+        """progress: where the shard's counters go at every commit (the local runner's file)."""
         if not 0 <= shard < config.shards:
             raise ValueError(f"shard {shard} is not one of the {config.shards} shards")
         self.config = config
         self.shard = shard
         self.store = store
+        self.progress = progress
         self.policy = config.crawl
         self.product = config.crawl.user_agent.product
         self.scope = crawl_scope(config)
@@ -91,6 +112,7 @@ class ShardCrawler:
         self.parts: list[PartInfo] = []
         self.sent: list[str] = []
         self.consumed: set[str] = set()
+        self.imported: set[str] = set()
         self.outbox: defaultdict[int, list[Link]] = defaultdict(list)
         self.epoch = 0
         self.pages_fetched = 0
@@ -114,6 +136,7 @@ class ShardCrawler:
             await asyncio.to_thread(self._restore, state)
         detector = TerminationDetector(self.store, self.config.shards)
         async with self.downloader:
+            await self._import_objects()
             while True:
                 await self._drain()
                 if self.dirty or not self.committed_idle:
@@ -132,6 +155,8 @@ class ShardCrawler:
             completed_at=datetime.now(UTC),
         )
         await asyncio.to_thread(write_shard_marker, self.store, marker)
+        if self.progress is not None:
+            await asyncio.to_thread(self.progress.write, marker.counters)
         log.info("shard %d complete: %s", self.shard, marker.counters.model_dump_json())
         return marker
 
@@ -148,6 +173,7 @@ class ShardCrawler:
         self.parts = list(state.parts)
         self.sent = list(state.sent)
         self.consumed = set(state.consumed)
+        self.imported = set(state.imported)
         self.counters = ShardCounters(state.counters)
         self.pages_fetched = state.pages_fetched
         self.frontier.seen = set(state.seen)
@@ -203,6 +229,32 @@ class ShardCrawler:
             self.consumed.add(key)
             self.dirty = True
         return bool(keys)
+
+    # Importing.
+
+    async def _import_objects(self) -> None:
+        """Imports the objects this shard owns that it has not committed yet, one at a time."""
+        for prefix in self.config.sources.object_prefixes:
+            store, keys = await asyncio.to_thread(list_objects, prefix)
+            for key in keys:
+                uri = f"{store.uri}/{key}"
+                if uri in self.imported or shard_of(uri, self.config.shards) != self.shard:
+                    continue
+                data = await asyncio.to_thread(store.get, key)
+                try:
+                    records = read_records(uri, data)
+                except UnsupportedObject as error:
+                    log.info("not imported: %s", error)
+                    self.counters.drop(DropReason.UNSUPPORTED_CONTENT_TYPE)
+                    records = []
+                imported_at = datetime.now(UTC)
+                for record in records:
+                    extracted = Extracted(title=record.title, text=record.text, links=())
+                    self._consider(record.url, imported_at, HTTP_OK, extracted)
+                self.imported.add(uri)
+                self.dirty = True
+                if self._commit_due():
+                    await self._commit(idle=False)
 
     # Fetching.
 
@@ -338,13 +390,17 @@ class ShardCrawler:
             extracted = extract_plain(text)
         else:
             extracted = extract_html(text)
-        for href in extracted.links:
+        for href in dict.fromkeys(extracted.links):
+            if href.startswith("#"):
+                continue  # the page itself, already seen
             target = normalize(href, base=response.url)
             if target is not None:
                 self._discover(target, link.depth + 1, LinkKind.PAGE)
-        result = self.pipeline.process(
-            response.url, response.fetched_at, response.status, extracted
-        )
+        self._consider(response.url, response.fetched_at, response.status, extracted)
+
+    def _consider(self, url: str, fetched_at: datetime, status: int, extracted: Extracted) -> None:
+        """Passes a document through the pipeline into the part being filled, or counts why not."""
+        result = self.pipeline.process(url, fetched_at, status, extracted)
         if isinstance(result, DropReason):
             self.counters.drop(result)
             return
@@ -374,6 +430,7 @@ class ShardCrawler:
             counters = self.counters.snapshot()
             pages_fetched = self.pages_fetched
             consumed = tuple(sorted(self.consumed))
+            imported = tuple(sorted(self.imported))
             self.dirty = False
             self.last_commit = time.monotonic()
             parts = list(self.parts)
@@ -394,8 +451,11 @@ class ShardCrawler:
                 pages_fetched=pages_fetched,
                 sent=(*self.sent, *sent),
                 consumed=consumed,
+                imported=imported,
             )
             await asyncio.to_thread(save_state, self.store, state)
+            if self.progress is not None:
+                await asyncio.to_thread(self.progress.write, counters)
             self.parts, self.sent, self.epoch = parts, list(state.sent), state.epoch
             self.committed_idle = idle
             log.info(
@@ -422,7 +482,9 @@ class ShardCrawler:
             for row, candidate in enumerate(candidates)
         ]
         statuses = [candidate.http_status for candidate in candidates]
-        part = write_part(self.store, self.shard, index, documents, statuses)
+        part = write_part(
+            self.store, self.shard, index, documents, statuses, self.config.output.format
+        )
         signatures = [candidate.signature for candidate in candidates]
         self.store.put(
             signatures_key(part.key),

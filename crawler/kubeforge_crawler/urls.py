@@ -8,6 +8,7 @@ is fetched by one shard and per-host politeness holds across crawler pods.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -17,10 +18,26 @@ SCHEMES = frozenset({"http", "https"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+_ABSOLUTE_HTTP = re.compile(r"https?://", re.IGNORECASE)
+
+
 def normalize(url: str, base: str | None = None) -> str | None:
     """The canonical form of an http(s) URL (resolved against `base`), or None for others."""
+    url = url.strip()
+    if base and not _ABSOLUTE_HTTP.match(url):
+        try:
+            url = urljoin(base, url)
+        except ValueError:
+            return None
+    return _normalize_absolute(url)
+
+
+# Pages repeat the same links (navigation, indexes), and every link is normalised again when
+# the shard decides about it: remembering recent answers takes URL handling off the profile.
+@functools.lru_cache(maxsize=1 << 16)
+def _normalize_absolute(url: str) -> str | None:
     try:
-        parts = urlsplit(urljoin(base, url.strip()) if base else url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return None

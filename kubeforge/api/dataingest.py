@@ -48,6 +48,7 @@ SOURCE_LIST_LIMIT = 1000
 NETWORK_LIST_LIMIT = 64
 HTTP_URL = r"^https?://[^\s/?#@]+([/?#]\S*)?$"
 URL_MAX_LENGTH = 2048
+OBJECT_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$"
 HOST_NAME = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)$"
 # RFC 9309: the product token a crawler matches robots.txt groups with.
 PRODUCT_NAME = r"^[A-Za-z_-]+$"
@@ -98,6 +99,11 @@ class DataIngestReason(StrEnum):
     SHARDS_RUNNING = "ShardsRunning"
     DEDUPLICATION_RUNNING = "DeduplicationRunning"
     WAITING_FOR_SCHEDULE = "WaitingForSchedule"
+    # A crawl or publish pod cannot start.
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    ERR_IMAGE_PULL = "ErrImagePull"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    UNSCHEDULABLE = "Unschedulable"
     # Done.
     PUBLISHED = "Published"
     # Terminal failures.
@@ -155,6 +161,7 @@ class OutputFormat(StrEnum):
     """The file format of the dataset's parts."""
 
     JSONL = "jsonl"
+    PARQUET = "parquet"
 
 
 def _cidr(value: str) -> str:
@@ -174,6 +181,7 @@ def _regex(value: str) -> str:
 
 
 HttpUrl = Annotated[str, Field(pattern=HTTP_URL, max_length=URL_MAX_LENGTH)]
+ObjectPrefix = Annotated[str, Field(pattern=OBJECT_PREFIX, max_length=URL_MAX_LENGTH)]
 HostName = Annotated[str, Field(pattern=HOST_NAME, max_length=253)]
 UrlPattern = Annotated[str, AfterValidator(_regex), Field(min_length=1, max_length=1024)]
 LanguageCode = Annotated[str, Field(pattern=LANGUAGE_CODE)]
@@ -222,6 +230,13 @@ class SourcesSpec(CamelModel):
     exclude_patterns: Annotated[list[UrlPattern], AfterValidator(unique)] = _set_of(
         "Regular expressions; a URL that matches any of them is not visited."
     )
+    object_prefixes: Annotated[list[ObjectPrefix], AfterValidator(unique)] = _set_of(
+        "Object-storage prefixes (s3://bucket/prefix) whose objects are imported as documents, "
+        "e.g. data a partner shares: JSON lines (.jsonl, .jsonl.gz; a `text` field, optional "
+        "`url`, `title`), Parquet (.parquet; the same columns) and plain text (.txt: one "
+        "document each). They pass through the same filters and deduplication as crawled pages, "
+        "read with the crawler pods' storage credentials.",
+    )
     max_depth: Int32 = Field(
         default=3, ge=0, description="Links followed from a seed: 0 fetches the seeds only."
     )
@@ -233,11 +248,12 @@ class SourcesSpec(CamelModel):
 
     @cel_rule(
         "(has(self.seeds) && size(self.seeds) > 0) || "
-        "(has(self.sitemaps) && size(self.sitemaps) > 0)",
-        "at least one seed or sitemap must be given",
+        "(has(self.sitemaps) && size(self.sitemaps) > 0) || "
+        "(has(self.objectPrefixes) && size(self.objectPrefixes) > 0)",
+        "at least one seed, sitemap or object prefix must be given",
     )
     def _has_a_start(self) -> bool:
-        return bool(self.seeds or self.sitemaps)
+        return bool(self.seeds or self.sitemaps or self.object_prefixes)
 
 
 class UserAgent(CamelModel):
@@ -430,7 +446,9 @@ class OutputSpec(CamelModel):
     """How documents are written."""
 
     format: OutputFormat = Field(
-        default=OutputFormat.JSONL, description="jsonl: gzip-compressed JSON lines."
+        default=OutputFormat.JSONL,
+        description="jsonl: gzip-compressed JSON lines; parquet: Parquet files (zstd) with the "
+        "same columns. The trainer reads both.",
     )
     part_max_documents: Int32 = Field(
         default=10000, ge=1, description="Most documents in one part file."

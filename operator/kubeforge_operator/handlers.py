@@ -112,6 +112,13 @@ async def ingest_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Bod
     return {_ingest_key(namespace, labels): _job_summary(body)}
 
 
+@kopf.index("", "v1", "pods", labels=INGEST_CHILD_LABELS)
+async def ingest_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
+    """Crawl and publish pods: their waiting reasons and scheduling say why a stage is blocked."""
+    summary = {"metadata": {**_meta(body), "labels": dict(labels)}, "status": dict(body.status)}
+    return {_ingest_key(namespace, labels): summary}
+
+
 def _resource(body: kopf.Body) -> dict[str, Any]:
     """A resource's body as reconcile reads it: all of it but the server's field-manager records,
     which are most of its size and which reconcile never reads."""
@@ -197,6 +204,7 @@ def _ingest_cache(kwargs: Mapping[str, Any]) -> IngestCache:
         ingests=kwargs["dataingests"],
         jobs=kwargs["ingest_jobs"],
         owned=_merged(kwargs, "ingest_owned_"),
+        pods=kwargs["ingest_pods"],
     )
 
 
@@ -367,6 +375,7 @@ async def _ingest_child_changed(
 
 for _group, _version, _plural in [
     ("batch", "v1", "jobs"),
+    ("", "v1", "pods"),
     *[(group, version, plural) for group, version, plural, _ in INGEST_OWNED_KINDS],
 ]:
     kopf.on.event(

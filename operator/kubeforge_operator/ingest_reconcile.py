@@ -36,7 +36,7 @@ from kubeforge.api.dataingest import (
 from kubeforge.api.meta import GROUP
 from kubeforge.crawlconfig import dataset_uri
 from kubeforge.dataset import MANIFEST_KEY, RAW_PREFIXES, Manifest, total_counters
-from kubeforge_operator import ingest_builders, provisioning
+from kubeforge_operator import ingest_builders, ingest_metrics, provisioning
 from kubeforge_operator.ingest_status import (
     STORAGE_RETRY_SECONDS,
     TERMINAL,
@@ -65,12 +65,13 @@ class IngestCache:
     """Read-only views of the operator's indexes, keyed by (namespace, DataIngest name).
 
     ingests: the DataIngest bodies; jobs: summaries of its crawl and publish Jobs; owned: (kind,
-    name, desired hash) of its other children.
+    name, desired hash) of its other children; pods: summaries of its crawl and publish pods.
     """
 
     ingests: Mapping[Key, Iterable[Object]]
     jobs: Mapping[Key, Iterable[Object]]
     owned: Mapping[Key, Iterable[tuple[str, str, str | None]]]
+    pods: Mapping[Key, Iterable[Object]]
 
 
 @dataclass
@@ -109,6 +110,7 @@ class IngestReconciler:
         body = first(self.cache.ingests.get(key))
         if body is None:
             self._read.pop(key, None)
+            ingest_metrics.forget(key)
             return None
         try:
             ingest = DataIngest.model_validate(body)
@@ -136,6 +138,7 @@ class IngestReconciler:
             publish_job=publish_job,
             shard_counters=shard_counters,
             published=published,
+            pods=list(self.cache.pods.get(key) or ()),
         )
         decision = decide(ingest, observed)
         if decision.stage is not Stage.NONE:
@@ -144,6 +147,7 @@ class IngestReconciler:
             )
             await apply_drifted(self.kube, children, self.cache.owned.get(key) or (), live)
         await report_status(self.kube, body, ingest.status, decision.status)
+        ingest_metrics.observe(key, decision.status)
         for event in decision.events:
             await self.kube.post_event(body, event)
         return decision.requeue_after

@@ -7,7 +7,8 @@ reasons, counters, dataset, storage), the Events of the transition, which childr
 and when to look again. The phases follow the work:
 
     Provisioning   the bucket is not ready (its condition says why; retried)
-    Crawling       the crawl Job's shards run
+    Crawling       the crawl Job's shards run (or cannot start: the reason says why, e.g.
+                   ImagePullBackOff or Unschedulable, and Stalled is True meanwhile)
     Deduplicating  every shard succeeded; the publish Job deduplicates across them
     Publishing     the manifest is written (status.dataset is set); the publish Job finishes
     Succeeded      the publish Job completed
@@ -53,6 +54,16 @@ class Stage(enum.Enum):
     PUBLISH = "publish"  # and the publish Job
 
 
+WAITING_BLOCKERS = {
+    "ImagePullBackOff": Reason.IMAGE_PULL_BACK_OFF,
+    "ErrImagePull": Reason.ERR_IMAGE_PULL,
+    "CreateContainerConfigError": Reason.CREATE_CONTAINER_CONFIG_ERROR,
+}
+"""Container waiting reasons that keep a pod from ever starting without a change."""
+BLOCKERS = frozenset({*WAITING_BLOCKERS.values(), Reason.UNSCHEDULABLE})
+COMPONENT_LABEL = "app.kubernetes.io/component"
+
+
 @dataclass(frozen=True)
 class StorageCheck:
     """The outcome of the last provisioning of the bucket."""
@@ -82,6 +93,7 @@ class Observed:
     publish_job: Object | None = None
     shard_counters: CrawlCounters | None = None  # summed over the finished shards' markers
     published: Published | None = None
+    pods: Sequence[Object] = ()  # the crawl and publish pods (summaries with labels and status)
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,31 @@ def completed_shards(crawl_job: Object | None) -> set[int]:
     return shards
 
 
+def pod_blocker(pods: Sequence[Object], component: str) -> tuple[Reason, str] | None:
+    """Why a pod of a stage (`crawl` or `publish`) cannot start, or None."""
+    for pod in pods:
+        meta = pod["metadata"]
+        if (meta.get("labels") or {}).get(COMPONENT_LABEL) != component:
+            continue
+        if meta.get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in WAITING_BLOCKERS:
+                detail = f"{waiting['reason']}: {waiting.get('message', '')}".strip().rstrip(":")
+                return WAITING_BLOCKERS[waiting["reason"]], f"pod {meta['name']}: {detail}"
+        for condition in status.get("conditions") or []:
+            if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+                "PodScheduled",
+                "False",
+                "Unschedulable",
+            ):
+                message = f"pod {meta['name']}: {condition.get('message', '')}".strip()
+                return Reason.UNSCHEDULABLE, message
+    return None
+
+
 def _failed(job: Object | None) -> Object | None:
     return job_condition(job, "Failed") or job_condition(job, "FailureTarget")
 
@@ -172,6 +209,9 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
         starting = f"starting {shards} shards"
         return Outcome(Phase.CRAWLING, Reason.SHARDS_STARTING, starting), Stage.CRAWL
     if not _complete(crawl):
+        blocked = pod_blocker(observed.pods, "crawl")
+        if blocked is not None:
+            return Outcome(Phase.CRAWLING, *blocked), Stage.CRAWL
         done = f"{len(completed_shards(crawl))}/{shards} shards done"
         return Outcome(Phase.CRAWLING, Reason.SHARDS_RUNNING, done), Stage.CRAWL
     failed = _failed(publish)
@@ -180,6 +220,9 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
         return Outcome(Phase.FAILED, Reason.PUBLISH_FAILED, message), Stage.NONE
     published = observed.published
     if published is None:
+        blocked = pod_blocker(observed.pods, "publish")
+        if blocked is not None:
+            return Outcome(Phase.DEDUPLICATING, *blocked), Stage.PUBLISH
         message = f"removing duplicates across the {shards} shards, then writing the manifest"
         return Outcome(Phase.DEDUPLICATING, Reason.DEDUPLICATION_RUNNING, message), Stage.PUBLISH
     dataset = published.dataset
@@ -195,7 +238,7 @@ def _conditions(
 ) -> list[Condition]:
     generation = ingest.metadata.generation
     phase = outcome.phase
-    stalled = phase == Phase.FAILED or not storage.ready
+    stalled = phase == Phase.FAILED or not storage.ready or outcome.reason in BLOCKERS
 
     def condition(kind: ConditionType, holds: bool, reason: Reason = outcome.reason) -> Condition:
         return Condition(
@@ -246,7 +289,7 @@ def _events(ingest: DataIngest, outcome: Outcome, storage: StorageCheck) -> list
         events.append(Event(kind, storage.reason.value, storage.message))
     ready = find_condition(previous.conditions, ConditionType.READY)
     if previous.phase != outcome.phase or (ready and ready.reason) != outcome.reason.value:
-        warning = outcome.phase == Phase.FAILED or not storage.ready
+        warning = outcome.phase == Phase.FAILED or not storage.ready or outcome.reason in BLOCKERS
         message = f"{outcome.phase.value}: {outcome.message}"
         events.append(Event("Warning" if warning else "Normal", outcome.reason.value, message))
     return events

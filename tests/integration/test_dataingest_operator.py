@@ -176,6 +176,32 @@ def test_bucket_is_provisioned_and_an_unsupported_setting_is_named(
     assert f"bucket {bucket} removed" in deleted.message
 
 
+def test_a_crawl_pod_that_cannot_pull_its_image_stalls_the_ingest_with_the_reason(
+    rig: Rig,
+    ingests: Ingests,
+    buckets: Callable[[str], str],
+    start_operator: Callable[[], OperatorThread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", rig.s3_access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rig.s3_secret_key)
+    start_operator()
+    bucket = buckets(f"kf-di-{uuid.uuid4().hex[:12]}")
+    # kwok's stages answer this image with ImagePullBackOff, as a kubelet would.
+    spec = {**ingest_spec(bucket, rig.s3_endpoint), "image": "kubeforge.test/image-pull-backoff"}
+    ingests.create("unpullable", spec)
+    status = ingests.wait(
+        "unpullable",
+        "reason ImagePullBackOff",
+        lambda s: condition(s, "Crawling").get("reason") == "ImagePullBackOff",
+    )["status"]
+    assert status["phase"] == "Crawling"
+    assert "kubeforge.test/image-pull-backoff" in condition(status, "Crawling")["message"]
+    assert condition(status, "Stalled")["status"] == "True"
+    warning = ingests.wait_event("unpullable", "ImagePullBackOff")
+    assert warning.type == "Warning"
+
+
 def test_bad_credentials_are_named_without_leaking_the_secret(
     rig: Rig,
     ingests: Ingests,

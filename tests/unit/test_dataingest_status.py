@@ -213,3 +213,63 @@ def test_the_bucket_is_provisioned_again_only_when_needed() -> None:
     failing = StorageCheck(False, Reason.STORAGE_ERROR, "AccessDenied", 2)
     stalled = then(decide(built, Observed(NOW, failing)))
     assert needs_provisioning(stalled, last_storage_check(stalled))
+
+
+def pod(component: str, **status: Any) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/component": component, "kubeforge.dev/data-ingest": "web"}
+    return {"metadata": {"name": f"web-{component}-0-x", "labels": labels}, "status": status}
+
+
+PULL_BACK_OFF = {
+    "containerStatuses": [
+        {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "image acme/crawl:9"}}}
+    ]
+}
+UNSCHEDULABLE = {
+    "conditions": [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient memory.",
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "detail"),
+    [
+        (PULL_BACK_OFF, "ImagePullBackOff", "image acme/crawl:9"),
+        (UNSCHEDULABLE, "Unschedulable", "Insufficient memory"),
+    ],
+)
+def test_a_crawl_pod_that_cannot_start_stalls_the_ingest_with_the_reason(
+    status: dict[str, Any], reason: str, detail: str
+) -> None:
+    built = ingest()
+    observed = Observed(NOW, ready(built), crawl_job=job(), pods=[pod("crawl", **status)])
+    decision = decide(built, observed)
+    assert decision.status.phase == "Crawling"
+    assert decision.stage is Stage.CRAWL
+    crawling = condition(decision, "Crawling")
+    assert (crawling.status, crawling.reason) == ("True", reason)
+    assert "web-crawl-0-x" in crawling.message
+    assert detail in crawling.message
+    assert condition(decision, "Stalled").status == "True"
+    assert condition(decision, "Reconciling").status == "False"
+    assert [(event.type, event.reason) for event in decision.events][-1] == ("Warning", reason)
+    # Once the pod runs, the ingest is crawling again and no longer stalled.
+    running = decide(then(decision), Observed(NOW, ready(built), crawl_job=job(), pods=[]))
+    assert condition(running, "Crawling").reason == "ShardsRunning"
+    assert condition(running, "Stalled").status == "False"
+
+
+def test_a_blocked_publish_pod_is_reported_while_deduplicating() -> None:
+    built = ingest()
+    pods = [pod("crawl"), pod("publish", **PULL_BACK_OFF)]
+    observed = Observed(NOW, ready(built), crawl_job=job("Complete"), pods=pods)
+    decision = decide(built, observed)
+    assert decision.status.phase == "Deduplicating"
+    assert condition(decision, "Deduplicating").reason == "ImagePullBackOff"
+    assert condition(decision, "Stalled").status == "True"

@@ -5,14 +5,16 @@ the manifest, read back the way the trainer reads them. Real files under a tempo
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from kubeforge.api.dataingest import CrawlCounters
+from kubeforge.api.dataingest import CrawlCounters, OutputFormat
 from kubeforge.dataset import (
     MANIFEST_KEY,
+    SCHEMA,
     CorruptPart,
     Document,
     Manifest,
@@ -23,6 +25,7 @@ from kubeforge.dataset import (
     document_id,
     encode_part,
     iter_documents,
+    part_format,
     read_manifest,
     read_shard_marker,
     write_manifest,
@@ -100,6 +103,41 @@ def test_parts_are_deterministic_and_checked(tmp_path: Path) -> None:
     )
     with pytest.raises(CorruptPart, match="sha256 differs"):
         list(iter_documents(store, manifest))
+
+
+def test_parquet_parts_hold_the_same_documents_with_typed_columns(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    store = FileStore(tmp_path)
+    docs = documents(0, 0, ["first text", "second \u00e9t\u00e9 text"])
+    docs[1] = docs[1].model_copy(update={"title": "A title", "language": None})
+    parquet = encode_part(docs, OutputFormat.PARQUET)
+    assert parquet == encode_part(docs, OutputFormat.PARQUET)
+    assert decode_part(parquet, OutputFormat.PARQUET) == docs
+    table = pq.read_table(io.BytesIO(parquet))
+    assert table.column_names == [column.name for column in SCHEMA]
+    assert str(table.schema.field("fetched_at").type) == "timestamp[us, tz=UTC]"
+    assert not table.schema.field("text").nullable
+    part = write_part(store, 0, 1, docs, [200, 200], OutputFormat.PARQUET)
+    assert part.key == "parts/00000/00001.parquet"
+    assert part_format(part.key) is OutputFormat.PARQUET
+    jsonl = write_part(store, 1, 0, documents(1, 0, ["third"]), [200])
+    manifest = published(
+        store,
+        [
+            ManifestPart(
+                key=info.key, documents=info.documents, bytes=info.bytes, sha256=info.sha256
+            )
+            for info in (part, jsonl)
+        ],
+    )
+    assert [doc.text for doc in iter_documents(store, manifest)] == [
+        "first text",
+        "second \u00e9t\u00e9 text",
+        "third",
+    ]
+    with pytest.raises(ValueError, match="is not a part"):
+        part_format("parts/00000/00000.csv")
 
 
 def published(store: FileStore, parts: list[ManifestPart]) -> Manifest:

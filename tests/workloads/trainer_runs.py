@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from kubeforge.api.dataingest import CrawlCounters
+from kubeforge.api.dataingest import CrawlCounters, OutputFormat
 from kubeforge.api.trainingjob import TrainingJob
 from kubeforge.dataset import (
     Document,
@@ -196,8 +196,10 @@ def highest_logged_step(directory: Path) -> int:
     return max((int(line["step"]) for line in _log_lines(directory)), default=0)
 
 
-def write_text_dataset(store: ObjectStore, texts: list[list[str]]) -> None:
-    """A published dataset with one shard whose parts hold the given documents."""
+def write_text_dataset(
+    store: ObjectStore, texts: list[list[str]], format: OutputFormat = OutputFormat.JSONL
+) -> None:
+    """A published dataset with one shard whose parts (in `format`) hold the given documents."""
     fetched = datetime(2026, 1, 1, tzinfo=UTC)
     parts = []
     for index, part_texts in enumerate(texts):
@@ -211,7 +213,7 @@ def write_text_dataset(store: ObjectStore, texts: list[list[str]]) -> None:
             )
             for row, text in enumerate(part_texts)
         ]
-        info = write_part(store, 0, index, documents, [200] * len(documents))
+        info = write_part(store, 0, index, documents, [200] * len(documents), format)
         parts.append(
             ManifestPart(
                 key=info.key, documents=info.documents, bytes=info.bytes, sha256=info.sha256
