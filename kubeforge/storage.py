@@ -3,7 +3,8 @@
 Datasets, crawl checkpoints and training checkpoints live in object storage. Every component
 opens a location with `open_store(uri)` and reads and writes whole objects by key under it; a
 write is atomic (a reader sees the old object or the new one, never a part), which is what the
-commit protocols of the dataset format rely on.
+commit protocols of the dataset format rely on. A large object can also be read as byte ranges
+(`size`, `get_range`), which lets a reader fetch its parts concurrently.
 
 S3 credentials, endpoint and region come from the environment as boto3 reads them
 (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, or workload
@@ -41,6 +42,15 @@ class ObjectStore(Protocol):
         """The object's bytes; raises ObjectNotFound when there is none."""
         ...
 
+    def size(self, key: str) -> int:
+        """The object's length in bytes; raises ObjectNotFound when there is none."""
+        ...
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        """The object's bytes from `start` up to `stop` (exclusive); raises ObjectNotFound when
+        there is none and ValueError when it ends before `stop`."""
+        ...
+
     def put(self, key: str, data: bytes) -> None:
         """Stores the object atomically, replacing any object under the key."""
         ...
@@ -65,6 +75,12 @@ def _checked_key(key: str) -> str:
     return key
 
 
+def _whole_range(key: str, start: int, stop: int, data: bytes) -> bytes:
+    if len(data) != stop - start:
+        raise ValueError(f"{key!r} ends before byte {stop} (read {len(data)} from byte {start})")
+    return data
+
+
 class FileStore:
     """A directory on a local or mounted file system; writes go through a rename."""
 
@@ -84,6 +100,21 @@ class FileStore:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        try:
+            with self._path(key).open("rb") as file:
+                file.seek(start)
+                data = file.read(stop - start)
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        return _whole_range(key, start, stop, data)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -139,6 +170,29 @@ class S3Store:
         except self.client.exceptions.NoSuchKey:
             raise ObjectNotFound(key) from None
         return response["Body"].read()
+
+    def size(self, key: str) -> int:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        except self.client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                raise ObjectNotFound(key) from None
+            raise
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        if stop <= start:
+            return b""  # an HTTP range names at least one byte
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{stop - 1}"
+            )
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectNotFound(key) from None
+        except self.client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "InvalidRange":  # starts past the end
+                raise ValueError(f"{key!r} ends before byte {start}") from None
+            raise
+        return _whole_range(key, start, stop, response["Body"].read())
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)

@@ -9,8 +9,10 @@ Layout under the checkpoint URI (`s3://` or `file://`, through `kubeforge.storag
 
 A checkpoint exists once its manifest does. On start, the newest checkpoint whose files match
 their manifest is loaded; a partial one (no manifest) or a corrupt one (truncated, altered) is
-skipped with a warning and never loaded. Older checkpoints beyond `keep` are removed after a
-commit, manifest first, so a half-removed checkpoint is a partial one.
+skipped with a warning and never loaded. The state is read with concurrent ranged GETs, hashed
+while its parts arrive and deserialised from those parts (`ranged_read`). Older checkpoints
+beyond `keep` are removed after a commit, manifest first, so a half-removed checkpoint is a
+partial one.
 
 Only rank 0 writes. `CheckpointWriter` serialises the state in the training thread (a
 consistent snapshot) and uploads it in a background thread, so training waits for storage only
@@ -33,6 +35,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from kubeforge.api.trainingjob import CheckpointRecord
 from kubeforge.storage import ObjectNotFound, ObjectStore
+from kubeforge_trainer.ranged_read import ObjectParts, read_parts
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class Checkpoints:
     def __init__(self, store: ObjectStore, keep: int) -> None:
         self.store = store
         self.keep = keep
-        self._verified: tuple[int, bytes] | None = None  # what newest_valid read, for load
+        self._verified: tuple[int, ObjectParts] | None = None  # what newest_valid read, for load
 
     def commit(self, step: int, state: bytes, world_size: int) -> CheckpointRecord:
         """Writes a checkpoint: state, manifest, `latest`; then drops those beyond `keep`."""
@@ -116,10 +119,11 @@ class Checkpoints:
         else:
             data = self._verified_state(step)
         self._verified = None
-        state: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with data.open() as file:
+            state: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=True)
         return state
 
-    def _verified_state(self, step: int) -> bytes:
+    def _verified_state(self, step: int) -> ObjectParts:
         directory = step_directory(step)
         try:
             manifest = CheckpointManifest.model_validate_json(
@@ -127,11 +131,12 @@ class Checkpoints:
             )
         except ObjectNotFound:
             raise ValueError("no manifest: the checkpoint was never committed") from None
-        data = self.store.get(f"{directory}/{STATE}")
-        if _digest(data) != manifest.files[STATE]:
+        expected = manifest.files[STATE]
+        data = read_parts(self.store, f"{directory}/{STATE}", expected.bytes)
+        if data.sha256 != expected.sha256:
             raise ValueError(
-                f"{STATE} has {len(data)} bytes that do not match its manifest "
-                f"({manifest.files[STATE].bytes} bytes, sha256 {manifest.files[STATE].sha256})"
+                f"{STATE} has sha256 {data.sha256}, its manifest {expected.sha256}: "
+                "its bytes were altered"
             )
         return data
 

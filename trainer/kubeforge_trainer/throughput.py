@@ -1,7 +1,9 @@
 """Throughput and model FLOPs utilisation (MFU) against the GPU's dense bf16 peak.
 
-Peaks are the dense (not 2:4-sparse) bf16 tensor-core figures from the vendors' data sheets.
-MFU is reported only for bf16 runs on a GPU in this table; elsewhere it is not defined.
+Peaks are the dense (not 2:4-sparse) bf16 tensor-core figures from the vendors' data sheets,
+half the sparse figures they headline. The PCIe and NVL cards run at lower clocks and power than
+the SXM ones of the same name, so they have their own, lower peaks. MFU is reported only for bf16
+runs on a GPU in this table; elsewhere it is not defined.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import torch
 
 PEAK_BF16_FLOPS = {
     "H200": 989e12,
+    "H200 NVL": 835e12,
     "H100": 989e12,
+    "H100 NVL": 835e12,
+    "H100 PCIE": 756e12,
     "H800": 989e12,
     "GH200": 989e12,
     "A100": 312e12,
@@ -27,7 +32,12 @@ def peak_flops(device: torch.device) -> float | None:
     """The dense bf16 peak of the device, when it is a GPU in the table."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device).upper()
+    return peak_bf16_flops(torch.cuda.get_device_name(device))
+
+
+def peak_bf16_flops(device_name: str) -> float | None:
+    """The dense bf16 peak of the GPU CUDA names so ("NVIDIA H200"), when it is in the table."""
+    name = device_name.upper()
     for model, peak in sorted(PEAK_BF16_FLOPS.items(), key=lambda item: -len(item[0])):
         if model in name:
             return peak
