@@ -5,7 +5,9 @@ Rank 0 writes a `ProgressStatus` (the model of `status.progress`) as JSON under 
 operator validates it and publishes it in the TrainingJob's status. The trainer's ServiceAccount
 may `get` and `patch` that one ConfigMap (a Role with `resourceNames`) and nothing else, so a
 worker can neither touch the TrainingJob nor another job's progress. Locally (`kubeforge run
---local`) the same report goes to a file. See docs/progress-contract.md.
+--local`) the same report goes to a file, written at most every second instead of every 10 s, and
+each crawler shard writes its `CrawlCounters` to its own file at every commit. See
+docs/progress-contract.md.
 
 Environment the operator sets in every worker:
   KUBEFORGE_PROGRESS_CONFIGMAP  name of the ConfigMap (namespace: POD_NAMESPACE, downward API)
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kubeforge.api.trainingjob import ProgressStatus
 
@@ -59,21 +61,28 @@ def decode(data: dict[str, str] | None) -> ProgressStatus | None:
 class ProgressSink(Protocol):
     """Where a report goes."""
 
+    @property
+    def min_interval(self) -> float:
+        """Least seconds between two reports that are not forced."""
+        ...
+
     def write(self, progress: ProgressStatus) -> None: ...
 
 
 @dataclass(frozen=True)
 class FileSink:
-    """Writes the report to a file atomically (a reader never sees half a report)."""
+    """Writes the report (or any model, e.g. a crawler shard's counters) to a file atomically:
+    a reader never sees half a report."""
 
     path: Path
+    min_interval: float = 1.0
 
-    def write(self, progress: ProgressStatus) -> None:
+    def write(self, progress: BaseModel) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
             "w", dir=self.path.parent, prefix=".progress-", delete=False
         ) as tmp:
-            tmp.write(encode(progress))
+            tmp.write(progress.model_dump_json(by_alias=True, exclude_none=True))
         Path(tmp.name).replace(self.path)
 
 
@@ -86,6 +95,7 @@ class ConfigMapSink:
     name: str
     token: str
     ca_file: Path | None = None
+    min_interval: float = 10.0
 
     @classmethod
     def in_cluster(cls, namespace: str, name: str) -> ConfigMapSink:
@@ -125,10 +135,13 @@ def sink_from_env() -> ProgressSink | None:
 
 
 class ProgressReporter:
-    """Sends reports at most every `min_interval` seconds, unless forced (checkpoint, end)."""
+    """Sends reports at most every `min_interval` seconds (the sink's unless given), unless
+    forced (checkpoint, end)."""
 
-    def __init__(self, sink: ProgressSink | None, min_interval: float = 10.0) -> None:
+    def __init__(self, sink: ProgressSink | None, min_interval: float | None = None) -> None:
         self.sink = sink
+        if min_interval is None:
+            min_interval = sink.min_interval if sink is not None else 0.0
         self.min_interval = min_interval
         self._last_sent = float("-inf")
 

@@ -46,6 +46,9 @@ RESTART_HISTORY_LIMIT = 10
 EXIT_CODE_RULES_LIMIT = 64
 """The most exit codes one failure-policy list holds (bounds the apiserver's CEL cost)."""
 
+DEFAULT_LOG_INTERVAL_STEPS = 100
+"""Steps between the built-in trainer's measurements unless trainer.logIntervalSteps says."""
+
 OBJECT_URI = r"^(s3|file)://.+$"
 URI_MAX_LENGTH = 2048
 
@@ -237,6 +240,13 @@ class TrainerConfig(CamelModel):
     optimizer: OptimizerConfig = defaulted(OptimizerConfig, "Optimiser and learning-rate schedule.")
     batch: BatchConfig = defaulted(BatchConfig, "Batch sizes.")
     steps: Int64 = Field(ge=1, description="Total optimiser steps to train for.")
+    log_interval_steps: Int64 = Field(
+        default=DEFAULT_LOG_INTERVAL_STEPS,
+        ge=1,
+        description="Steps between measurements (loss, throughput, the mlp's test accuracy) in "
+        "the logs, status.progress and the final metrics; the first and last steps are always "
+        "measured.",
+    )
     precision: Precision = Field(
         default=Precision.BF16,
         description="bf16: mixed precision with bfloat16 autocast on GPUs (runs on CPU stay "

@@ -56,6 +56,8 @@ class GPT(nn.Module):
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
+        self.context_length = context_length
+        self.hidden_size = hidden_size
         padded_vocab = math.ceil(vocab_size / 64) * 64  # matmul-friendly; extra rows never hit
         self.token_embedding = nn.Embedding(padded_vocab, hidden_size)
         self.position_embedding = nn.Embedding(context_length, hidden_size)

@@ -62,17 +62,26 @@ def build_task(config: WorkerConfig) -> Task:
         )
     if not config.dataset_uri:
         raise ValueError("the gpt model trains on a dataset: the TrainingJob needs spec.dataset")
-    layers = _size(spec, "layers", GPT_DEFAULTS)
-    hidden_size = _size(spec, "hidden_size", GPT_DEFAULTS)
-    heads = _size(spec, "heads", GPT_DEFAULTS)
-    context = _size(spec, "context_length", GPT_DEFAULTS)
-    gpt = GPT(text.VOCAB_SIZE, context, layers=layers, hidden_size=hidden_size, heads=heads)
+    gpt = build_gpt(spec)
+    layers, hidden_size = len(gpt.blocks), gpt.hidden_size
+    context = gpt.context_length
     return Task(
         model=gpt,
         source=text.TextSource(open_store(config.dataset_uri), context),
         loss_terms_per_sample=context,
         tokens_per_sample=context,
         flops_per_sample=context * gpt_flops_per_token(gpt, layers, hidden_size, context),
+    )
+
+
+def build_gpt(spec: ModelConfig) -> GPT:
+    """The GPT the model settings describe, with the architecture's defaults for omitted sizes."""
+    return GPT(
+        text.VOCAB_SIZE,
+        _size(spec, "context_length", GPT_DEFAULTS),
+        layers=_size(spec, "layers", GPT_DEFAULTS),
+        hidden_size=_size(spec, "hidden_size", GPT_DEFAULTS),
+        heads=_size(spec, "heads", GPT_DEFAULTS),
     )
 
 

@@ -3,8 +3,9 @@
 Each step every rank takes its share of the global batch in micro-batches, accumulating
 gradients locally and synchronising them (DDP) on its last micro-batch, with the loss scaled so
 the update is the mean over the whole global batch at any world size. Around the steps: the
-rank-wide agreement on stopping and time-based checkpoints, measurements every LOG_INTERVAL
-steps, checkpoints on their cadence, on SIGTERM and at the end, and the final artifacts.
+rank-wide agreement on stopping and time-based checkpoints, measurements every
+`trainer.logIntervalSteps` steps, checkpoints on their cadence, on SIGTERM and at the end, and
+the final artifacts.
 
 Every stateful part has `state_dict()`/`load_state_dict()`; the trainer's state is theirs plus
 the step and every rank's RNG state.
@@ -25,7 +26,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 
-from kubeforge.api.trainingjob import OptimizerConfig, OptimizerName, Precision
+from kubeforge.api.trainingjob import (
+    DEFAULT_LOG_INTERVAL_STEPS,
+    OptimizerConfig,
+    OptimizerName,
+    Precision,
+)
 from kubeforge.plan import WorkerConfig
 from kubeforge.progress import ProgressReporter, sink_from_env
 from kubeforge.storage import open_store
@@ -42,9 +48,8 @@ from kubeforge_trainer.throughput import RateMeter, peak_flops
 
 log = logging.getLogger(__name__)
 
-LOG_INTERVAL = 100
-"""Steps between measurements (loss, throughput, the MLP's test accuracy); also the first and
-last step are measured."""
+LOG_INTERVAL = DEFAULT_LOG_INTERVAL_STEPS
+"""Steps between measurements when the config does not say (the benchmarks' cadence)."""
 
 
 def build_optimizer(
@@ -181,7 +186,7 @@ class Trainer:
             meter.add(self.loader.global_size)
             if self.sample_log is not None:
                 self.sample_log.record(self.step, batch)
-            if self.step % LOG_INTERVAL == 0 or self.step in (1, total):
+            if self.step % self.config.trainer.log_interval_steps == 0 or self.step in (1, total):
                 self._measure(loss, meter)
             if self.group.is_main:
                 self.progress.advanced(self.step)

@@ -1,0 +1,144 @@
+"""`kubeforge run FILE --local` end to end: the real CLI as a program, real crawler shards against
+the demo web on loopback, real torchrun agents and workers (gloo, CPU), the embedded file store.
+
+The samples are the demo's own files with their step counts scaled down so that a test takes
+seconds, not minutes. Interrupting is a real SIGINT to the runner, as a Ctrl-C in its terminal
+sends; resuming is proven by the trainer's own log of the checkpoint it resumed from.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubeforge.api.trainingjob import ProgressStatus
+from kubeforge.cli.demo import demo_file
+from kubeforge.cli.localweb import DemoWeb, build_demo_web
+from kubeforge.dataset import read_manifest
+from kubeforge.storage import open_store
+from tests.polling import wait_for
+
+KUBEFORGE = [sys.executable, "-m", "kubeforge.cli.main"]
+RUN_TIMEOUT = 400
+STOP_TIMEOUT = 120
+# Real torchrun groups on a small shared machine: more than the suite's default time.
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def demo_web() -> Iterator[DemoWeb]:
+    web = build_demo_web()
+    yield web
+    web.stop()
+
+
+def _environ() -> dict[str, str]:
+    """This environment without an S3 endpoint: the run uses the embedded store."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def _scaled(profile: str, tmp_path: Path, checkpoint_every: int, **trainer: Any) -> Path:
+    documents = list(yaml.safe_load_all(demo_file(profile).read_text()))
+    for document in documents:
+        if document["kind"] == "TrainingJob":
+            document["spec"]["trainer"].update(trainer)
+            document["spec"]["checkpoint"]["intervalSteps"] = checkpoint_every
+    path = tmp_path / f"{profile}.yaml"
+    path.write_text(yaml.safe_dump_all(documents))
+    return path
+
+
+def _start(path: Path, state: Path) -> subprocess.Popen[str]:
+    command = [*KUBEFORGE, "run", str(path), "--local", "--state-dir", str(state)]
+    return subprocess.Popen(
+        command, env=_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _stop(runner: subprocess.Popen[str], signum: signal.Signals) -> tuple[str, str]:
+    """Signals the runner, which stops its children, and returns its output."""
+    runner.send_signal(signum)
+    return runner.communicate(timeout=STOP_TIMEOUT)
+
+
+def _run(path: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    runner = _start(path, state)
+    try:
+        out, errors = runner.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _stop(runner, signal.SIGTERM)  # never leave workers behind
+        raise
+    return subprocess.CompletedProcess(runner.args, runner.returncode, out, errors)
+
+
+def _objects(state: Path, *key: str) -> str:
+    return (state / "objects" / "kubeforge-demo").joinpath(*key).resolve().as_uri()
+
+
+def test_the_gpt_sample_crawls_trains_and_reports(demo_web: DemoWeb, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    sample = _scaled("gpt", tmp_path, 10, steps=20, logIntervalSteps=5)
+    finished = _run(sample, state)
+    assert finished.returncode == 0, finished.stderr + finished.stdout
+    report = Path(finished.stdout.splitlines()[-1])
+    assert report == (state / "reports" / "gpt" / "report.md").resolve()
+    manifest = read_manifest(open_store(_objects(state, "datasets", "demo-docs", "v1")))
+    assert manifest.documents > 5
+    assert (
+        manifest.duplicates_removed
+        + sum(shard.counters.duplicates_removed for shard in manifest.shards)
+        >= 2
+    )  # the mirror's planted copies
+    checkpoints = open_store(_objects(state, "checkpoints", "demo-gpt"))
+    assert checkpoints.exists("final/model.pt")
+    assert checkpoints.get("latest") == b"step-000000020"
+    text = report.read_text()
+    assert f"| documents | {manifest.documents:,} |" in text
+    assert "| RobotsDisallowed | 1 |" in text
+    assert "Texts the model writes" in text
+    assert (report.parent / "demo-gpt-training.png").stat().st_size > 0
+
+    again = _run(sample, state)
+    assert again.returncode == 0, again.stderr
+    assert "already published" in again.stdout
+    assert "already succeeded" in again.stdout
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    path = _scaled("mlp", tmp_path, 20, steps=600, logIntervalSteps=100)
+    runner = _start(path, state)
+    progress = state / "trainingjobs" / "demo-mlp" / "progress.json"
+
+    def step() -> int:
+        try:
+            return ProgressStatus.model_validate_json(progress.read_text()).step or 0
+        except (OSError, ValueError):
+            return 0
+
+    try:
+        wait_for(lambda: step() >= 60, "step 60", timeout=RUN_TIMEOUT)
+    finally:
+        _, errors = _stop(runner, signal.SIGINT)  # what a Ctrl-C in its terminal sends
+    assert runner.returncode == 130, errors
+    assert "run the same command to resume" in errors
+    checkpoints = open_store(_objects(state, "checkpoints", "demo-mlp"))
+    stopped_at = int(checkpoints.get("latest").decode().removeprefix("step-"))
+    assert 60 <= stopped_at < 600
+    assert not checkpoints.exists("final/model.pt")
+
+    finished = _run(path, state)
+    assert finished.returncode == 0, finished.stderr
+    logs = (state / "trainingjobs" / "demo-mlp" / "logs").glob("agent-*.log")
+    resumed = "".join(log.read_text() for log in logs)
+    assert f"resumed from the checkpoint of step {stopped_at}" in resumed
+    assert checkpoints.exists("final/model.pt")
+    assert "test accuracy" in Path(finished.stdout.splitlines()[-1]).read_text()
