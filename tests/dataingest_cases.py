@@ -166,6 +166,12 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "should match",
     ),
     InvalidSpec(
+        "schedule-minute",
+        {**MINIMAL_SPEC, "schedule": "61 * * * *"},
+        "spec.schedule",
+        "should match",
+    ),
+    InvalidSpec(
         "duplicate-seed",
         minimal_with("sources", seeds=["https://a.example/", "https://a.example/"]),
         "spec.sources.seeds[1]",

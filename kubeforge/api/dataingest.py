@@ -16,6 +16,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+from croniter import croniter
 from pydantic import AfterValidator, AwareDatetime, Field
 
 from kubeforge.api.meta import (
@@ -53,10 +54,32 @@ HOST_NAME = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)$"
 # RFC 9309: the product token a crawler matches robots.txt groups with.
 PRODUCT_NAME = r"^[A-Za-z_-]+$"
 LANGUAGE_CODE = r"^[a-z]{2,3}$"
-# A cron schedule of five fields, or one of the @ shorthands.
-CRON_SCHEDULE = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 MEBIBYTE = 1024 * 1024
+
+
+def _cron_field(value: str) -> str:
+    """A cron field: `*` or a value or range, each with an optional step, in a comma list."""
+    item = rf"(\*|{value}(-{value})?)(/[1-9][0-9]?)?"
+    return rf"{item}(,{item})*"
+
+
+# A cron schedule of five fields (minute, hour, day of month, month, day of week; months and days
+# by number or three-letter name), or one of the @ shorthands. croniter checks the names.
+CRON_SCHEDULE = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + " +".join(
+        _cron_field(value)
+        for value in (
+            r"[0-5]?[0-9]",
+            r"([01]?[0-9]|2[0-3])",
+            r"(0?[1-9]|[12][0-9]|3[01])",
+            r"(0?[1-9]|1[0-2]|[A-Za-z]{3})",
+            r"([0-7]|[A-Za-z]{3})",
+        )
+    )
+    + ")$"
+)
 
 
 class DataIngestPhase(StrEnum):
@@ -99,6 +122,7 @@ class DataIngestReason(StrEnum):
     SHARDS_RUNNING = "ShardsRunning"
     DEDUPLICATION_RUNNING = "DeduplicationRunning"
     WAITING_FOR_SCHEDULE = "WaitingForSchedule"
+    SCHEDULED_RUN = "ScheduledRun"
     # A crawl or publish pod cannot start.
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
     ERR_IMAGE_PULL = "ErrImagePull"
@@ -172,6 +196,12 @@ def _cidr(value: str) -> str:
     return value
 
 
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a cron schedule")
+    return value
+
+
 def _regex(value: str) -> str:
     try:
         re.compile(value)
@@ -183,6 +213,7 @@ def _regex(value: str) -> str:
 HttpUrl = Annotated[str, Field(pattern=HTTP_URL, max_length=URL_MAX_LENGTH)]
 ObjectPrefix = Annotated[str, Field(pattern=OBJECT_PREFIX, max_length=URL_MAX_LENGTH)]
 HostName = Annotated[str, Field(pattern=HOST_NAME, max_length=253)]
+CronSchedule = Annotated[str, Field(pattern=CRON_SCHEDULE, max_length=128), AfterValidator(_cron)]
 UrlPattern = Annotated[str, AfterValidator(_regex), Field(min_length=1, max_length=1024)]
 LanguageCode = Annotated[str, Field(pattern=LANGUAGE_CODE)]
 Cidr = Annotated[
@@ -534,12 +565,15 @@ class DataIngestSpec(CamelModel):
     processing: ProcessingSpec = defaulted(ProcessingSpec, "How fetched pages become documents.")
     output: OutputSpec = defaulted(OutputSpec, "How documents are written.")
     storage: StorageSpec = Field(description="Where the dataset is written.")
-    schedule: str | None = Field(
+    schedule: CronSchedule | None = Field(
         default=None,
-        max_length=128,
-        pattern=CRON_SCHEDULE,
-        description="Cron schedule (e.g. @weekly or 0 3 * * 1) on which the crawl runs again "
-        "into a new dataset version. Omitted: crawl once.",
+        description="Cron schedule in UTC on which the crawl runs again into the next dataset "
+        "version (PREFIX/NAME/vN), e.g. @weekly or 0 3 * * 1 (minute, hour, day of month, "
+        "month, day of week). The first crawl starts when the DataIngest is created; earlier "
+        "versions stay in storage, and status.dataset moves to a new version once it is "
+        "published. A run starts only when the previous one has finished: a run that fell due "
+        "meanwhile (or while the operator was down) starts once, as soon as it can. A failed run "
+        "does not stop the schedule, and its version number is not reused. Omitted: crawl once.",
     )
     image: str | None = Field(
         default=None,
@@ -630,6 +664,21 @@ class DataIngestStatus(StatusModel):
     )
     dataset: DatasetStatus | None = Field(default=None, description="The latest published dataset.")
     storage: StorageStatus | None = Field(default=None, description="The bucket.")
+    current_version: Int32 = Field(
+        default=1,
+        description="The dataset version the current (or last) run builds; dataset.version is "
+        "the latest one published.",
+    )
+    last_schedule_time: AwareDatetime | None = Field(
+        default=None,
+        description="When the latest scheduled run (spec.schedule) fell due. Omitted before the "
+        "first one.",
+    )
+    next_schedule_time: AwareDatetime | None = Field(
+        default=None,
+        description="When the next scheduled run falls due; while a run is still going, it "
+        "starts once that one has finished.",
+    )
     start_time: AwareDatetime | None = Field(
         default=None, description="When the current crawl started."
     )

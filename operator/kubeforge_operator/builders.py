@@ -23,6 +23,9 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 COSCHEDULING_GROUP_LABEL = "scheduling.x-k8s.io/pod-group"
 COSCHEDULING_SCHEDULER = "scheduler-plugins-scheduler"
+DATASET_ANNOTATION = f"{GROUP}/dataset-uri"
+"""On the worker Job: the dataset it trains on, kept while it runs (a DataIngest's next version
+is for jobs that start later)."""
 
 
 def config_map_name(job: TrainingJob) -> str:
@@ -312,6 +315,9 @@ def build_children(
     observed_suspend: spec.suspend of the existing worker Job, None when there is none.
     """
     plan = build_plan(job, dataset_uri)
+    worker_job = build_worker_job(job, plan, suspend=worker_job_suspend(job, observed_suspend))
+    if dataset_uri:
+        worker_job["metadata"]["annotations"][DATASET_ANNOTATION] = dataset_uri
     children = [
         build_service_account(job),
         build_progress_config_map(job),
@@ -320,6 +326,6 @@ def build_children(
         build_config_map(job, plan),
         build_service(job),
         build_pod_group(job, plan),
-        build_worker_job(job, plan, suspend=worker_job_suspend(job, observed_suspend)),
+        worker_job,
     ]
     return [objects.with_desired_hash(child) for child in children if child is not None]

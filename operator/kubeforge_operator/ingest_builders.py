@@ -9,6 +9,10 @@ Children, named after the DataIngest NAME, in apply order:
 - Job `NAME-publish`: one pod running `publish_command` (global deduplication, then the manifest),
   built only once every shard has succeeded.
 
+All three are of one dataset version, `status.currentVersion` (the config names its URI; the Jobs
+carry it as the `kubeforge.dev/dataset-version` label and annotation), so a scheduled run's Jobs
+are told apart from the previous run's, which the reconcile deletes before it creates the new ones.
+
 Pods are restricted-PodSecurity compliant, read their S3 endpoint, region and (from
 `credentialsSecretRef`) credentials from the environment as boto3 does, and need no API access.
 Every object carries the shared child metadata (`objects`) and the `kubeforge.dev/data-ingest`
@@ -38,8 +42,8 @@ CONFIG_FILE = "crawler.yaml"
 CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
 DEFAULT_IMAGE = "kubeforge/crawler:0.1.0"
 """The crawler image when spec.image is omitted."""
-VERSION = 1
-"""The dataset version a DataIngest crawls into (a schedule would crawl later versions)."""
+DATASET_VERSION = f"{GROUP}/dataset-version"
+"""The label and annotation of a Job with the dataset version it builds."""
 SHARD_RETRIES = 3
 """Pod failures one shard may have before the crawl fails (a shard resumes where it stopped)."""
 PUBLISH_RETRIES = 3
@@ -66,8 +70,14 @@ def _metadata(ingest: DataIngest, name: str, component: str) -> Object:
     return objects.metadata(ingest, name, labels(ingest, component))
 
 
+def job_version(job: Object) -> int:
+    """The dataset version a Job builds (1 for a Job from before versions were recorded)."""
+    return int((job["metadata"].get("annotations") or {}).get(DATASET_VERSION) or 1)
+
+
 def build_config_map(ingest: DataIngest) -> Object:
-    config = crawler_config(ingest, VERSION).model_dump(mode="json", by_alias=True)
+    version = ingest.status.current_version
+    config = crawler_config(ingest, version).model_dump(mode="json", by_alias=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -147,10 +157,14 @@ def _pod_failure_policy(*permanent_exit_codes: int) -> Object:
 
 
 def _job(ingest: DataIngest, name: str, component: str, job_spec: Object) -> Object:
+    version = str(ingest.status.current_version)
+    metadata = _metadata(ingest, name, component)
+    metadata["labels"][DATASET_VERSION] = version
+    metadata["annotations"] = {DATASET_VERSION: version}
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(ingest, name, component),
+        "metadata": metadata,
         # A replacement starts only once the failed pod is gone, so two pods never hold a shard.
         "spec": {**job_spec, "podReplacementPolicy": "Failed"},
     }

@@ -4,10 +4,15 @@ report.
 `IngestReconciler.reconcile(key)` reads the ingest and its children (the crawler ConfigMap, the
 crawl and publish Jobs) from the operator's in-memory indexes, like the TrainingJob reconcile.
 S3 is asked only when something there can have changed: the bucket is provisioned when it never
-was, was not ready, or the spec changed since; a shard's completion marker is read once, after its
+was, was not ready, the spec changed since, or a scheduled run starts (its lifecycle rule covers
+the new version's raw state); a shard's completion marker is read once, after its
 pod succeeded (markers never change); the manifest is looked for while the publish Job runs. S3
 calls block, so they run in threads (asyncio.to_thread). Credentials are read from the Secret just
 before each use and kept nowhere.
+
+Scheduled runs: the reconcile works on one dataset version, `status.currentVersion`, or the next
+one when `decide` will start a scheduled run now. Jobs of another version (the previous run's)
+are deleted, with their pods, before the new run's Jobs (same names) are created.
 
 Deletion: with `deletionPolicy: Delete` the ingest carries the finalizer
 `kubeforge.dev/delete-data`. When the ingest is deleted, its Jobs go first, with their pods (so
@@ -49,6 +54,7 @@ from kubeforge_operator.ingest_status import (
     decide,
     last_storage_check,
     needs_provisioning,
+    scheduled_run,
     storage_ready,
 )
 from kubeforge_operator.k8s import Kube
@@ -76,24 +82,25 @@ class IngestCache:
 
 @dataclass
 class _Read:
-    """What has been read from one DataIngest's dataset (by uid): it does not change."""
+    """What has been read from one version of a DataIngest's dataset: it does not change."""
 
     uid: str | None
+    version: int
     markers: dict[int, CrawlCounters] = field(default_factory=dict)
     published: Published | None = None
 
 
-def dataset_location(ingest: DataIngest) -> str:
-    """The key prefix of the dataset version being built, in the bucket."""
-    return f"{ingest.spec.storage.prefix}/{ingest.metadata.name}/v{ingest_builders.VERSION}"
+def dataset_location(ingest: DataIngest, version: int) -> str:
+    """The key prefix of a dataset version, in the bucket."""
+    return f"{ingest.spec.storage.prefix}/{ingest.metadata.name}/v{version}"
 
 
-def dataset_status(ingest: DataIngest, manifest: Manifest) -> DatasetStatus:
+def dataset_status(ingest: DataIngest, version: int, manifest: Manifest) -> DatasetStatus:
     """The published dataset as status.dataset shows it (and TrainingJobs read it)."""
-    uri = dataset_uri(ingest.spec.storage, ingest.metadata.name or "", ingest_builders.VERSION)
+    uri = dataset_uri(ingest.spec.storage, ingest.metadata.name or "", version)
     return DatasetStatus(
         uri=uri,
-        version=ingest_builders.VERSION,
+        version=version,
         documents=manifest.documents,
         bytes=manifest.bytes,
         manifest=f"{uri}/{MANIFEST_KEY}",
@@ -122,17 +129,27 @@ class IngestReconciler:
         if body["metadata"].get("deletionTimestamp"):
             return await self._finalize(key, body, ingest, jobs)
         await self._keep_finalizer(body, ingest)
+        now = datetime.now(UTC)
+        starting = scheduled_run(ingest, now) is not None
+        version = ingest.status.current_version + (1 if starting else 0)
         storage = last_storage_check(ingest)
-        if storage is None or needs_provisioning(ingest, storage):
-            storage = await self._provision(ingest)
-        live = {
-            name: job for name, job in jobs.items() if not job["metadata"].get("deletionTimestamp")
-        }
+        if starting or storage is None or needs_provisioning(ingest, storage):
+            storage = await self._provision(ingest, version)
+        live, stale = {}, []
+        for name, job in jobs.items():
+            if job["metadata"].get("deletionTimestamp"):
+                continue
+            if ingest_builders.job_version(job) == version:
+                live[name] = job
+            else:
+                stale.append(name)
         crawl_job = live.get(ingest_builders.crawl_job_name(ingest))
         publish_job = live.get(ingest_builders.publish_job_name(ingest))
-        shard_counters, published = await self._read_dataset(key, ingest, crawl_job, publish_job)
+        shard_counters, published = await self._read_dataset(
+            key, ingest, version, crawl_job, publish_job
+        )
         observed = Observed(
-            now=datetime.now(UTC),
+            now=now,
             storage=storage,
             crawl_job=crawl_job,
             publish_job=publish_job,
@@ -141,9 +158,13 @@ class IngestReconciler:
             pods=list(self.cache.pods.get(key) or ()),
         )
         decision = decide(ingest, observed)
-        if decision.stage is not Stage.NONE:
+        for name in stale:
+            # The previous run's Job: its deletion brings the ingest back here to create the new.
+            await self.kube.delete_job(key[0], name)
+        if decision.stage is not Stage.NONE and not stale:
+            building = ingest.model_copy(update={"status": decision.status})
             children = ingest_builders.build_children(
-                ingest, publish=decision.stage is Stage.PUBLISH
+                building, publish=decision.stage is Stage.PUBLISH
             )
             await apply_drifted(self.kube, children, self.cache.owned.get(key) or (), live)
         await report_status(self.kube, body, ingest.status, decision.status)
@@ -160,8 +181,8 @@ class IngestReconciler:
         data = await self.kube.read_secret(ingest.metadata.namespace or "", ref.name)
         return provisioning.credentials_from_secret(ref, data)
 
-    async def _provision(self, ingest: DataIngest) -> StorageCheck:
-        raw = [f"{dataset_location(ingest)}/{prefix}" for prefix in RAW_PREFIXES]
+    async def _provision(self, ingest: DataIngest, version: int) -> StorageCheck:
+        raw = [f"{dataset_location(ingest, version)}/{prefix}" for prefix in RAW_PREFIXES]
         try:
             credentials = await self._credentials(ingest)
             done = await asyncio.to_thread(
@@ -175,13 +196,14 @@ class IngestReconciler:
         self,
         key: Key,
         ingest: DataIngest,
+        version: int,
         crawl_job: Object | None,
         publish_job: Object | None,
     ) -> tuple[CrawlCounters | None, Published | None]:
-        """The counters of the finished shards, and the published manifest when there is one."""
+        """The counters of the version's finished shards, and its manifest once it is written."""
         read = self._read.get(key)
-        if read is None or read.uid != ingest.metadata.uid:
-            read = self._read[key] = _Read(ingest.metadata.uid)
+        if read is None or (read.uid, read.version) != (ingest.metadata.uid, version):
+            read = self._read[key] = _Read(ingest.metadata.uid, version)
         shards = completed_shards(crawl_job) - read.markers.keys()
         manifest_wanted = read.published is None and publish_job is not None
         if ingest.status.phase not in TERMINAL and (shards or manifest_wanted):
@@ -191,7 +213,7 @@ class IngestReconciler:
                     provisioning.read_dataset,
                     ingest.spec.storage,
                     credentials,
-                    dataset_location(ingest),
+                    dataset_location(ingest, version),
                     sorted(shards),
                     manifest_wanted,
                 )
@@ -200,7 +222,7 @@ class IngestReconciler:
             else:
                 read.markers.update(markers)
                 if manifest is not None:
-                    dataset = dataset_status(ingest, manifest)
+                    dataset = dataset_status(ingest, version, manifest)
                     read.published = Published(dataset, total_counters(manifest))
         counters = (
             functools.reduce(CrawlCounters.plus, read.markers.values(), CrawlCounters())

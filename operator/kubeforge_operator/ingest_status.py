@@ -13,6 +13,13 @@ and when to look again. The phases follow the work:
     Publishing     the manifest is written (status.dataset is set); the publish Job finishes
     Succeeded      the publish Job completed
     Failed         a shard or the publish Job failed for good
+
+With `spec.schedule`, a finished run (Succeeded or Failed) is followed by the next one when the
+schedule has fired since the last one fell due (or, before the first, since the first crawl
+started): `currentVersion` goes up by one, the counters and times start again, `lastScheduleTime`
+records when the run fell due, an Event says so, and the phases follow the work again while
+`status.dataset` stays on the latest published version until the new one is. A finished run asks
+to be woken when `nextScheduleTime` comes (the periodic resync catches a missed wake-up).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from kubeforge.api.dataingest import (
     StorageStatus,
 )
 from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_condition
+from kubeforge_operator import ingest_schedule
 from kubeforge_operator.objects import Event, Object, job_condition, parse_time
 
 Phase = DataIngestPhase
@@ -44,6 +52,8 @@ STORAGE_RETRY_SECONDS = 30.0
 """How soon a bucket that is not ready is provisioned again."""
 MANIFEST_POLL_SECONDS = 3.0
 """How often the manifest is looked for while the publish Job deduplicates."""
+SCHEDULE_SLACK_SECONDS = 0.5
+"""How long after the next run falls due a finished ingest is looked at again."""
 
 
 class Stage(enum.Enum):
@@ -143,6 +153,42 @@ def needs_provisioning(ingest: DataIngest, last: StorageCheck | None) -> bool:
     if ingest.status.phase in TERMINAL:
         return False
     return last is None or not last.ready or last.generation != ingest.metadata.generation
+
+
+def next_schedule_time(ingest: DataIngest) -> datetime | None:
+    """When the next scheduled run falls due: the schedule's first time after the last run fell
+    due (or the first crawl started). None without a schedule, or before the first crawl."""
+    schedule, status = ingest.spec.schedule, ingest.status
+    anchor = status.last_schedule_time or status.start_time or status.completion_time
+    if schedule is None or anchor is None:
+        return None
+    return ingest_schedule.next_time(schedule, anchor)
+
+
+def scheduled_run(ingest: DataIngest, now: datetime) -> datetime | None:
+    """When the run that should start now fell due; None unless one is due and the last run has
+    finished (a run never overlaps the previous one)."""
+    due = next_schedule_time(ingest)
+    if ingest.spec.schedule is None or due is None or due > now:
+        return None
+    if ingest.status.phase not in TERMINAL:
+        return None
+    return ingest_schedule.latest_time(ingest.spec.schedule, due, now)
+
+
+def _next_run(ingest: DataIngest, due: datetime) -> DataIngest:
+    """The ingest as its next run starts: the next version, its counters and times anew."""
+    status = ingest.status.model_copy(
+        update={
+            "phase": None,
+            "current_version": ingest.status.current_version + 1,
+            "counters": CrawlCounters(),
+            "last_schedule_time": due,
+            "start_time": None,
+            "completion_time": None,
+        }
+    )
+    return ingest.model_copy(update={"status": status})
 
 
 def completed_shards(crawl_job: Object | None) -> set[int]:
@@ -296,11 +342,23 @@ def _events(ingest: DataIngest, outcome: Outcome, storage: StorageCheck) -> list
 
 
 def decide(ingest: DataIngest, observed: Observed) -> Decision:
-    """The new status of `ingest` given what is observed, and which children it needs."""
-    outcome, stage = _outcome(ingest, observed)
+    """The new status of `ingest` given what is observed, and which children it needs.
+
+    When a scheduled run starts, `observed` is of the new run: its Jobs, none yet.
+    """
     now, storage = observed.now, observed.storage
+    events = []
+    due = scheduled_run(ingest, now)
+    if due is not None:
+        ingest = _next_run(ingest, due)
+        version = ingest.status.current_version
+        message = f"run of dataset version {version}, due at {due.isoformat()}"
+        events.append(Event("Normal", Reason.SCHEDULED_RUN.value, message))
+    outcome, stage = _outcome(ingest, observed)
     status = ingest.status.model_copy(deep=True)
-    if outcome.phase not in TERMINAL:
+    # What the run found, until it has finished (then it is kept): a run whose publish Job is
+    # seen complete with its manifest in one look goes to Succeeded with its dataset.
+    if ingest.status.phase not in TERMINAL:
         status.storage = StorageStatus(bucket=ingest.spec.storage.bucket, ready=storage.ready)
         if observed.published is not None:
             status.dataset = observed.published.dataset
@@ -316,9 +374,15 @@ def decide(ingest: DataIngest, observed: Observed) -> Decision:
     status.phase = outcome.phase
     status.observed_generation = ingest.metadata.generation
     status.conditions = _conditions(ingest, outcome, storage, status.dataset is not None, now)
+    status.next_schedule_time = next_schedule_time(ingest.model_copy(update={"status": status}))
     requeue = None
     if outcome.phase == Phase.PROVISIONING:
         requeue = STORAGE_RETRY_SECONDS
     elif outcome.phase == Phase.DEDUPLICATING:
         requeue = MANIFEST_POLL_SECONDS
-    return Decision(status, stage, _events(ingest, outcome, storage), requeue)
+    elif outcome.phase in TERMINAL and status.next_schedule_time is not None:
+        # Woken when the next run falls due (a moment late, so that the schedule has fired).
+        requeue = (
+            max((status.next_schedule_time - now).total_seconds(), 0.0) + SCHEDULE_SLACK_SECONDS
+        )
+    return Decision(status, stage, [*events, *_events(ingest, outcome, storage)], requeue)

@@ -100,6 +100,12 @@ class Reconciler:
             return None
         worker_job = _current_worker_job(self.cache.worker_jobs.get(key) or ())
         dataset_uri, waiting = resolve_dataset(job, self.cache.datasets)
+        started_on = ((worker_job or {}).get("metadata", {}).get("annotations") or {}).get(
+            builders.DATASET_ANNOTATION
+        )
+        if started_on:
+            # A running job keeps its dataset when a DataIngest publishes a newer version.
+            dataset_uri, waiting = started_on, None
         observed = Observed(
             now=datetime.now(UTC),
             worker_job=worker_job,

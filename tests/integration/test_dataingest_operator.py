@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pydoc
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.integration.resources import condition
 from tests.integration.trainingjobs import Jobs, read_or_none, spec_with
 from tests.polling import wait_for
 from tests.testweb import PRODUCT, SAMPLE_PORT, LocalWeb, build_web, stop_web
+from tests.workloads.crawls import QUALITY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -348,3 +350,125 @@ def test_sample_crawls_publishes_and_releases_a_waiting_training_job(
     ingests.delete(name)
     wait_for(lambda: read_or_none(lambda: ingests.get(name)) is None, "the deletion")
     assert read_manifest(S3Store(bucket, location, s3)) == manifest
+
+
+def partner_record(module: str) -> bytes:
+    """One partner document (JSON lines): pydoc's text of a standard-library module."""
+    text = pydoc.plain(pydoc.render_doc(module))
+    return (json.dumps({"text": text, "url": f"https://partner.example/{module}"}) + "\n").encode()
+
+
+def test_a_schedule_crawls_each_run_into_the_next_version_and_keeps_the_last(
+    rig: Rig,
+    s3: S3Client,
+    ingests: Ingests,
+    jobs: Jobs,
+    buckets: Callable[[str], str],
+    restricted: str,
+    operator: OperatorThread,
+    processes: PodProcesses,
+) -> None:
+    # Every minute, so that the second run falls due within a minute of the first; the crawl
+    # imports a partner's prefix, to which the partner adds a document between the runs.
+    name = "nightly"
+    bucket = buckets(f"kf-di-{uuid.uuid4().hex[:12]}")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="partner/a.jsonl", Body=partner_record("json"))
+    credentials = {
+        "AWS_ACCESS_KEY_ID": rig.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": rig.s3_secret_key,
+    }
+    ingests.core.create_namespaced_secret(
+        restricted,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="rig-s3"), string_data=credentials),
+    )
+    spec = {
+        **ingest_spec(
+            bucket,
+            rig.s3_endpoint,
+            credentialsSecretRef={"name": "rig-s3"},
+            rawDataExpirationDays=7,
+        ),
+        "sources": {"objectPrefixes": [f"s3://{bucket}/partner/"]},
+        "processing": {"quality": QUALITY},  # pydoc's text is not prose
+        "shards": 1,
+        "schedule": "* * * * *",
+    }
+    ingests.create(name, spec)
+
+    def job_of(stage: str, version: int) -> client.V1Job:
+        """The Job of a stage (crawl or publish) once it is the one of this version."""
+
+        def probe() -> client.V1Job | None:
+            job = ingests.job(f"{name}-{stage}")
+            labels = job.metadata.labels or {}
+            return job if labels.get("kubeforge.dev/dataset-version") == str(version) else None
+
+        return wait_for(probe, f"the {stage} Job of version {version}")
+
+    def run(version: int) -> dict[str, Any]:
+        """Runs the crawl and publish pods of `version` as processes; the status once published."""
+        for stage in ("crawl", "publish"):
+            job = job_of(stage, version)
+            config = ingests.core.read_namespaced_config_map(f"{name}-crawler", restricted).data
+            written = CrawlerConfig.model_validate(yaml.safe_load(config["crawler.yaml"]))
+            assert written.dataset_uri == f"s3://{bucket}/datasets/{name}/v{version}"
+            (pod,) = ingests.running_pods(f"{name}-{stage}", 1)
+            index = 0 if stage == "crawl" else None
+            processes.wait([processes.start(job, config, {"rig-s3": credentials}, index=index)])
+            ingests.end_pod(pod, 0)
+        status: dict[str, Any] = ingests.wait(
+            name,
+            f"version {version} published",
+            lambda s: (s.get("dataset") or {}).get("version") == version,
+        )["status"]
+        return status
+
+    first = run(1)
+    jobs.create("early", spec_with(dataset={"datasetRef": {"name": name}}))
+    assert first["dataset"]["uri"] == f"s3://{bucket}/datasets/{name}/v1"
+    assert first["dataset"]["documents"] == 1
+    assert first["currentVersion"] == 1
+    assert "nextScheduleTime" in first
+    assert "lastScheduleTime" not in first
+    early = wait_for(lambda: read_or_none(lambda: jobs.worker_job("early")), "a worker Job")
+
+    # The next run falls due within a minute: version 2 is crawled while version 1 stays the
+    # published one.
+    s3.put_object(Bucket=bucket, Key="partner/b.jsonl", Body=partner_record("csv"))
+    crawling = ingests.wait(
+        name, "the scheduled run", lambda s: s.get("currentVersion") == 2, timeout=90
+    )["status"]
+    assert crawling["dataset"]["version"] == 1
+    assert "lastScheduleTime" in crawling
+    scheduled = ingests.wait_event(name, "ScheduledRun")
+    assert "dataset version 2" in scheduled.message
+
+    second = run(2)
+    location = f"datasets/{name}/v2"
+    assert second["dataset"]["uri"] == f"s3://{bucket}/{location}"
+    assert second["dataset"]["documents"] == 2
+    assert read_manifest(S3Store(bucket, location, s3)).documents == second["dataset"]["documents"]
+    # Every version stays in storage, and each run's raw state has its lifecycle rule.
+    assert (
+        read_manifest(S3Store(bucket, f"datasets/{name}/v1", s3)).documents
+        == (first["dataset"]["documents"])
+    )
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert {f"datasets/{name}/v{v}/state/" for v in (1, 2)} <= {
+        rule["Filter"]["Prefix"] for rule in rules
+    }
+
+    # A TrainingJob naming the DataIngest without a version trains on the latest version
+    # published when it starts, and keeps it while it runs.
+    def dataset_of(worker: client.V1Job) -> str:
+        env = {var.name: var.value for var in worker.spec.template.spec.containers[0].env}
+        return env["KUBEFORGE_DATASET_URI"]
+
+    jobs.create("late", spec_with(dataset={"datasetRef": {"name": name}}))
+    late = wait_for(lambda: read_or_none(lambda: jobs.worker_job("late")), "a worker Job")
+    assert dataset_of(late) == second["dataset"]["uri"]
+    assert dataset_of(early) == first["dataset"]["uri"]
+    # The running one was reconciled when version 2 was published, and left alone.
+    still = jobs.worker_job("early")
+    assert (still.metadata.uid, dataset_of(still)) == (early.metadata.uid, first["dataset"]["uri"])

@@ -113,3 +113,22 @@ def test_crawler_config_carries_the_spec_and_the_dataset_location() -> None:
 def test_a_nameless_ingest_has_no_dataset() -> None:
     with pytest.raises(ValueError, match="needs a name"):
         crawler_config(DataIngest.model_validate({"spec": MINIMAL_SPEC}), version=1)
+
+
+@pytest.mark.parametrize(
+    "schedule", ["@weekly", "0 3 * * 1", "*/15 * * * *", "0 0 1 jan,jul *", "30 2 * * mon-fri"]
+)
+def test_cron_schedules_are_accepted(schedule: str) -> None:
+    spec = DataIngestSpec.model_validate({**MINIMAL_SPEC, "schedule": schedule})
+    assert spec.schedule == schedule
+
+
+def test_a_schedule_with_an_unknown_name_is_refused() -> None:
+    # The CRD's pattern lets three letters through; the model knows the names.
+    document = {
+        "metadata": {"name": "web"},
+        "spec": {**MINIMAL_SPEC, "schedule": "0 0 * * fri-xyz"},
+    }
+    assert refusals(document) == [
+        ("spec.schedule", "Value error, '0 0 * * fri-xyz' is not a cron schedule")
+    ]

@@ -138,3 +138,19 @@ def test_template_hash_changes_with_the_pod_template_only() -> None:
         for built in (ingest(), other_seeds)
     }
     assert len(config_hashes) == 2
+
+
+def test_the_children_are_of_the_version_being_built() -> None:
+    second = ingest(FULL_SPEC).model_copy(deep=True)
+    second.status.current_version = 2
+    built = children(second, publish=True)
+    written = yaml.safe_load(built["ConfigMap/web-crawler"]["data"]["crawler.yaml"])
+    assert written["datasetUri"] == "s3://acme-datasets/web/datasets/web/v2"
+    for name in ("Job/web-crawl", "Job/web-publish"):
+        meta = built[name]["metadata"]
+        assert meta["labels"][ingest_builders.DATASET_VERSION] == "2"
+        assert ingest_builders.job_version(built[name]) == 2
+    first = children(ingest(), publish=True)["Job/web-crawl"]
+    assert ingest_builders.job_version(first) == 1
+    # A Job from before versions were recorded is of version 1.
+    assert ingest_builders.job_version({"metadata": {"name": "web-crawl"}}) == 1

@@ -273,3 +273,111 @@ def test_a_blocked_publish_pod_is_reported_while_deduplicating() -> None:
     assert decision.status.phase == "Deduplicating"
     assert condition(decision, "Deduplicating").reason == "ImagePullBackOff"
     assert condition(decision, "Stalled").status == "True"
+
+
+HOURLY = "0 * * * *"
+
+
+def scheduled(decision: Decision, schedule: str = HOURLY) -> DataIngest:
+    """The ingest with the decided status and a schedule, as the next reconcile reads it."""
+    return ingest(decision.status.model_dump(mode="json", by_alias=True), schedule=schedule)
+
+
+def finished(schedule: str = HOURLY) -> DataIngest:
+    """A scheduled ingest whose first run (started at NOW) published version 1 at NOW + 4 s."""
+    built = ingest(schedule=schedule)
+    published = Published(DATASET, COUNTERS)
+    done_job = job("Complete", completionTime=(NOW + timedelta(seconds=4)).isoformat())
+    observed = Observed(
+        NOW + timedelta(seconds=5), ready(built), job("Complete"), done_job, published=published
+    )
+    return scheduled(decide(built, observed), schedule)
+
+
+def test_a_publish_job_seen_done_with_its_manifest_at_once_publishes_the_dataset() -> None:
+    done = finished()
+    assert done.status.phase == "Succeeded"
+    assert (done.status.dataset, done.status.counters) == (DATASET, COUNTERS)
+
+
+def test_a_finished_run_is_woken_when_the_next_one_falls_due() -> None:
+    done = finished()
+    assert done.status.phase == "Succeeded"
+    assert done.status.next_schedule_time == datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+    assert done.status.last_schedule_time is None
+    later = NOW + timedelta(minutes=20)
+    waiting = decide(done, Observed(later, ready(done)))
+    assert waiting.status.phase == "Succeeded"
+    assert waiting.stage is Stage.NONE
+    assert waiting.events == []
+    assert waiting.requeue_after is not None
+    assert waiting.requeue_after == pytest.approx(40 * 60, abs=1)
+    assert waiting.requeue_after >= 40 * 60  # never before the schedule fires
+    # Without a schedule a finished ingest never needs another look.
+    once = decide(then(decide(done, Observed(later, ready(done)))), Observed(later, ready(done)))
+    assert (once.status.next_schedule_time, once.requeue_after) == (None, None)
+
+
+def test_a_due_run_crawls_the_next_version_and_keeps_the_published_one() -> None:
+    done = finished()
+    due = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+    run = decide(done, Observed(due + timedelta(seconds=1), ready(done)))
+    status = run.status
+    assert (status.phase, status.current_version) == ("Crawling", 2)
+    assert run.stage is Stage.CRAWL
+    assert condition(run, "Crawling").reason == "ShardsStarting"
+    assert status.last_schedule_time == due
+    assert status.next_schedule_time == due + timedelta(hours=1)
+    assert status.counters == CrawlCounters()
+    assert (status.start_time, status.completion_time) == (None, None)
+    # TrainingJobs keep reading version 1 until version 2 is published.
+    assert status.dataset == DATASET
+    assert condition(run, "Published").status == "True"
+    assert condition(run, "Ready").status == "False"
+    assert [(e.type, e.reason) for e in run.events] == [
+        ("Normal", "ScheduledRun"),
+        ("Normal", "ShardsStarting"),
+    ]
+    assert "version 2" in run.events[0].message
+    # The next reconcile sees the run going: no second start.
+    again = decide(scheduled(run), Observed(due + timedelta(seconds=2), ready(done)))
+    assert again.status.current_version == 2
+    assert [e.reason for e in again.events] == []
+
+
+def test_version_2_is_published_in_place_of_version_1() -> None:
+    done = finished()
+    due = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+    run = scheduled(decide(done, Observed(due, ready(done))))
+    second = DATASET.model_copy(update={"uri": DATASET.uri[:-1] + "2", "version": 2})
+    published = Published(second, COUNTERS)
+    publishing = decide(run, Observed(due, ready(run), job("Complete"), job(), published=published))
+    assert publishing.status.phase == "Publishing"
+    assert publishing.status.dataset == second
+
+
+def test_no_run_starts_while_the_previous_one_is_going_then_missed_runs_make_one() -> None:
+    every_minute = "* * * * *"
+    built = ingest(schedule=every_minute)
+    crawling = decide(built, Observed(NOW, ready(built), job()))
+    assert crawling.status.next_schedule_time == NOW + timedelta(minutes=1)
+    late = NOW + timedelta(minutes=10, seconds=30)
+    still = decide(scheduled(crawling, every_minute), Observed(late, ready(built), job()))
+    assert (still.status.phase, still.status.current_version) == ("Crawling", 1)
+    assert "ScheduledRun" not in [e.reason for e in still.events]
+    failed = job("Failed", failedIndexes="0")
+    over = decide(scheduled(still, every_minute), Observed(late, ready(built), failed))
+    assert over.status.phase == "Failed"
+    assert over.requeue_after == pytest.approx(0.5)  # overdue: looked at again at once
+    # Ten missed times start one run, due at the latest of them; a failed run is no obstacle.
+    run = decide(scheduled(over, every_minute), Observed(late, ready(built)))
+    assert (run.status.phase, run.status.current_version) == ("Crawling", 2)
+    assert run.status.last_schedule_time == NOW + timedelta(minutes=10)
+    assert run.status.next_schedule_time == NOW + timedelta(minutes=11)
+
+
+def test_a_schedule_that_never_fires_never_starts_a_run() -> None:
+    done = finished("0 0 31 2 *")
+    assert done.status.next_schedule_time is None
+    later = decide(done, Observed(NOW + timedelta(days=400), ready(done)))
+    assert (later.status.phase, later.requeue_after) == ("Succeeded", None)

@@ -165,3 +165,10 @@ def test_plan_is_the_same_for_every_place_it_runs() -> None:
         ("/tmp/c.yaml", "/etc/kubeforge/trainer.yaml"),
     ]
     assert local.world_size == 4
+
+
+def test_the_worker_job_records_the_dataset_it_trains_on() -> None:
+    job = training_job()
+    worker = children(job, dataset_uri="s3://data/web/v2")["Job/tj"]
+    assert worker["metadata"]["annotations"][builders.DATASET_ANNOTATION] == "s3://data/web/v2"
+    assert builders.DATASET_ANNOTATION not in children(job)["Job/tj"]["metadata"]["annotations"]
