@@ -9,7 +9,9 @@ For each N, in one run on the local rig (`make dev-cluster`):
             are server-side applied directly with the same client and concurrency; we time until
             they all exist and until all their pods are Running.
 The ratios operator/floor are the figures to watch; both sides share the apiserver, the Job
-controller, the scheduler and kwok, so what the ratio adds is the operator's own cost.
+controller, the scheduler and kwok, so what the ratio adds is the operator's own cost. The CPU
+seconds the control plane (apiserver, etcd, controller-manager, scheduler, kwok) spent on each side
+show where that cost lands.
 
 Usage: .venv/bin/python benchmarks/operator/bench.py [N ...]   (default: 100 500 1000)
 """
@@ -49,6 +51,9 @@ SPEC = {
 }
 
 
+RIG_PROCESSES = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
 @dataclass
 class Result:
     children_s: float
@@ -56,6 +61,7 @@ class Result:
     requests: float = 0.0
     peak_rss_mb: float = 0.0
     cpu_s: float = 0.0
+    rig_cpu_s: float = 0.0
 
 
 def load_rig_env() -> None:
@@ -125,6 +131,21 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return peak_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
 
 
+def rig_cpu_seconds() -> float:
+    """CPU seconds used so far by the rig's control plane (the S3 server is not involved)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (proc / "exe").readlink().name not in RIG_PROCESSES:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone, or not ours to read
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def scrape_requests(port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -146,6 +167,7 @@ async def run_operator_side(client: AsyncClient, n: int, limit: float) -> Result
     try:
         await asyncio.sleep(3)  # the operator lists and starts watching
         start = time.perf_counter()
+        rig_cpu = rig_cpu_seconds()
         await gather_limited(
             [
                 lambda i=i: client.create(TrainingJobResource.from_dict(training_job(namespace, i)))
@@ -165,8 +187,9 @@ async def run_operator_side(client: AsyncClient, n: int, limit: float) -> Result
 
         children_s = await wait_until(children, start, limit)
         running_s = await wait_until(running, start, limit)
+        rig_cpu = rig_cpu_seconds() - rig_cpu
         peak_rss, cpu = proc_stats(operator.pid)
-        return Result(children_s, running_s, scrape_requests(port) / n, peak_rss, cpu)
+        return Result(children_s, running_s, scrape_requests(port) / n, peak_rss, cpu, rig_cpu)
     finally:
         operator.terminate()
         operator.wait(30)
@@ -185,6 +208,7 @@ async def run_floor_side(client: AsyncClient, n: int, limit: float) -> Result:
             objects.append(child)
     try:
         start = time.perf_counter()
+        rig_cpu = rig_cpu_seconds()
         await gather_limited([lambda obj=obj: kube.apply(obj) for obj in objects])
 
         async def children() -> bool:
@@ -197,7 +221,8 @@ async def run_floor_side(client: AsyncClient, n: int, limit: float) -> Result:
 
         children_s = await wait_until(children, start, limit)
         running_s = await wait_until(running, start, limit)
-        return Result(children_s, running_s, requests=len(objects) / n)
+        rig_cpu = rig_cpu_seconds() - rig_cpu
+        return Result(children_s, running_s, requests=len(objects) / n, rig_cpu_s=rig_cpu)
     finally:
         await drop_namespace(client, namespace)
 
@@ -208,9 +233,10 @@ async def main(sizes: list[int]) -> None:
     print(
         "| N | floor: children (s) | operator: children (s) | ratio "
         "| floor: all Running (s) | operator: all Running (s) | ratio "
-        "| API requests per job (operator / floor) | operator peak RSS (MB) | operator CPU (s) |"
+        "| API requests per job (operator / floor) | operator peak RSS (MB) | operator CPU (s) "
+        "| control-plane CPU (s, floor / operator) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         limit = 120 + n * 0.6
         floor = await run_floor_side(client, n, limit)
@@ -220,7 +246,7 @@ async def main(sizes: list[int]) -> None:
             f"| {operator.children_s / floor.children_s:.2f} | {floor.running_s:.1f} "
             f"| {operator.running_s:.1f} | {operator.running_s / floor.running_s:.2f} "
             f"| {operator.requests:.1f} / {floor.requests:.1f} | {operator.peak_rss_mb:.0f} "
-            f"| {operator.cpu_s:.1f} |",
+            f"| {operator.cpu_s:.1f} | {floor.rig_cpu_s:.0f} / {operator.rig_cpu_s:.0f} |",
             flush=True,
         )
     await client.close()
