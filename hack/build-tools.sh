@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools from Go modules into ${XDG_CACHE_HOME:-~/.cache}/kubeforge/bin.
 #
-# Each tool has a wrapper module under hack/tools/<name>/ whose go.mod and go.sum are the pin.
-# A tool is rebuilt only when that pin changes: its stamp file holds the hash of go.mod + go.sum.
-# Usage: hack/build-tools.sh [k8s|etcd|kwok|helm ...]   (default: all)
+# Each tool has a wrapper module under hack/tools/<name>/ whose files (go.mod, go.sum, a main.go) are the pin.
+# A tool is rebuilt only when that pin changes: its stamp file holds the hash of the wrapper's files.
+# Usage: hack/build-tools.sh [k8s|etcd|kwok|helm|kind|coredns|local-path-provisioner ...]
+# (default: the rig's k8s, etcd, kwok and helm; the rest only the kind path needs, and
+# hack/kind-node-image.sh and hack/kind.sh build them)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -26,9 +28,11 @@ build_k8s() {
     ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
   done
+  # The rig runs the control plane; a kind node image takes all seven (hack/kind-node-image.sh).
   go build -trimpath -tags=selinux,notest,grpcnotrace -ldflags="$ldflags" -o "$KUBEFORGE_BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 }
 
 build_etcd() {
@@ -56,12 +60,29 @@ build_helm() {
     -o "$KUBEFORGE_BIN/helm" helm.sh/helm/v4/cmd/helm
 }
 
+build_kind() {
+  go build -trimpath -ldflags="-s -w" -o "$KUBEFORGE_BIN/kind" sigs.k8s.io/kind
+}
+
+# CoreDNS with only the plugins kubeadm's Corefile uses (hack/tools/coredns/main.go).
+build_coredns() {
+  go build -trimpath -ldflags="-s -w" -o "$KUBEFORGE_BIN/coredns" .
+}
+
+build_local-path-provisioner() {
+  local version
+  version=$(module_version local-path-provisioner github.com/rancher/local-path-provisioner) || return 1
+  go build -trimpath -ldflags="-s -w -X main.VERSION=$version" -o "$KUBEFORGE_BIN/local-path-provisioner" \
+    github.com/rancher/local-path-provisioner
+}
+
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=(k8s etcd kwok helm)
 for tool in "${tools[@]}"; do
   dir=$HACK_DIR/tools/$tool
-  [ -d "$dir" ] || die "unknown tool '$tool' (expected k8s, etcd, kwok or helm)"
-  pin=$(cat "$dir"/go.mod "$dir"/go.sum | sha256sum | cut -c1-16)
+  [ -d "$dir" ] || die "unknown tool '$tool' (expected one of: $(cd "$HACK_DIR/tools" && echo *))"
+  # go.mod, go.sum and any source of the wrapper (hack/tools/coredns/main.go), in name order.
+  pin=$(cat "$dir"/* | sha256sum | cut -c1-16)
   stamp=$KUBEFORGE_CACHE/stamps/$tool
   [ "$(cat "$stamp" 2>/dev/null)" = "$pin" ] && continue
   log=$KUBEFORGE_CACHE/logs/build-$tool.log
