@@ -69,15 +69,16 @@ def test_a_missing_name_and_a_duplicate_are_refused(tmp_path: Path) -> None:
     assert problems[1].endswith('TrainingJob "x" appears twice')
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        REPO / "manifests" / "samples" / "trainingjob.yaml",
-        REPO / "manifests" / "samples" / "dataingest.yaml",
-        demo_file("gpt"),
-        demo_file("mlp"),
-    ],
-)
+SAMPLES = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
+
+
+def test_the_demos_are_samples() -> None:
+    """The demo's files are in manifests/samples/, for a cluster as for `kubeforge run --local`."""
+    linked = {path.resolve() for path in SAMPLES}
+    assert {demo_file("gpt").resolve(), demo_file("mlp").resolve()} <= linked
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda path: path.name)
 def test_the_samples_are_valid(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(path)]) == 0
     assert "is valid" in capsys.readouterr().out
