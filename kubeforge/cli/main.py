@@ -79,8 +79,9 @@ def _validate(files: list[Path], console: Console) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _arguments(argv)
-    console = Console()
-    errors = Console(stderr=True)
+    # Lines are never wrapped: a path or a field's message stays on one line for grep and logs.
+    console = Console(soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True)
     if arguments.command == "validate":
         return _validate(arguments.files, console)
     if arguments.command in {"status", "logs"}:

@@ -104,3 +104,13 @@ def test_run_with_an_invalid_file_runs_nothing(
     assert "spec.replicas: Invalid value: 0" in errors
     assert "nothing was run" in errors
     assert not state.exists()
+
+
+def test_validate_keeps_a_long_path_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / ("deep-" * 20) / "trainingjob.yaml"
+    path.parent.mkdir()
+    path.write_text((REPO / "manifests" / "samples" / "trainingjob.yaml").read_text())
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == f'{path}: TrainingJob "digits-mlp" is valid\n'
