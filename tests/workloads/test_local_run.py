@@ -24,6 +24,7 @@ from kubeforge.cli.demo import demo_file
 from kubeforge.cli.localweb import DemoWeb, build_demo_web
 from kubeforge.dataset import read_manifest
 from kubeforge.storage import open_store
+from kubeforge_trainer.checkpoint import CheckpointManifest
 from tests.polling import wait_for
 
 KUBEFORGE = [sys.executable, "-m", "kubeforge.cli.main"]
@@ -99,7 +100,7 @@ def test_the_gpt_sample_crawls_trains_and_reports(demo_web: DemoWeb, tmp_path: P
     )  # the mirror's planted copies
     checkpoints = open_store(_objects(state, "checkpoints", "demo-gpt"))
     assert checkpoints.exists("final/model.pt")
-    assert checkpoints.get("latest") == b"step-000000020"
+    assert CheckpointManifest.model_validate_json(checkpoints.get("latest")).step == 20
     text = report.read_text()
     assert f"| documents | {manifest.documents:,} |" in text
     assert "| RobotsDisallowed | 1 |" in text
@@ -131,7 +132,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert runner.returncode == 130, errors
     assert "run the same command to resume" in errors
     checkpoints = open_store(_objects(state, "checkpoints", "demo-mlp"))
-    stopped_at = int(checkpoints.get("latest").decode().removeprefix("step-"))
+    stopped_at = CheckpointManifest.model_validate_json(checkpoints.get("latest")).step
     assert 60 <= stopped_at < 600
     assert not checkpoints.exists("final/model.pt")
 

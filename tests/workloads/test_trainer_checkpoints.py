@@ -1,13 +1,15 @@
 """The trainer's checkpoints in real object storage (SeaweedFS from the rig, and a directory):
-the commit order, what a resume skips, how many are kept, and the concurrent ranged reads a
-restore is made of. The trainer's processes are not needed here; the runs in test_trainer.py
-resume through the same `Checkpoints`.
+the commit order, what a resume reads and what it skips, how many are kept, checkpoints of the
+previous format (torch.save, sha256), and the concurrent ranged reads a restore is made of. The
+trainer's processes are not needed here; the runs in test_trainer.py resume through the same
+`Checkpoints`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -15,10 +17,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
+import xxhash
 
 from kubeforge.storage import FileStore, ObjectNotFound, ObjectStore, S3Store
+from kubeforge_trainer import state_file
 from kubeforge_trainer.checkpoint import Checkpoints
-from kubeforge_trainer.ranged_read import PART_BYTES, PartsFile, read_parts
+from kubeforge_trainer.ranged_read import PART_BYTES, read_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -27,9 +31,47 @@ pytestmark = pytest.mark.integration
 
 
 def state_bytes(step: int) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({"step": step, "weights": torch.full((256,), float(step))}, buffer)
-    return buffer.getvalue()
+    return state_file.encode({"step": step, "weights": torch.full((256,), float(step))})
+
+
+class RecordingStore:
+    """A real store that records which calls reach it: (method, key)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.calls: list[tuple[str, str]] = []
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    def get(self, key: str) -> bytes:
+        self.calls.append(("get", key))
+        return self.store.get(key)
+
+    def size(self, key: str) -> int:
+        self.calls.append(("size", key))
+        return self.store.size(key)
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        self.calls.append(("get_range", key))
+        return self.store.get_range(key, start, stop)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.calls.append(("put", key))
+        self.store.put(key, data)
+
+    def exists(self, key: str) -> bool:
+        self.calls.append(("exists", key))
+        return self.store.exists(key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        self.calls.append(("list", prefix))
+        return self.store.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.calls.append(("delete", key))
+        self.store.delete(key)
 
 
 def test_truncated_and_partial_checkpoints_are_skipped_with_a_warning(
@@ -40,20 +82,21 @@ def test_truncated_and_partial_checkpoints_are_skipped_with_a_warning(
     for step in (10, 20, 30):
         record = checkpoints.commit(step, state_bytes(step), world_size=2)
     assert record.uri == f"s3://{bucket}/jobs/a/checkpoints/step-000000030"
-    assert store.get("latest") == b"step-000000030"
+    assert store.get("latest") == store.get("step-000000030/manifest.json")
     # The newest state is cut short (a torn copy); a newer upload died before its manifest.
-    newest = store.get("step-000000030/state.pt")
-    store.put("step-000000030/state.pt", newest[: len(newest) // 2])
-    store.put("step-000000040/state.pt", state_bytes(40))
+    newest = store.get("step-000000030/state.kft")
+    store.put("step-000000030/state.kft", newest[: len(newest) // 2])
+    store.put("step-000000040/state.kft", state_bytes(40))
 
     with caplog.at_level(logging.WARNING):
         assert checkpoints.newest_valid() == 20
     assert "skipping checkpoint step-000000040: no manifest" in caplog.text
     assert (
-        "skipping checkpoint step-000000030: 'step-000000030/state.pt' ends before" in caplog.text
-    )
+        f"skipping checkpoint step-000000030: 'step-000000030/state.kft' has {len(newest) // 2} "
+        f"bytes, not {len(newest)}"
+    ) in caplog.text
     assert checkpoints.load(20)["step"] == 20
-    with pytest.raises(ValueError, match="ends before byte"):
+    with pytest.raises(ValueError, match="bytes, not"):
         checkpoints.load(30)
 
 
@@ -65,17 +108,17 @@ def test_altered_or_extended_states_are_skipped(
     for step in (1, 2, 3):
         checkpoints.commit(step, state_bytes(step), world_size=1)
     # Step 3: one byte flipped, the size unchanged. Step 2: bytes appended after the real ones.
-    altered = bytearray(store.get("step-000000003/state.pt"))
+    altered = bytearray(store.get("step-000000003/state.kft"))
     altered[len(altered) // 2] ^= 0xFF
-    store.put("step-000000003/state.pt", bytes(altered))
-    committed = store.get("step-000000002/state.pt")
-    store.put("step-000000002/state.pt", committed + b"tail")
+    store.put("step-000000003/state.kft", bytes(altered))
+    committed = store.get("step-000000002/state.kft")
+    store.put("step-000000002/state.kft", committed + b"tail")
 
     with caplog.at_level(logging.WARNING):
         assert checkpoints.newest_valid() == 1
-    assert "skipping checkpoint step-000000003: state.pt has sha256" in caplog.text
+    assert "skipping checkpoint step-000000003: state.kft has xxh3_128" in caplog.text
     assert (
-        f"skipping checkpoint step-000000002: 'step-000000002/state.pt' has {len(committed) + 4} "
+        f"skipping checkpoint step-000000002: 'step-000000002/state.kft' has {len(committed) + 4} "
         f"bytes, not {len(committed)}"
     ) in caplog.text
     assert checkpoints.load(1)["step"] == 1
@@ -83,11 +126,10 @@ def test_altered_or_extended_states_are_skipped(
 
 def test_a_state_of_several_parts_restores_exactly(bucket: str, s3: S3Client) -> None:
     weights = torch.randn(PART_BYTES // 4 * 2 + 12345, generator=torch.Generator().manual_seed(0))
-    buffer = io.BytesIO()
-    torch.save({"step": 7, "weights": weights, "nested": {"w": weights[:10].clone()}}, buffer)
-    assert len(buffer.getvalue()) > 2 * PART_BYTES
+    encoded = state_file.encode({"step": 7, "weights": weights, "nested": {"w": weights[:10]}})
+    assert len(encoded) > 2 * PART_BYTES
     checkpoints = Checkpoints(S3Store(bucket, "big", s3), keep=1)
-    checkpoints.commit(7, buffer.getvalue(), world_size=1)
+    checkpoints.commit(7, encoded, world_size=1)
 
     assert checkpoints.newest_valid() == 7
     state = checkpoints.load(7)
@@ -122,33 +164,107 @@ def test_objects_read_in_ranges(store: ObjectStore) -> None:
         store.get_range("missing", 0, 1)
 
     for part_bytes, readers in ((1_000, 3), (3_333, 8), (20_000, 2)):
-        parts = read_parts(store, "object", len(data), part_bytes=part_bytes, readers=readers)
-        assert b"".join(parts.parts) == data
-        assert parts.sha256 == hashlib.sha256(data).hexdigest()
+        read = read_object(
+            store, "object", len(data), hashlib.sha256, part_bytes=part_bytes, readers=readers
+        )
+        assert read.buffer.numpy().tobytes() == data
+        assert read.digest == hashlib.sha256(data).hexdigest()
+    read = read_object(store, "object", len(data), xxhash.xxh3_128, part_bytes=4_096)
+    assert read.digest == xxhash.xxh3_128_hexdigest(data)
     with pytest.raises(ValueError, match="ends before byte"):
-        read_parts(store, "object", len(data) + 1, part_bytes=1_000)
+        read_object(store, "object", len(data) + 1, hashlib.sha256, part_bytes=1_000)
     with pytest.raises(ValueError, match="'object' has 10000 bytes, not 9999"):
-        read_parts(store, "object", len(data) - 1, part_bytes=1_000)
+        read_object(store, "object", len(data) - 1, hashlib.sha256, part_bytes=1_000)
     with pytest.raises(ObjectNotFound):
-        read_parts(store, "missing", 10, part_bytes=1_000)
+        read_object(store, "missing", 10, hashlib.sha256, part_bytes=1_000)
+    # An object of one part is read with one GET; its length is the size check.
+    with pytest.raises(ValueError, match="'object' has 10000 bytes, not 10001"):
+        read_object(store, "object", len(data) + 1, hashlib.sha256)
+    with pytest.raises(ValueError, match="'object' has 10000 bytes, not 9999"):
+        read_object(store, "object", len(data) - 1, hashlib.sha256)
+    with pytest.raises(ObjectNotFound):
+        read_object(store, "missing", 10, hashlib.sha256)
 
 
-def test_parts_read_as_one_file() -> None:
-    data = os.urandom(5_000)
-    parts = [data[:1], data[1:1000], b"", data[1000:4321], data[4321:]]
-    file, reference = PartsFile(parts), io.BytesIO(data)
-    for offset, whence, length in (
-        (0, io.SEEK_SET, 10),
-        (995, io.SEEK_SET, 2000),
-        (-7, io.SEEK_END, 100),
-        (-3000, io.SEEK_CUR, 4000),
-        (5_000, io.SEEK_SET, 1),
-    ):
-        assert file.seek(offset, whence) == reference.seek(offset, whence)
-        assert file.read(length) == reference.read(length)
-        assert file.tell() == reference.tell()
-    file.seek(0)
-    assert file.read() == data
+def test_a_restore_reads_latest_then_only_the_state(bucket: str, s3: S3Client) -> None:
+    writer = Checkpoints(S3Store(bucket, "checkpoints", s3), keep=3)
+    for step in (1, 2, 3):
+        writer.commit(step, state_bytes(step), world_size=1)
+    store = RecordingStore(S3Store(bucket, "checkpoints", s3))
+    checkpoints = Checkpoints(store, keep=3)
+
+    assert checkpoints.newest_valid() == 3
+    assert checkpoints.load(3)["step"] == 3
+    # No listing and no manifest: `latest` carries the manifest, and the state's parts follow.
+    assert store.calls == [("get", "latest"), ("get", "step-000000003/state.kft")]
+    # Another rank, told the step, reads the manifest and the state.
+    store.calls.clear()
+    assert checkpoints.load(2)["step"] == 2
+    assert store.calls[0] == ("get", "step-000000002/manifest.json")
+
+
+def test_without_a_usable_latest_the_newest_checkpoint_is_found(
+    bucket: str, s3: S3Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = S3Store(bucket, "checkpoints", s3)
+    checkpoints = Checkpoints(store, keep=3)
+    for step in (1, 2, 3):
+        checkpoints.commit(step, state_bytes(step), world_size=1)
+    store.delete("latest")
+    with caplog.at_level(logging.WARNING):
+        assert checkpoints.newest_valid() == 3
+    assert caplog.text == ""
+    assert checkpoints.load(3)["step"] == 3
+
+    store.put("latest", b"step-000000002")  # what kubeforge wrote before latest held a manifest
+    with caplog.at_level(logging.WARNING):
+        assert checkpoints.newest_valid() == 3
+    assert "latest is not a manifest" in caplog.text
+    assert checkpoints.load(3)["step"] == 3
+
+
+def put_torch_save_checkpoint(store: ObjectStore, step: int, state: dict[str, object]) -> bytes:
+    """A checkpoint as kubeforge wrote it before its own state format: torch.save, a sha256 in
+    the manifest, a plain `latest`."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    directory = f"step-{step:09d}"
+    store.put(f"{directory}/state.pt", data)
+    manifest = {
+        "step": step,
+        "files": {"state.pt": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
+        "torch_version": torch.__version__,
+        "world_size": 2,
+        "created_at": "2026-11-27T10:00:00Z",
+    }
+    store.put(f"{directory}/manifest.json", json.dumps(manifest).encode())
+    store.put("latest", directory.encode())
+    return data
+
+
+def test_checkpoints_of_the_torch_save_format_still_load(
+    bucket: str, s3: S3Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = S3Store(bucket, "checkpoints", s3)
+    weights = torch.randn(1000, generator=torch.Generator().manual_seed(3))
+    put_torch_save_checkpoint(store, 5, {"step": 5, "weights": weights, "betas": (0.9, 0.95)})
+    data = put_torch_save_checkpoint(store, 6, {"step": 6, "weights": weights})
+    store.put("step-000000006/state.pt", data[:-1] + bytes([data[-1] ^ 1]))
+    checkpoints = Checkpoints(store, keep=2)
+
+    with caplog.at_level(logging.WARNING):
+        assert checkpoints.newest_valid() == 5
+    assert "skipping checkpoint step-000000006: state.pt has sha256" in caplog.text
+    state = checkpoints.load(5)
+    assert state["betas"] == (0.9, 0.95)
+    assert torch.equal(state["weights"], weights)
+
+    # Training goes on in the current format; the old checkpoints age out as usual.
+    checkpoints.commit(7, state_bytes(7), world_size=1)
+    checkpoints.commit(8, state_bytes(8), world_size=1)
+    assert checkpoints.newest_valid() == 8
+    assert checkpoints.steps() == [8, 7]
 
 
 def test_only_the_newest_checkpoints_are_kept(bucket: str, s3: S3Client) -> None:
@@ -160,7 +276,13 @@ def test_only_the_newest_checkpoints_are_kept(bucket: str, s3: S3Client) -> None
     assert store.list() == [
         "latest",
         "step-000000004/manifest.json",
-        "step-000000004/state.pt",
+        "step-000000004/state.kft",
         "step-000000005/manifest.json",
-        "step-000000005/state.pt",
+        "step-000000005/state.kft",
     ]
+    # An upload that died before its manifest, then two more commits: the partial one goes too.
+    store.put("step-000000006/state.kft", state_bytes(6))
+    checkpoints.commit(7, state_bytes(7), world_size=1)
+    assert checkpoints.steps() == [7, 5]
+    checkpoints.commit(8, state_bytes(8), world_size=1)
+    assert checkpoints.steps() == [8, 7]

@@ -10,8 +10,9 @@ of the built-in models with DDP (NCCL on GPUs, gloo on CPUs). The modules, each 
 - `digits`, `text`: the two sample sources (bundled handwritten digits; byte-level text shards).
 - `mlp`, `gpt`, `tasks`: the models and what ties a model to its data.
 - `schedule`, `throughput`: the learning-rate schedule; FLOPs, MFU and rates.
-- `checkpoint`, `ranged_read`: atomic checkpoints in object storage, resumed from the newest
-  that verifies; reading a large object in concurrent ranges, hashed while it arrives.
+- `checkpoint`, `ranged_read`, `state_file`: atomic checkpoints in object storage, resumed from
+  the newest that verifies; reading a large object in concurrent ranges, hashed while it
+  arrives; the state as a JSON header and tensor bytes that load as views, without unpickling.
 - `artifacts`: the final weights, config and metrics.json next to the checkpoints.
 - `reporting`, `sample_log`: progress for the operator and humans; the consumed-sample log.
 - `trainer`: the loop that puts them together.

@@ -3,20 +3,29 @@ verifies.
 
 Layout under the checkpoint URI (`s3://` or `file://`, through `kubeforge.storage`):
 
-    step-000000120/state.pt        the training state, written first (torch.save)
-    step-000000120/manifest.json   then its size and sha256, the step, torch version, world size
-    latest                         last, the directory of the newest committed checkpoint
+    step-000000120/state.kft       the training state, written first (`state_file`)
+    step-000000120/manifest.json   then its size and xxh3-128 digest, the step, torch version,
+                                   world size: its presence makes the checkpoint complete
+    latest                         last, a copy of the newest checkpoint's manifest
 
-A checkpoint exists once its manifest does. On start, the newest checkpoint whose files match
-their manifest is loaded; a partial one (no manifest) or a corrupt one (truncated, altered) is
-skipped with a warning and never loaded. The state is read with concurrent ranged GETs, hashed
-while its parts arrive and deserialised from those parts (`ranged_read`). Older checkpoints
-beyond `keep` are removed after a commit, manifest first, so a half-removed checkpoint is a
-partial one.
+A restore reads `latest` and starts reading the state it names at once: two sequential round
+trips (the pointer, then the state's parts in parallel). The state is read with concurrent
+ranged GETs, hashed while its parts arrive (`ranged_read`) and, only once the digest matches,
+decoded into views of the downloaded buffer. When `latest` is missing, is not a manifest (an older
+kubeforge wrote it) or names a checkpoint that does not verify, the restore lists the step
+directories and takes the newest complete one that verifies. A partial checkpoint (no manifest)
+or a corrupt one (truncated, extended, altered) is skipped with a warning and never decoded.
+Older checkpoints beyond `keep` are removed after a commit, manifest first, so a half-removed
+checkpoint is a partial one.
 
-Only rank 0 writes. `CheckpointWriter` serialises the state in the training thread (a
-consistent snapshot) and uploads it in a background thread, so training waits for storage only
-when the previous upload is still running or the save must finish (SIGTERM, the end).
+The digest guards against torn, partial and corrupted objects, not against someone who can write
+to the bucket (they could rewrite the manifest too), so it is a fast non-cryptographic hash.
+Checkpoints written before this format (`state.pt` by `torch.save`, with a sha256) still load,
+verified by their sha256 and read with `torch.load(weights_only=True)`.
+
+Only rank 0 writes. `CheckpointWriter` encodes the state in the training thread (a consistent
+snapshot) and uploads it in a background thread, so training waits for storage only when the
+previous upload is still running or the save must finish (SIGTERM, the end).
 """
 
 from __future__ import annotations
@@ -26,23 +35,36 @@ import io
 import logging
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import torch
-from pydantic import AwareDatetime, BaseModel
+import xxhash
+from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from kubeforge.api.trainingjob import CheckpointRecord
 from kubeforge.storage import ObjectNotFound, ObjectStore
-from kubeforge_trainer.ranged_read import ObjectParts, read_parts
+from kubeforge_trainer import state_file
+from kubeforge_trainer.ranged_read import DownloadedObject, Hash, read_object
 
 log = logging.getLogger(__name__)
 
-STATE = "state.pt"
 MANIFEST = "manifest.json"
 LATEST = "latest"
 STEP_DIRECTORY = re.compile(r"^step-(\d{9})/")
+
+
+class StateFormat(StrEnum):
+    STATE_FILE = "kubeforge-state-1"  # `state_file`, digest xxh3_128
+    TORCH_SAVE = "torch.save"  # written before kubeforge-state-1, digest sha256; read only
+
+
+STATE_FILES = {StateFormat.STATE_FILE: "state.kft", StateFormat.TORCH_SAVE: "state.pt"}
+STATE = STATE_FILES[StateFormat.STATE_FILE]
 
 
 def step_directory(step: int) -> str:
@@ -51,21 +73,35 @@ def step_directory(step: int) -> str:
 
 class FileDigest(BaseModel):
     bytes: int
-    sha256: str
+    xxh3_128: str | None = None
+    sha256: str | None = None  # checkpoints in the torch.save format
+
+    def expected(self) -> tuple[str, Callable[[], Hash], str]:
+        """The hash's name, a constructor of it, and the digest the file must have."""
+        if self.xxh3_128 is not None:
+            return "xxh3_128", xxhash.xxh3_128, self.xxh3_128
+        if self.sha256 is not None:
+            return "sha256", hashlib.sha256, self.sha256
+        raise ValueError("its manifest gives the state no digest")
 
 
 class CheckpointManifest(BaseModel):
-    """What a committed checkpoint holds; its presence commits the checkpoint."""
+    """What a checkpoint holds; its presence makes the checkpoint complete."""
 
     step: int
     files: dict[str, FileDigest]
+    # Manifests written before the format was named hold torch.save states.
+    state_format: StateFormat = StateFormat.TORCH_SAVE
     torch_version: str
     world_size: int
     created_at: AwareDatetime
 
 
-def _digest(data: bytes) -> FileDigest:
-    return FileDigest(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+@dataclass(frozen=True)
+class _VerifiedState:
+    step: int
+    state_format: StateFormat
+    data: DownloadedObject
 
 
 class Checkpoints:
@@ -74,21 +110,24 @@ class Checkpoints:
     def __init__(self, store: ObjectStore, keep: int) -> None:
         self.store = store
         self.keep = keep
-        self._verified: tuple[int, ObjectParts] | None = None  # what newest_valid read, for load
+        self._verified: _VerifiedState | None = None  # what newest_valid read, for load
 
     def commit(self, step: int, state: bytes, world_size: int) -> CheckpointRecord:
-        """Writes a checkpoint: state, manifest, `latest`; then drops those beyond `keep`."""
+        """Writes a checkpoint of `state` (as `state_file.encode` gives it): state, manifest,
+        `latest`; then drops those beyond `keep`."""
         directory = step_directory(step)
         self.store.put(f"{directory}/{STATE}", state)
         manifest = CheckpointManifest(
             step=step,
-            files={STATE: _digest(state)},
+            files={STATE: FileDigest(bytes=len(state), xxh3_128=xxhash.xxh3_128_hexdigest(state))},
+            state_format=StateFormat.STATE_FILE,
             torch_version=torch.__version__,
             world_size=world_size,
             created_at=datetime.now(UTC),
         )
-        self.store.put(f"{directory}/{MANIFEST}", manifest.model_dump_json(indent=2).encode())
-        self.store.put(LATEST, directory.encode())
+        encoded = manifest.model_dump_json(indent=2).encode()
+        self.store.put(f"{directory}/{MANIFEST}", encoded)
+        self.store.put(LATEST, encoded)
         self._prune(step)
         return CheckpointRecord(
             step=step, uri=f"{self.store.uri}/{directory}", time=manifest.created_at
@@ -102,10 +141,20 @@ class Checkpoints:
         return sorted(found, reverse=True)
 
     def newest_valid(self) -> int | None:
-        """The step of the newest checkpoint that verifies, warning about each one skipped."""
-        for step in self.steps():
+        """The step of the checkpoint to resume from: the one `latest` names if it verifies,
+        else the newest that does; warns about each one skipped."""
+        latest = self._latest()
+        if latest is not None:
             try:
-                self._verified = (step, self._verified_state(step))
+                self._verified = self._verified_state(latest)
+                return latest.step
+            except (ObjectNotFound, ValueError) as problem:
+                log.warning("skipping checkpoint %s: %s", step_directory(latest.step), problem)
+        for step in self.steps():
+            if latest is not None and step == latest.step:
+                continue
+            try:
+                self._verified = self._verified_state(self._manifest(step))
             except (ObjectNotFound, ValueError) as problem:
                 log.warning("skipping checkpoint %s: %s", step_directory(step), problem)
                 continue
@@ -113,45 +162,87 @@ class Checkpoints:
         return None
 
     def load(self, step: int) -> dict[str, Any]:
-        """The state saved at `step`, after verifying it (once: newest_valid's read is reused)."""
-        if self._verified is not None and self._verified[0] == step:
-            data = self._verified[1]
-        else:
-            data = self._verified_state(step)
+        """The state saved at `step`, after verifying it (once: newest_valid's read is reused).
+        Its tensors are on the CPU; in the current format they are views of one buffer."""
+        verified = self._verified
         self._verified = None
-        with data.open() as file:
-            state: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=True)
+        if verified is None or verified.step != step:
+            verified = self._verified_state(self._manifest(step))
+        if verified.state_format == StateFormat.STATE_FILE:
+            state = state_file.decode(verified.data.buffer)
+        else:
+            file = io.BytesIO(verified.data.buffer.numpy().tobytes())
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"the state of step {step} is a {type(state).__name__}, not a dict")
         return state
 
-    def _verified_state(self, step: int) -> ObjectParts:
-        directory = step_directory(step)
+    def _latest(self) -> CheckpointManifest | None:
         try:
-            manifest = CheckpointManifest.model_validate_json(
-                self.store.get(f"{directory}/{MANIFEST}")
+            pointer = self.store.get(LATEST)
+        except ObjectNotFound:
+            return None
+        try:
+            return CheckpointManifest.model_validate_json(pointer)
+        except ValidationError:
+            log.warning(
+                "%s is not a manifest (an older kubeforge wrote it, or it is damaged): "
+                "looking for the newest checkpoint instead",
+                LATEST,
             )
+            return None
+
+    def _manifest(self, step: int) -> CheckpointManifest:
+        try:
+            manifest = CheckpointManifest.model_validate_json(self.store.get(_manifest_key(step)))
         except ObjectNotFound:
             raise ValueError("no manifest: the checkpoint was never committed") from None
-        expected = manifest.files[STATE]
-        data = read_parts(self.store, f"{directory}/{STATE}", expected.bytes)
-        if data.sha256 != expected.sha256:
+        except ValidationError as error:
+            raise ValueError(f"its manifest is malformed: {error}") from None
+        if manifest.step != step:
+            raise ValueError(f"its manifest is that of step {manifest.step}")
+        return manifest
+
+    def _verified_state(self, manifest: CheckpointManifest) -> _VerifiedState:
+        name = STATE_FILES[manifest.state_format]
+        if name not in manifest.files:
+            raise ValueError(f"its manifest lists no {name}")
+        expected = manifest.files[name]
+        hash_name, new_hash, digest = expected.expected()
+        data = read_object(
+            self.store, f"{step_directory(manifest.step)}/{name}", expected.bytes, new_hash
+        )
+        if data.digest != digest:
             raise ValueError(
-                f"{STATE} has sha256 {data.sha256}, its manifest {expected.sha256}: "
+                f"{name} has {hash_name} {data.digest}, its manifest {digest}: "
                 "its bytes were altered"
             )
-        return data
+        return _VerifiedState(manifest.step, manifest.state_format, data)
 
     def _prune(self, newest: int) -> None:
-        committed = [
-            s for s in self.steps() if self.store.exists(f"{step_directory(s)}/{MANIFEST}")
-        ]
+        """Removes the complete checkpoints beyond `keep` and the partial ones older than the
+        newest kept, from one listing."""
+        keys: dict[int, list[str]] = {}
+        for key in self.store.list("step-"):
+            if match := STEP_DIRECTORY.match(key):
+                keys.setdefault(int(match.group(1)), []).append(key)
+        committed = sorted(
+            (step for step, found in keys.items() if _manifest_key(step) in found), reverse=True
+        )
         kept = set(committed[: self.keep])
-        for step in self.steps():
+        for step, found in keys.items():
             if step in kept or step > newest:
                 continue
-            directory = step_directory(step)
-            self.store.delete(f"{directory}/{MANIFEST}")
-            for key in self.store.list(f"{directory}/"):
-                self.store.delete(key)
+            manifest = _manifest_key(step)
+            if manifest in found:
+                self.store.delete(manifest)  # first: from here on it is a partial checkpoint
+            for key in found:
+                if key != manifest:
+                    self.store.delete(key)
+
+
+def _manifest_key(step: int) -> str:
+    return f"{step_directory(step)}/{MANIFEST}"
 
 
 class CheckpointWriter:
@@ -169,10 +260,9 @@ class CheckpointWriter:
         """Snapshots the state and commits it; `wait` returns only once it is committed."""
         started = time.monotonic()
         self._finish(raise_errors=False)
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
+        encoded = state_file.encode(state)
         self._in_flight = self._executor.submit(
-            self.checkpoints.commit, step, buffer.getvalue(), self.world_size
+            self.checkpoints.commit, step, encoded, self.world_size
         )
         if wait:
             self._finish(raise_errors=True)
