@@ -3,19 +3,59 @@
 The tier runs only when KUBEFORGE_KUBECONFIG names such a cluster, with the chart already
 installed (`make e2e-kind` does both). The local rig cannot stand in: its kwok nodes run no
 containers, so every test here is skipped without it.
+
+S3 for the pods is a SeaweedFS started here on this machine's address on kind's Docker network,
+KUBEFORGE_KIND_HOST_IP (`hack/kind.sh` writes it): the pods, the operator and the tests all reach
+it there. Tests that need it skip where that address is not given.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import shutil
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import boto3
 import pytest
 from kubernetes import client
 
 from tests.kube import kube_client
+from tests.polling import wait_for
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+S3_REGION = "us-east-1"
+# weed mini's port flags; each server's gRPC port is its port + 10000.
+WEED_PORT_FLAGS = (
+    "s3.port",
+    "master.port",
+    "volume.port",
+    "filer.port",
+    "admin.port",
+    "s3.port.iceberg",
+)
+
+
+@dataclass(frozen=True)
+class PodS3:
+    """An S3 store that pods and this machine both reach, with a client for the tests."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    client: S3Client
+
+    def secret_data(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +88,70 @@ def restricted_namespace(
     )
     yield name
     core.delete_namespace(name)
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    """Ports free on `host` whose +10000 neighbours (weed's gRPC ports) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        if port + 10000 > 65535 or port in ports:
+            continue
+        with socket.socket() as neighbour:
+            try:
+                neighbour.bind((host, port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def s3_answers(host: str, port: int) -> bool:
+    """Whether the S3 gateway answers HTTP at all (403 without credentials is an answer)."""
+    connection = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        connection.request("GET", "/")
+        connection.getresponse()
+    except OSError:
+        return False
+    finally:
+        connection.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def pod_s3(e2e_api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodS3]:
+    host = os.environ.get("KUBEFORGE_KIND_HOST_IP")
+    if not host:
+        pytest.skip("KUBEFORGE_KIND_HOST_IP is unset: no address where pods reach this machine")
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        pytest.fail("weed (SeaweedFS) is not installed: run `make venv` (it comes with .[dev])")
+    state = tmp_path_factory.mktemp("pod-s3")
+    ports = dict(zip(WEED_PORT_FLAGS, free_ports(host, len(WEED_PORT_FLAGS)), strict=True))
+    access_key, secret_key = "kubeforge-e2e", uuid.uuid4().hex
+    args = [weed, "mini", f"-dir={state}", f"-ip={host}", f"-ip.bind={host}", "-webdav=false"]
+    args += ["-admin.ui=false", *(f"-{flag}={port}" for flag, port in ports.items())]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    with (state / "weed.log").open("wb") as log:
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://{host}:{ports['s3.port']}"
+    try:
+        wait_for(
+            lambda: process.poll() is not None or s3_answers(host, ports["s3.port"]),
+            "SeaweedFS to answer",
+        )
+        assert process.poll() is None, (state / "weed.log").read_text()[-2000:]
+        s3_client: S3Client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=S3_REGION,
+        )
+        yield PodS3(endpoint, access_key, secret_key, s3_client)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
