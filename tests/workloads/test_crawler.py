@@ -151,8 +151,12 @@ def test_crawl_delay_spaces_the_requests_to_a_host(web: LocalWeb, crawl: Crawl) 
     times = [request.at for request in web.log.of("docs-b")]
     assert len(times) >= 8
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    # Arrival times differ from send times by scheduling jitter on loopback.
-    assert min(gaps) >= CRAWL_DELAY - 0.05
+    # Arrival times differ from send times by scheduling jitter on loopback, which a loaded machine
+    # stretches: one late arrival shortens the gap after it. Over the whole run the jitter
+    # cancels out (only the first and the last arrival count), so the span is the strict check;
+    # no single gap may still come near a burst.
+    assert times[-1] - times[0] >= (len(times) - 1) * CRAWL_DELAY - 0.1
+    assert min(gaps) >= CRAWL_DELAY / 2
 
 
 def test_a_page_only_the_sitemap_lists_is_crawled(crawl: Crawl, web: LocalWeb) -> None:
