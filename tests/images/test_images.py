@@ -20,9 +20,10 @@ NON_ROOT = "65532:65532"
 
 # Printed from inside an image: who runs it and what it can import.
 PROBE = """
-import importlib.metadata, importlib.util, json, os, sys
+import importlib.metadata, importlib.util, json, os, pwd, sys
 print(json.dumps({
     "uid": os.getuid(),
+    "user": pwd.getpwuid(os.getuid()).pw_name,
     "gid": os.getgid(),
     "python": "%d.%d" % sys.version_info[:2],
     "kubeforge": importlib.metadata.version("kubeforge"),
@@ -79,6 +80,8 @@ def test_image_runs_its_entry_point_as_non_root(component: str) -> None:
     assert f"usage: python -m kubeforge_{component}" in run(image, "--help")
     facts = probe(image)
     assert (facts["uid"], facts["gid"]) == (65532, 65532)
+    # kopf and torch ask for the user's name: a uid without a passwd entry crashes them.
+    assert facts["user"] == "kubeforge"
     assert facts["python"] == "3.11"
     assert facts["kubeforge"]
     assert facts["wheels_left"] is False, "the build stage's wheels leaked into the image"

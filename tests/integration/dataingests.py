@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 from kubeforge.crawlconfig import SHARD_INDEX_ENV
-from tests.integration.resources import GROUP, VERSION, CustomResources
 from tests.polling import wait_for
+from tests.resources import GROUP, VERSION, CustomResources
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 

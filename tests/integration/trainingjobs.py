@@ -9,12 +9,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-# GROUP, VERSION and condition are re-exported: the TrainingJob tests import them from here.
-from tests.integration.resources import GROUP as GROUP
-from tests.integration.resources import VERSION as VERSION
-from tests.integration.resources import CustomResources
-from tests.integration.resources import condition as condition
 from tests.polling import wait_for
+
+# GROUP, VERSION and condition are re-exported: the TrainingJob tests import them from here.
+from tests.resources import GROUP as GROUP
+from tests.resources import VERSION as VERSION
+from tests.resources import CustomResources
+from tests.resources import condition as condition
 from tests.trainingjob_cases import MINIMAL_SPEC
 
 PLURAL = "trainingjobs"

@@ -37,6 +37,14 @@ class CustomResources:
         )
         return cast(dict[str, Any], created)
 
+    def create_object(self, body: dict[str, Any]) -> str:
+        """Creates a whole resource (a sample, say) in this namespace; returns its name."""
+        body = {**body, "metadata": {**body["metadata"], "namespace": self.namespace}}
+        self.objects.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, self.plural, body
+        )
+        return cast(str, body["metadata"]["name"])
+
     def get(self, name: str) -> dict[str, Any]:
         found = self.objects.get_namespaced_custom_object(
             GROUP, VERSION, self.namespace, self.plural, name
@@ -61,6 +69,16 @@ class CustomResources:
             return found if check(found.get("status") or {}) else None
 
         return wait_for(probe, f"{self.kind} {name}: {what}", timeout)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self.get(name).get("status") or {})
+
+    def wait_finished(self, name: str, what: str = "", timeout: float = 60) -> dict[str, Any]:
+        """The status once the phase is Succeeded or Failed."""
+        found = self.wait(
+            name, f"finished{what}", lambda s: s.get("phase") in ("Succeeded", "Failed"), timeout
+        )
+        return cast(dict[str, Any], found["status"])
 
     def wait_phase(self, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
         return self.wait(name, f"phase {phase}", lambda s: s.get("phase") == phase, timeout)

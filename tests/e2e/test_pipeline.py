@@ -1,0 +1,178 @@
+"""From no data to a trained model in real pods: crawl, publish, train, lose a worker, finish.
+
+Real: the cluster of KUBEFORGE_KUBECONFIG (kind, from `make e2e-kind`) with the chart's operator
+in its own pod; the demo web (pydoc pages of the standard library, with planted copies and a
+robots.txt rule) served by this process where pods reach this machine; SeaweedFS there too,
+where the operator provisions the DataIngest's bucket with boto3; crawler pods of the crawler
+image fetching over the cluster's network and publishing a dataset; and the demo's GPT trained
+on that dataset by 2 trainer pods under torchrun elastic (c10d over the headless Service, gloo).
+Mid-run one worker pod is deleted: the group must restart, resume from its S3 checkpoint and end
+on exactly the requested step. Last, the DataIngest is deleted with deletionPolicy Retain: its
+dataset must stay. The resources are the demo's own file (`kubeforge/cli/demos/gpt.yaml`), pointed
+at this web and this store; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubeforge.cli.demo import demo_file
+from kubeforge.cli.localweb import DemoWeb
+from tests.e2e.conftest import S3_REGION, PodS3
+from tests.e2e.jobs import SMALL_WORKER, TIMEOUT_S, Ingests, Jobs
+from tests.polling import wait_for
+from tests.resources import condition
+
+# A crawl, a dataset and a few hundred GPT steps on two CPU pods of a small runner.
+pytestmark = pytest.mark.timeout(2 * TIMEOUT_S)
+STEPS = 300
+CHECKPOINT_EVERY = 25
+SECRET = "s3"
+SMALL_CRAWLER = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def demo_pipeline(web: DemoWeb, s3: PodS3, bucket: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The demo's DataIngest and TrainingJob, crawling `web` into `bucket` of `s3`."""
+    ingest, job = yaml.safe_load_all(demo_file("gpt").read_text())
+    host = urlsplit(web.seed()).hostname
+    crawl = ingest["spec"]
+    crawl["sources"].update(seeds=[web.seed()], allowedDomains=[host])
+    # The web is on a private address: allowlisted, as an intranet would be.
+    crawl["crawl"]["allowedNetworks"] = [f"{host}/32"]
+    crawl["storage"].update(
+        bucket=bucket,
+        endpoint=s3.endpoint,
+        region=S3_REGION,
+        credentialsSecretRef={"name": SECRET},
+        deletionPolicy="Retain",
+    )
+    crawl["resources"] = SMALL_CRAWLER
+    train = job["spec"]
+    train["trainer"]["steps"] = STEPS
+    train["checkpoint"].update(
+        uri=f"s3://{bucket}/checkpoints/{job['metadata']['name']}", intervalSteps=CHECKPOINT_EVERY
+    )
+    train["env"] = [
+        {"name": "AWS_ENDPOINT_URL", "value": s3.endpoint},
+        {"name": "AWS_REGION", "value": S3_REGION},
+        *(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}}
+            for key in s3.secret_data()
+        ),
+    ]
+    train["resources"] = SMALL_WORKER
+    return ingest, job
+
+
+def s3_json(s3: PodS3, uri: str) -> Any:
+    parts = urlsplit(uri)
+    return json.loads(s3.client.get_object(Bucket=parts.netloc, Key=parts.path[1:])["Body"].read())
+
+
+def worker_pods(jobs: Jobs, name: str) -> list[client.V1Pod]:
+    selector = f"batch.kubernetes.io/job-name={name}"
+    return list(jobs.core.list_namespaced_pod(jobs.namespace, label_selector=selector).items)
+
+
+def check_published(ingests: Ingests, name: str, bucket: str, web: DemoWeb) -> dict[str, Any]:
+    """The DataIngest published its first version, said so, and crawled politely; its dataset."""
+    status = ingests.wait_finished(name, " publishing", timeout=TIMEOUT_S)
+    assert status["phase"] == "Succeeded", status
+    ready = condition(status, "Ready")
+    assert ready["status"] == "True", status["conditions"]
+    assert ready["observedGeneration"] == ingests.get(name)["metadata"]["generation"]
+    assert status["storage"] == {"bucket": bucket, "ready": True}
+    assert condition(status, "StorageReady")["status"] == "True", status["conditions"]
+    dataset: dict[str, Any] = status["dataset"]
+    assert dataset["uri"].startswith(f"s3://{bucket}/"), dataset
+    assert dataset["version"] == 1
+    assert dataset["documents"] == status["counters"]["documentsKept"] > 0, status["counters"]
+    # The web plants two exact and two near copies, and a robots.txt rule over /drafts/.
+    assert status["counters"]["duplicatesRemoved"] >= 2, status["counters"]
+    assert status["counters"]["droppedByReason"].get("RobotsDisallowed", 0) >= 1
+    reasons = {event.reason for event in ingests.events(name)}
+    assert {"ShardsRunning", "Published"} <= reasons, reasons
+    # The crawler pods fetched from this machine: robots.txt first, and never a disallowed page.
+    paths = [request.path for site in web.sites.values() for request in site.log.of(site.name)]
+    assert "/robots.txt" in paths, paths
+    assert "/drafts/notes.html" not in paths
+    return dataset
+
+
+def test_crawl_publish_train_lose_a_worker_and_finish(
+    e2e_api: client.ApiClient, restricted_namespace: str, pod_web: DemoWeb, pod_s3: PodS3
+) -> None:
+    ingests, jobs = Ingests(e2e_api, restricted_namespace), Jobs(e2e_api, restricted_namespace)
+    bucket = f"kf-e2e-{uuid.uuid4().hex[:12]}"
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=SECRET), string_data=pod_s3.secret_data()
+    )
+    jobs.core.create_namespaced_secret(restricted_namespace, secret)
+    ingest, job = demo_pipeline(pod_web, pod_s3, bucket)
+    # As `kubectl apply -f` of the demo file does: both at once, and the job waits for the data.
+    ingest_name, name = ingests.create_object(ingest), jobs.create_object(job)
+
+    dataset = check_published(ingests, ingest_name, bucket, pod_web)
+    assert s3_json(pod_s3, dataset["manifest"]), dataset["manifest"]
+    assert "WaitingForDataset" in {event.reason for event in jobs.events(name)}
+
+    def checkpointed() -> int | None:
+        progress = jobs.status(name).get("progress") or {}
+        step = (progress.get("lastCheckpoint") or {}).get("step")
+        return int(step) if step and step < STEPS // 2 else None
+
+    checkpoint_step = wait_for(checkpointed, f"{name}'s first checkpoint", timeout=TIMEOUT_S)
+    # The workers train on the version that was published.
+    worker_job = jobs.batch.read_namespaced_job(name, restricted_namespace)
+    assert dataset["uri"] in worker_job.metadata.annotations.values()
+    victim = next(p.metadata.name for p in worker_pods(jobs, name) if p.status.phase == "Running")
+    jobs.core.delete_namespaced_pod(victim, restricted_namespace)
+
+    # Every step reported once the restart is recorded must come after the checkpoint: a group
+    # that started over from step 0 would report lower ones first.
+    seen_after_restart: list[int] = []
+
+    def restarted_and_finished() -> bool:
+        status = jobs.status(name)
+        step = (status.get("progress") or {}).get("step")
+        if status.get("restarts", {}).get("history") and step is not None:
+            seen_after_restart.append(step)
+        return status.get("phase") in ("Succeeded", "Failed")
+
+    wait_for(restarted_and_finished, f"{name} to finish after losing {victim}", TIMEOUT_S)
+    status = jobs.status(name)
+    assert status["phase"] == "Succeeded", status
+    progress = status["progress"]
+    assert progress["step"] == STEPS, progress
+    assert progress["loss"] > 0, progress
+    assert progress["samplesPerSecond"] > 0, progress
+    history = status["restarts"]["history"]
+    assert history, status["restarts"]
+    assert seen_after_restart, status
+    assert min(seen_after_restart) >= checkpoint_step, seen_after_restart
+    assert history[0]["cause"] in {event.reason for event in jobs.events(name)}
+    metrics = s3_json(pod_s3, f"{job['spec']['checkpoint']['uri']}/final/metrics.json")
+    assert metrics["steps"] == STEPS, metrics["steps"]
+
+    # Retain: deleting the DataIngest releases it and leaves its dataset in the bucket.
+    ingests.delete(ingest_name)
+
+    def deleted() -> bool:
+        try:
+            ingests.get(ingest_name)
+        except ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return False
+
+    wait_for(deleted, f"DataIngest {ingest_name} to be deleted")
+    assert s3_json(pod_s3, dataset["manifest"]), "the dataset went with its DataIngest"
