@@ -142,9 +142,14 @@ up() {
   workers=$(kind get nodes --name "$CLUSTER" | grep -- '-worker' | paste -sd, -)
   kind load docker-image --name "$CLUSTER" ${workers:+--nodes "$workers"} "${images[@]}"
 
+  # The operator image's ID as a pod annotation: a rebuilt image under the same tag rolls the
+  # operator when `up` runs again on a kept cluster.
+  local operator_id
+  operator_id=$(docker image inspect -f '{{.Id}}' "${images[0]}")
   helm upgrade --install "$RELEASE" "$REPO_ROOT/charts/kubeforge" --kubeconfig "$KUBECONFIG_FILE" \
     --namespace "$RELEASE_NAMESPACE" --create-namespace \
     --set "image.repository=$KUBEFORGE_IMAGE_PREFIX/operator" --set "image.tag=$KUBEFORGE_IMAGE_TAG" \
+    --set-string "podAnnotations.kubeforge\.dev/image-id=$operator_id" \
     --wait --timeout 5m
   echo "kubeforge: kind cluster $CLUSTER is up with the chart installed (source $ENV_FILE)" >&2
 }

@@ -102,6 +102,7 @@ class TrainingJobReason(StrEnum):
     NODE_LOST = "NodeLost"
     PREEMPTED = "Preempted"
     EVICTED = "Evicted"
+    POD_DELETED = "PodDeleted"
     # Terminal failures.
     START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
@@ -118,11 +119,17 @@ class RestartCause(StrEnum):
     NODE_LOST = TrainingJobReason.NODE_LOST.value
     PREEMPTED = TrainingJobReason.PREEMPTED.value
     EVICTED = TrainingJobReason.EVICTED.value
+    POD_DELETED = TrainingJobReason.POD_DELETED.value
 
     @property
     def is_disruption(self) -> bool:
-        """True when the cause is outside the job (a lost node, preemption, eviction)."""
-        return self in {RestartCause.NODE_LOST, RestartCause.PREEMPTED, RestartCause.EVICTED}
+        """True when the cause is outside the job (a lost node, preemption, eviction, deletion)."""
+        return self in {
+            RestartCause.NODE_LOST,
+            RestartCause.PREEMPTED,
+            RestartCause.EVICTED,
+            RestartCause.POD_DELETED,
+        }
 
 
 class ModelArchitecture(StrEnum):
@@ -594,7 +601,8 @@ class RestartRecord(StatusModel):
     time: AwareDatetime = Field(description="When the restart was decided.")
     cause: RestartCause = Field(
         description="Why: RetryableExitCode, OOMKilled, Hung (charged to maxRestarts), or "
-        "NodeLost, Preempted, Evicted (disruptions, never charged)."
+        "NodeLost, Preempted, Evicted, PodDeleted (disruptions, never charged). Workers that "
+        "stop because the group broke are part of the same restart, not restarts of their own."
     )
     charged: bool = Field(description="Whether the restart was charged to maxRestarts.")
     pod: str | None = Field(default=None, description="The worker pod that failed first.")

@@ -270,6 +270,19 @@ def pod_failure_policy(job: TrainingJob) -> Object:
     return {"rules": rules}
 
 
+def worker_backoff_limit(job: TrainingJob, replicas: int) -> int:
+    """The worker Job's backoffLimit: a backstop for when the operator is not watching.
+
+    The operator charges failurePolicy.maxRestarts itself, one restart per broken group, but
+    the Job controller counts every failed pod: the one that failed and each worker that stopped
+    with it, and deleted pods (which carry no DisruptionTarget condition) too. So the Job allows
+    `replicas` failures for each restart the operator may still charge and for each disruption
+    it has seen; it is raised as disruptions add up (backoffLimit is mutable).
+    """
+    restarts = job.status.restarts
+    return replicas * (job.spec.failure_policy.max_restarts + 1 + restarts.disruptions)
+
+
 def build_worker_job(job: TrainingJob, plan: TrainingPlan, *, suspend: bool) -> Object:
     """The Indexed Job of workers: completions = parallelism = replicas."""
     spec = job.spec
@@ -280,7 +293,7 @@ def build_worker_job(job: TrainingJob, plan: TrainingPlan, *, suspend: bool) -> 
         "completionMode": "Indexed",
         "completions": plan.replicas,
         "parallelism": plan.replicas,
-        "backoffLimit": spec.failure_policy.max_restarts,
+        "backoffLimit": worker_backoff_limit(job, plan.replicas),
         "podFailurePolicy": pod_failure_policy(job),
         # A replacement starts only once the failed pod is gone, so two pods never hold an index.
         "podReplacementPolicy": "Failed",

@@ -126,6 +126,13 @@ def _terminated(pod: Object) -> Object:
     return {}
 
 
+def _failure_time(pod: Object, terminated: Object) -> datetime | None:
+    """When the pod's container stopped; for a pod failed without one, when it was deleted."""
+    return parse_time(terminated.get("finishedAt")) or parse_time(
+        pod["metadata"].get("deletionTimestamp")
+    )
+
+
 def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None, Object]:
     """Why a worker pod failed: a restart cause, or None when the exit code is permanent."""
     status = pod.get("status") or {}
@@ -137,6 +144,10 @@ def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None
     terminated = _terminated(pod)
     if terminated.get("reason") == "OOMKilled":
         return RestartCause.OOM_KILLED, terminated
+    # Deleted from outside (kubectl delete, a controller): its exit code says only how it
+    # stopped. The operator itself deletes whole worker Jobs, whose pods are no longer current.
+    if pod["metadata"].get("deletionTimestamp"):
+        return RestartCause.POD_DELETED, terminated
     code = terminated.get("exitCode")
     policy = job.spec.failure_policy
     if code in policy.permanent_exit_codes or (
@@ -193,15 +204,28 @@ class _Decider:
             self.waits.append(seconds)
 
     def record_failures(self) -> Outcome | None:
-        """Counts each newly failed pod once; a permanent exit code ends the job."""
+        """Records each newly failed pod once, in the order they failed; a permanent exit code
+        ends the job.
+
+        One failure breaks the whole group: the other workers lose their peers (or the
+        rendezvous on worker 0) and stop too. So a failure starts a restart only when the pod
+        joined the group after the last restart began; the pods that were in the group then
+        stop with it, and are marked without being counted again.
+        """
         restarts = self.status.restarts
         seen = {(r.pod, r.time) for r in restarts.history}
-        for pod in self.pods:
+        last = restarts.history[-1].time if restarts.history else None
+        re_forming = self.previous.phase == Phase.RESTARTING
+        restart_began = last if re_forming else None
+        failed = [
+            (_failure_time(pod, terminated) or self.now, pod, terminated)
+            for pod in self.pods
+            if pod.get("status", {}).get("phase") == "Failed"
+            and RESTART_RECORDED not in (pod["metadata"].get("annotations") or {})
+            for terminated in [_terminated(pod)]
+        ]
+        for when, pod, terminated in sorted(failed, key=lambda item: item[0]):
             meta = pod["metadata"]
-            if pod.get("status", {}).get("phase") != "Failed" or RESTART_RECORDED in (
-                meta.get("annotations") or {}
-            ):
-                continue
             self.recorded.append(meta["name"])
             cause, terminated = classify_failure(self.job, pod)
             code = terminated.get("exitCode")
@@ -211,10 +235,13 @@ class _Decider:
                     Reason.PERMANENT_EXIT_CODE,
                     f"pod {meta['name']} exited with permanent exit code {code}",
                 )
-            when = parse_time(terminated.get("finishedAt")) or self.now
             if (meta["name"], when) in seen:
                 continue  # counted before the operator could mark the pod
+            created = parse_time(meta.get("creationTimestamp"))
+            if restart_began is not None and created is not None and created <= restart_began:
+                continue  # it stopped with its group
             self._count(cause, meta["name"], code, terminated.get("reason"), when)
+            restart_began = when
         return None
 
     def _count(
@@ -364,6 +391,14 @@ class _Decider:
                 f"waiting for admission by queue {spec.scheduling.queue_name}",
             ), None
         ready = sum(_is_ready(p) for p in self.pods)
+        finished = sum(p.get("status", {}).get("phase") == "Succeeded" for p in self.pods)
+        if finished and ready + finished >= spec.replicas:
+            # The last step is done: workers exit one by one, and the Job completes after them.
+            return Outcome(
+                Phase.RUNNING,
+                Reason.WORKERS_RUNNING,
+                f"{finished}/{spec.replicas} workers finished",
+            ), None
         if ready < spec.replicas:
             outcome = self.starting()
             return outcome, Action.STOP if outcome.phase == Phase.FAILED else None

@@ -146,7 +146,12 @@ def test_restart_history_is_bounded() -> None:
 
 def test_only_disruptions_are_free_of_the_restart_budget() -> None:
     disruptions = {cause for cause in RestartCause if cause.is_disruption}
-    assert disruptions == {RestartCause.NODE_LOST, RestartCause.PREEMPTED, RestartCause.EVICTED}
+    assert disruptions == {
+        RestartCause.NODE_LOST,
+        RestartCause.PREEMPTED,
+        RestartCause.EVICTED,
+        RestartCause.POD_DELETED,
+    }
 
 
 def test_every_restart_cause_is_also_a_condition_reason() -> None:

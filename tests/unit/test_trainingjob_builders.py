@@ -153,6 +153,16 @@ def test_pod_failure_policy_follows_the_exit_code_rules() -> None:
     assert rules[2]["onExitCodes"]["operator"] == "NotIn"
 
 
+def test_the_jobs_backoff_limit_never_ends_a_run_the_operator_would_restart() -> None:
+    """Each restart the operator may charge can cost the Job one failed pod per worker, and so
+    can each disruption, which the operator does not charge."""
+    job = training_job(replicas=3, failurePolicy={"maxRestarts": 2})
+    assert children(job)["Job/tj"]["spec"]["backoffLimit"] == 3 * (2 + 1)
+    disrupted = job.model_copy(update={"status": job.status.model_copy(deep=True)})
+    disrupted.status.restarts.disruptions = 4
+    assert children(disrupted)["Job/tj"]["spec"]["backoffLimit"] == 3 * (2 + 1 + 4)
+
+
 def test_plan_is_the_same_for_every_place_it_runs() -> None:
     job = training_job(replicas=2, minReplicas=1, maxReplicas=3, nprocPerNode=2)
     local = plan_training(job, rendezvous_host="127.0.0.1", config_path="/tmp/c.yaml")

@@ -161,6 +161,90 @@ def test_disruptions_are_recorded_but_not_charged(reason: str, cause: str) -> No
     assert restarts.history[0].charged is False
 
 
+def failed_at(name: str, at: datetime, *, created: datetime, **metadata: Any) -> dict[str, Any]:
+    """A worker pod whose trainer exited with 1 at `at` (how torchrun ends a broken group)."""
+    terminated = {"exitCode": 1, "reason": "Error", "finishedAt": at.isoformat()}
+    failed = pod(name, "Failed", created=created, terminated=terminated)
+    failed["metadata"].update(metadata)
+    return failed
+
+
+def test_workers_that_stop_with_a_broken_group_are_one_restart() -> None:
+    """Worker 0 fails; worker 1 loses its rendezvous and exits too: one restart, charged once."""
+    started = NOW - timedelta(minutes=5)
+    job = training_job(replicas=2, status=running_status(started))
+    first = failed_at("tj-0", NOW - timedelta(seconds=2), created=started)
+    second = failed_at("tj-1", NOW - timedelta(seconds=1), created=started)
+    decision = decide(job, Observed(NOW, worker_job(), [second, first]))
+    restarts = decision.status.restarts
+    assert (restarts.count, len(restarts.history)) == (1, 1)
+    assert restarts.history[0].pod == "tj-0"
+    assert sorted(decision.recorded_pods) == ["tj-0", "tj-1"]
+    assert [e.reason for e in decision.events].count("RetryableExitCode") == 1
+
+
+def test_a_worker_stopping_after_its_group_broke_is_not_charged_again() -> None:
+    started = NOW - timedelta(minutes=5)
+    job = training_job(replicas=2, status=running_status(started))
+    first = failed_at("tj-0", NOW - timedelta(seconds=2), created=started)
+    broken = decide(job, Observed(NOW, worker_job(), [first, pod("tj-1", created=started)]))
+    assert broken.status.phase == "Restarting"
+    first["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    later = NOW + timedelta(seconds=1)
+    second = failed_at("tj-1", later, created=started)
+    status = broken.status.model_dump(mode="json", by_alias=True)
+    again = decide(training_job(replicas=2, status=status), Observed(later, worker_job(), [second]))
+    assert again.status.restarts.count == 1
+    assert again.recorded_pods == ["tj-1"]
+
+
+def test_a_replacement_that_fails_while_the_group_re_forms_is_charged() -> None:
+    """A crash loop is not hidden: a pod created after the restart began counts on its own."""
+    started = NOW - timedelta(minutes=5)
+    job = training_job(replicas=2, status=running_status(started))
+    first = failed_at("tj-0", NOW - timedelta(seconds=30), created=started)
+    broken = decide(job, Observed(NOW, worker_job(), [first, pod("tj-1", created=started)]))
+    replacement = failed_at("tj-0-b", NOW + timedelta(seconds=5), created=NOW)
+    status = broken.status.model_dump(mode="json", by_alias=True)
+    later = decide(
+        training_job(replicas=2, status=status),
+        Observed(NOW + timedelta(seconds=6), worker_job(), [replacement, pod("tj-1")]),
+    )
+    assert later.status.restarts.count == 2
+
+
+def test_a_deleted_worker_is_a_disruption() -> None:
+    started = NOW - timedelta(minutes=5)
+    job = training_job(replicas=2, status=running_status(started))
+    deleted = failed_at(
+        "tj-0", NOW - timedelta(seconds=1), created=started, deletionTimestamp=NOW.isoformat()
+    )
+    decision = decide(job, Observed(NOW, worker_job(), [deleted, pod("tj-1", created=started)]))
+    restarts = decision.status.restarts
+    assert (restarts.count, restarts.disruptions) == (0, 1)
+    assert restarts.history[0].cause == "PodDeleted"
+    assert restarts.history[0].charged is False
+
+
+def test_workers_finishing_one_by_one_are_not_a_restart() -> None:
+    """The last step is done and worker 0 exits first: still running, no Restarting event."""
+    started = NOW - timedelta(minutes=5)
+    history = {
+        "restarts": {
+            "count": 1,
+            "history": [
+                {"time": started.isoformat(), "cause": "RetryableExitCode", "charged": True}
+            ],
+        }
+    }
+    status = {**running_status(started), **history}
+    job = training_job(replicas=2, status=status)
+    done = pod("tj-0", "Succeeded", ready=False, terminated={"exitCode": 0})
+    decision = decide(job, Observed(NOW, worker_job(), [done, pod("tj-1")]))
+    assert decision.status.phase == "Running"
+    assert decision.events == []
+
+
 def test_oom_killed_is_its_own_cause() -> None:
     oom = {"exitCode": 137, "reason": "OOMKilled"}
     cause, _ = classify_failure(training_job(), pod("tj-0", "Failed", terminated=oom))
