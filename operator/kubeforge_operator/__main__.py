@@ -16,7 +16,9 @@ from collections.abc import Sequence
 import kopf
 from prometheus_client import start_http_server
 
-import kubeforge_operator.handlers  # noqa: F401 (registers the handlers with kopf)
+# Importing the handlers registers them with kopf.
+from kubeforge_operator.handlers import Settings
+from kubeforge_operator.ingest_builders import DEFAULT_IMAGE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -32,6 +34,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--health-port", type=int, default=8081, help="liveness endpoint /healthz port (0: off)"
     )
+    parser.add_argument(
+        "--crawler-image",
+        default=DEFAULT_IMAGE,
+        help=f"crawler image of the DataIngests that name none (default: {DEFAULT_IMAGE})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -40,6 +47,7 @@ def run(
     namespaces: Sequence[str] = (),
     *,
     health_port: int = 0,
+    crawler_image: str = DEFAULT_IMAGE,
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
 ) -> None:
@@ -50,6 +58,7 @@ def run(
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+            memo=kopf.Memo(settings=Settings(crawler_image=crawler_image)),
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )
@@ -64,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if args.metrics_port:
         start_http_server(args.metrics_port)
-    run(args.namespace, health_port=args.health_port)
+    run(args.namespace, health_port=args.health_port, crawler_image=args.crawler_image)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge.progress import PROGRESS_KEY
 from kubeforge_operator.builders import JOB_LABEL
-from kubeforge_operator.ingest_builders import INGEST_LABEL
+from kubeforge_operator.ingest_builders import DEFAULT_IMAGE, INGEST_LABEL
 from kubeforge_operator.ingest_reconcile import IngestCache, IngestReconciler
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import DESIRED_HASH, MANAGED_BY
@@ -222,11 +222,20 @@ class Queues:
         return iter((self.training_jobs, self.data_ingests))
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The operator's own settings, from its command line (`kubeforge_operator.__main__`)."""
+
+    crawler_image: str = DEFAULT_IMAGE
+    """The crawler image of DataIngests whose spec names none."""
+
+
 class Runtime:
     """What one run of the operator shares between handlers (kopf copies `memo` per object, so
     the memo holds this one object rather than the queues themselves)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.kube = Kube()
         self._queues: Queues | None = None
         self._resync: asyncio.Task[None] | None = None
@@ -237,7 +246,11 @@ class Runtime:
             training, ingests = _training_cache(indexes), _ingest_cache(indexes)
             self._queues = Queues(
                 WorkQueue(Reconciler(training, self.kube).reconcile),
-                WorkQueue(IngestReconciler(ingests, self.kube).reconcile),
+                WorkQueue(
+                    IngestReconciler(
+                        ingests, self.kube, crawler_image=self.settings.crawler_image
+                    ).reconcile
+                ),
             )
             for queue in self._queues:
                 queue.start()
@@ -294,7 +307,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    memo.runtime = Runtime()
+    memo.runtime = Runtime(memo.get("settings") or Settings())
 
 
 @kopf.on.login()

@@ -108,7 +108,10 @@ def dataset_status(ingest: DataIngest, version: int, manifest: Manifest) -> Data
 
 
 class IngestReconciler:
-    def __init__(self, cache: IngestCache, kube: Kube) -> None:
+    def __init__(
+        self, cache: IngestCache, kube: Kube, *, crawler_image: str = ingest_builders.DEFAULT_IMAGE
+    ) -> None:
+        self.crawler_image = crawler_image
         self.cache = cache
         self.kube = kube
         self._read: dict[Key, _Read] = {}
@@ -162,7 +165,8 @@ class IngestReconciler:
             # The previous run's Job: its deletion brings the ingest back here to create the new.
             await self.kube.delete_job(key[0], name)
         if decision.stage is not Stage.NONE and not stale:
-            building = ingest.model_copy(update={"status": decision.status})
+            spec = ingest.spec.model_copy(update={"image": ingest.spec.image or self.crawler_image})
+            building = ingest.model_copy(update={"spec": spec, "status": decision.status})
             children = ingest_builders.build_children(
                 building, publish=decision.stage is Stage.PUBLISH
             )

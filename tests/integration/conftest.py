@@ -56,7 +56,8 @@ def crds(api_client: client.ApiClient) -> list[str]:
 class OperatorThread:
     """The operator running in a thread; stop() ends it as a pod's SIGTERM would."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, **settings: Any) -> None:
+        """settings: run()'s keyword arguments from the command line (crawler_image)."""
         from kubeforge_operator.__main__ import run
 
         self.stop_flag = threading.Event()
@@ -64,7 +65,7 @@ class OperatorThread:
         self.thread = threading.Thread(
             target=run,
             args=([namespace],),
-            kwargs={"stop_flag": self.stop_flag, "ready_flag": self.ready_flag},
+            kwargs={"stop_flag": self.stop_flag, "ready_flag": self.ready_flag, **settings},
             name=f"operator-{namespace}",
             daemon=True,
         )

@@ -34,6 +34,7 @@ from kubernetes.config import kube_config
 from kubeforge.api.trainingjob import ProgressStatus
 from kubeforge.progress import ConfigMapSink
 from kubeforge_operator import handlers
+from kubeforge_operator.__main__ import parse_args
 from tests.argocd import health
 from tests.conftest import REPO_ROOT, Rig
 from tests.helm import CHART, helm, helm_binary, values_args
@@ -55,6 +56,7 @@ CRD_GROUP, RBAC_GROUP = "apiextensions.k8s.io", "rbac.authorization.k8s.io"
 SAMPLE_INGEST = REPO_ROOT / "manifests" / "samples" / "dataingest.yaml"
 INSTALL = REPO_ROOT / "manifests" / "install"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+CRAWLER_REPOSITORY = "registry.kubeforge.test/crawler"
 
 
 def kubectl(rig: Rig, *args: str, stdin: str | None = None) -> str:
@@ -324,12 +326,12 @@ def test_web() -> Iterator[LocalWeb]:
 
 
 @pytest.fixture
-def operators() -> Iterator[Callable[[str], OperatorThread]]:
+def operators() -> Iterator[Callable[..., OperatorThread]]:
     """Starts the operator in-process for a namespace; stops every one at the end."""
     running: list[OperatorThread] = []
 
-    def start(namespace: str) -> OperatorThread:
-        running.append(OperatorThread(namespace).start())
+    def start(namespace: str, **settings: Any) -> OperatorThread:
+        running.append(OperatorThread(namespace, **settings).start())
         return running[-1]
 
     yield start
@@ -369,7 +371,7 @@ def test_operator_with_the_charts_permissions_runs_both_lifecycles(
     namespace: str,
     second_namespace: str,
     installs: Callable[..., str],
-    operators: Callable[[str], OperatorThread],
+    operators: Callable[..., OperatorThread],
     test_web: LocalWeb,
     processes: PodProcesses,
     tmp_path: Path,
@@ -383,7 +385,13 @@ def test_operator_with_the_charts_permissions_runs_both_lifecycles(
     core = client.CoreV1Api(admin)
     work = second_namespace
     release = installs(
-        namespace, {"crds.enabled": False, "replicaCount": 0, "watchNamespaces": [work]}
+        namespace,
+        {
+            "crds.enabled": False,
+            "replicaCount": 0,
+            "watchNamespaces": [work],
+            "crawler.image.repository": CRAWLER_REPOSITORY,
+        },
     )
     token = service_account_token(core, namespace, f"{release}-kubeforge")
     operator_kubeconfig = as_operator(rig, token, tmp_path, monkeypatch)
@@ -424,7 +432,11 @@ def test_operator_with_the_charts_permissions_runs_both_lifecycles(
     assert "violates PodSecurity" in unrestricted.value.body
 
     caplog.set_level(logging.WARNING)
-    operators(work)
+    # The operator runs with the flags of the chart's Deployment, as its pod would.
+    apps = client.AppsV1Api(admin)
+    deployment = apps.read_namespaced_deployment(f"{release}-kubeforge", namespace)
+    flags = parse_args(deployment.spec.template.spec.containers[0].args)
+    operators(work, crawler_image=flags.crawler_image)
     ingests, jobs = Ingests(admin, work), Jobs(admin, work)
 
     # A DataIngest from the sample, crawling this test's web, deleting its data when deleted.
@@ -455,9 +467,11 @@ def test_operator_with_the_charts_permissions_runs_both_lifecycles(
 
     # A refused request fails a reconcile, which logs the ApiError (403 Forbidden) with its
     # traceback; a refused watch makes kopf warn of missing permissions.
+    # (The namespaces are named after this test, whose name says "permissions": not a complaint.)
+    lines = [line.replace(work, "").replace(namespace, "") for line in caplog.text.splitlines()]
     complaints = [
         line
-        for line in caplog.text.splitlines()
+        for line in lines
         if any(word in line for word in ("403", "Forbidden", "forbidden", "permission"))
     ]
     assert complaints == []
@@ -500,6 +514,10 @@ def run_both_lifecycles(
         lambda: ingests.get("docs")["metadata"].get("finalizers"), "the finalizer"
     )
     crawl = ingests.job("docs-crawl")
+    # The sample names no image: the chart's crawler.image, tagged with its appVersion.
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    (container,) = crawl.spec.template.spec.containers
+    assert container.image == f"{CRAWLER_REPOSITORY}:{app_version}"
     config = ingests.core.read_namespaced_config_map("docs-crawler", ingests.namespace).data
     pods = ingests.running_pods("docs-crawl", 2)
     assert health(ingests.wait_phase("docs", "Crawling")).status == "Progressing"

@@ -101,6 +101,8 @@ def test_helm_lint_is_clean_in_strict_mode(values: dict[str, Any]) -> None:
         ({"replicaCount": 2}, "value must be one of 0, 1"),
         ({"watchNamespaces": ["Team_A"]}, "does not match pattern"),
         ({"image.digest": "latest"}, "does not match pattern"),
+        ({"crawler.image.pullPolicy": "Always"}, "'pullPolicy' not allowed"),
+        ({"crawler.image.digest": "sha256:abc"}, "does not match pattern"),
         ({"resources.limits": {"memory": "lots"}}, "does not match pattern"),
         ({"metrics.port": 0}, "minimum"),
     ],
@@ -226,7 +228,11 @@ def test_defaults_render_the_operator_cluster_wide(defaults: list[Manifest]) -> 
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == f"kubeforge/operator:{CHART_YAML['appVersion']}"
-    assert container["args"] == ["--metrics-port=8080", "--health-port=8081"]
+    assert container["args"] == [
+        "--metrics-port=8080",
+        "--health-port=8081",
+        f"--crawler-image=kubeforge/crawler:{CHART_YAML['appVersion']}",
+    ]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     for probe in ("livenessProbe", "readinessProbe"):
@@ -382,6 +388,9 @@ def test_image_service_account_and_replicas_follow_the_values() -> None:
         "containers"
     ]
     assert container["image"] == "kubeforge/operator:0.2.0"
+    crawler = {"crawler.image": {"repository": "registry.example/crawler", "digest": digest}}
+    (container,) = one(render(crawler), "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert f"--crawler-image=registry.example/crawler@{digest}" in container["args"]
     assert one(render({"replicaCount": 0}), "Deployment")["spec"]["replicas"] == 0
     existing = render({"serviceAccount.create": False, "serviceAccount.name": "ops"})
     assert by_kind(existing, "ServiceAccount") == []

@@ -45,10 +45,20 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{- define "kubeforge.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/* (list IMAGE $): IMAGE's repository@digest, else repository:tag, the tag defaulting to appVersion. */}}
+{{- define "kubeforge.imageRef" -}}
+{{- $image := index . 0 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $image.repository (default (index . 1).Chart.AppVersion $image.tag) }}
 {{- end }}
+{{- end }}
+
+{{- define "kubeforge.image" -}}
+{{- include "kubeforge.imageRef" (list .Values.image .) }}
+{{- end }}
+
+{{- define "kubeforge.crawlerImage" -}}
+{{- include "kubeforge.imageRef" (list .Values.crawler.image .) }}
 {{- end }}
