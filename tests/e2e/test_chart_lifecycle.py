@@ -1,8 +1,10 @@
-"""The chart on a real cluster: upgrades leave running jobs alone, uninstalls keep CRDs and jobs.
+"""The chart on a real cluster: upgrades leave running jobs alone, uninstalls keep CRDs, jobs and
+the data of DataIngests (deletionPolicy Retain).
 
 Real: the cluster of KUBEFORGE_KUBECONFIG with the release that `make e2e-kind` installed
 (KUBEFORGE_HELM_RELEASE in KUBEFORGE_HELM_NAMESPACE, from `hack/kind.sh`'s env file), the pinned
-helm, and TrainingJobs in real pods. Each test leaves the release installed as it found it.
+helm, TrainingJobs in real pods, and a DataIngest crawling the demo web into SeaweedFS (see
+`test_pipeline`). Each test leaves the release installed as it found it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,18 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.jobs import LONG_STEPS, TIMEOUT_S, Jobs, small_sample
+from kubeforge.cli.localweb import DemoWeb
+from tests.e2e.conftest import PodS3
+from tests.e2e.jobs import (
+    LONG_STEPS,
+    TIMEOUT_S,
+    Ingests,
+    Jobs,
+    demo_pipeline,
+    new_bucket,
+    s3_json,
+    small_sample,
+)
 from tests.helm import CHART, helm
 from tests.image_names import image_settings
 from tests.polling import wait_for
@@ -86,12 +99,17 @@ def test_chart_upgrade_leaves_a_running_job_alone(
         )
 
 
-def test_uninstall_keeps_the_crds_and_the_jobs(
-    e2e_api: client.ApiClient, restricted_namespace: str
+def test_uninstall_keeps_the_crds_the_jobs_and_the_data(
+    e2e_api: client.ApiClient, restricted_namespace: str, pod_web: DemoWeb, pod_s3: PodS3
 ) -> None:
-    jobs = Jobs(e2e_api, restricted_namespace)
+    jobs, ingests = Jobs(e2e_api, restricted_namespace), Ingests(e2e_api, restricted_namespace)
+    bucket = new_bucket(jobs.core, restricted_namespace, pod_s3)
+    ingest, _ = demo_pipeline(pod_web, pod_s3, bucket, steps=1, checkpoint_every=1)
+    ingest_name = ingests.create_object(ingest)
     name = jobs.create_object(small_sample())
     assert jobs.wait_done(name)["phase"] == "Succeeded"
+    published = ingests.wait_finished(ingest_name, timeout=TIMEOUT_S)
+    assert published["phase"] == "Succeeded", published
     release_name, release_namespace = release()
     settings = image_settings()
     apps = client.AppsV1Api(e2e_api)
@@ -106,6 +124,10 @@ def test_uninstall_keeps_the_crds_and_the_jobs(
         assert jobs.status(name)["phase"] == "Succeeded"
         listed = jobs.objects.list_cluster_custom_object(GROUP, VERSION, jobs.plural)
         assert name in {item["metadata"]["name"] for item in cast(dict[str, Any], listed)["items"]}
+        # The DataIngest (Retain) and what it published are where they were.
+        dataset = published["dataset"]
+        assert ingests.status(ingest_name)["dataset"] == dataset
+        assert s3_json(pod_s3, dataset["manifest"]), dataset["manifest"]
     except ApiException as error:
         raise AssertionError(f"the uninstall took kubeforge's data with it: {error}") from error
     finally:

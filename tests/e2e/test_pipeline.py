@@ -14,20 +14,15 @@ with deletionPolicy Retain: its dataset must stay. The resources are the demo's 
 
 from __future__ import annotations
 
-import json
-import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubeforge.cli.demo import demo_file
 from kubeforge.cli.localweb import DemoWeb
-from tests.e2e.conftest import S3_REGION, PodS3
-from tests.e2e.jobs import SMALL_WORKER, TIMEOUT_S, Ingests, Jobs
+from tests.e2e.conftest import PodS3
+from tests.e2e.jobs import TIMEOUT_S, Ingests, Jobs, demo_pipeline, new_bucket, s3_json
 from tests.polling import wait_for
 from tests.resources import condition
 
@@ -35,46 +30,6 @@ from tests.resources import condition
 pytestmark = pytest.mark.timeout(2 * TIMEOUT_S)
 STEPS = 300
 CHECKPOINT_EVERY = 25
-SECRET = "s3"
-SMALL_CRAWLER = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
-
-
-def demo_pipeline(web: DemoWeb, s3: PodS3, bucket: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The demo's DataIngest and TrainingJob, crawling `web` into `bucket` of `s3`."""
-    ingest, job = yaml.safe_load_all(demo_file("gpt").read_text())
-    host = urlsplit(web.seed()).hostname
-    crawl = ingest["spec"]
-    crawl["sources"].update(seeds=[web.seed()], allowedDomains=[host])
-    # The web is on a private address: allowlisted, as an intranet would be.
-    crawl["crawl"]["allowedNetworks"] = [f"{host}/32"]
-    crawl["storage"].update(
-        bucket=bucket,
-        endpoint=s3.endpoint,
-        region=S3_REGION,
-        credentialsSecretRef={"name": SECRET},
-        deletionPolicy="Retain",
-    )
-    crawl["resources"] = SMALL_CRAWLER
-    train = job["spec"]
-    train["trainer"]["steps"] = STEPS
-    train["checkpoint"].update(
-        uri=f"s3://{bucket}/checkpoints/{job['metadata']['name']}", intervalSteps=CHECKPOINT_EVERY
-    )
-    train["env"] = [
-        {"name": "AWS_ENDPOINT_URL", "value": s3.endpoint},
-        {"name": "AWS_REGION", "value": S3_REGION},
-        *(
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}}
-            for key in s3.secret_data()
-        ),
-    ]
-    train["resources"] = SMALL_WORKER
-    return ingest, job
-
-
-def s3_json(s3: PodS3, uri: str) -> Any:
-    parts = urlsplit(uri)
-    return json.loads(s3.client.get_object(Bucket=parts.netloc, Key=parts.path[1:])["Body"].read())
 
 
 def worker_pods(jobs: Jobs, name: str) -> list[client.V1Pod]:
@@ -111,12 +66,10 @@ def test_crawl_publish_train_lose_a_worker_and_finish(
     e2e_api: client.ApiClient, restricted_namespace: str, pod_web: DemoWeb, pod_s3: PodS3
 ) -> None:
     ingests, jobs = Ingests(e2e_api, restricted_namespace), Jobs(e2e_api, restricted_namespace)
-    bucket = f"kf-e2e-{uuid.uuid4().hex[:12]}"
-    secret = client.V1Secret(
-        metadata=client.V1ObjectMeta(name=SECRET), string_data=pod_s3.secret_data()
+    bucket = new_bucket(jobs.core, restricted_namespace, pod_s3)
+    ingest, job = demo_pipeline(
+        pod_web, pod_s3, bucket, steps=STEPS, checkpoint_every=CHECKPOINT_EVERY
     )
-    jobs.core.create_namespaced_secret(restricted_namespace, secret)
-    ingest, job = demo_pipeline(pod_web, pod_s3, bucket)
     # As `kubectl apply -f` of the demo file does: both at once, and the job waits for the data.
     ingest_name, name = ingests.create_object(ingest), jobs.create_object(job)
 
