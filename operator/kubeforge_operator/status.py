@@ -126,13 +126,6 @@ def _terminated(pod: Object) -> Object:
     return {}
 
 
-def _failure_time(pod: Object, terminated: Object) -> datetime | None:
-    """When the pod's container stopped; for a pod failed without one, when it was deleted."""
-    return parse_time(terminated.get("finishedAt")) or parse_time(
-        pod["metadata"].get("deletionTimestamp")
-    )
-
-
 def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None, Object]:
     """Why a worker pod failed: a restart cause, or None when the exit code is permanent."""
     status = pod.get("status") or {}
@@ -214,21 +207,20 @@ class _Decider:
         """
         restarts = self.status.restarts
         seen = {(r.pod, r.time) for r in restarts.history}
-        last = restarts.history[-1].time if restarts.history else None
-        re_forming = self.previous.phase == Phase.RESTARTING
-        restart_began = last if re_forming else None
+        re_forming = restarts.history and self.previous.phase == Phase.RESTARTING
+        restart_began = restarts.history[-1].time if re_forming else None
         failed = [
-            (_failure_time(pod, terminated) or self.now, pod, terminated)
+            pod
             for pod in self.pods
             if pod.get("status", {}).get("phase") == "Failed"
             and RESTART_RECORDED not in (pod["metadata"].get("annotations") or {})
-            for terminated in [_terminated(pod)]
         ]
-        for when, pod, terminated in sorted(failed, key=lambda item: item[0]):
+        for pod in sorted(failed, key=self.failure_time):
             meta = pod["metadata"]
             self.recorded.append(meta["name"])
             cause, terminated = classify_failure(self.job, pod)
             code = terminated.get("exitCode")
+            when = self.failure_time(pod)
             if cause is None:
                 return Outcome(
                     Phase.FAILED,
@@ -243,6 +235,11 @@ class _Decider:
             self._count(cause, meta["name"], code, terminated.get("reason"), when)
             restart_began = when
         return None
+
+    def failure_time(self, pod: Object) -> datetime:
+        """When the pod's container stopped; without one, when the pod was deleted (or now)."""
+        stopped = _terminated(pod).get("finishedAt") or pod["metadata"].get("deletionTimestamp")
+        return parse_time(stopped) or self.now
 
     def _count(
         self,
