@@ -31,6 +31,7 @@ from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import DESIRED_HASH, MANAGED_BY
 from kubeforge_operator.reconcile import Cache, Reconciler
 from kubeforge_operator.reconciling import Key
+from kubeforge_operator.status import RESTART_RECORDED
 from kubeforge_operator.workqueue import WorkQueue
 
 RESYNC_SECONDS = 300.0
@@ -87,8 +88,7 @@ async def worker_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Bod
 
 @kopf.index("", "v1", "pods", labels=CHILD_LABELS)
 async def worker_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    summary = {"metadata": _meta(body), "spec": {"nodeName": body.spec.get("nodeName")}}
-    return {_job_key(namespace, labels): {**summary, "status": dict(body.status)}}
+    return {_job_key(namespace, labels): _pod_summary(body)}
 
 
 @kopf.index(
@@ -131,6 +131,11 @@ def _meta(body: kopf.Body) -> dict[str, Any]:
     meta = {key: body.metadata.get(key) for key in keep}
     meta["ownerReferences"] = list(body.metadata.get("ownerReferences") or [])
     return meta
+
+
+def _pod_summary(body: kopf.Body) -> dict[str, Any]:
+    summary = {"metadata": _meta(body), "spec": {"nodeName": body.spec.get("nodeName")}}
+    return {**summary, "status": dict(body.status)}
 
 
 def _job_summary(body: kopf.Body) -> dict[str, Any]:
@@ -237,6 +242,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.kube = Kube()
+        self.departed_pods: dict[Key, dict[str, Any]] = {}
+        """Failed worker pods deleted before a reconcile saw them, by job key and pod name."""
         self._queues: Queues | None = None
         self._resync: asyncio.Task[None] | None = None
 
@@ -245,7 +252,7 @@ class Runtime:
         if self._queues is None:
             training, ingests = _training_cache(indexes), _ingest_cache(indexes)
             self._queues = Queues(
-                WorkQueue(Reconciler(training, self.kube).reconcile),
+                WorkQueue(Reconciler(training, self.kube, self.departed_pods).reconcile),
                 WorkQueue(
                     IngestReconciler(
                         ingests, self.kube, crawler_image=self.settings.crawler_image
@@ -356,9 +363,29 @@ async def _child_changed(
     memo.runtime.queues(kwargs).training_jobs.add(_job_key(namespace, labels))
 
 
+@kopf.on.event("", "v1", "pods", labels=CHILD_LABELS, id="child__pods")
+async def worker_pod_changed(
+    type: str | None,
+    namespace: str | None,
+    labels: kopf.Labels,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """A failed worker pod can be gone before a reconcile saw it fail (the Job controller lets a
+    deleted pod go once it has counted it): its last state is handed to the next reconcile."""
+    key = _job_key(namespace, labels)
+    if (
+        type == "DELETED"
+        and body.status.get("phase") == "Failed"
+        and RESTART_RECORDED not in body.metadata.annotations
+    ):
+        memo.runtime.departed_pods.setdefault(key, {})[body.metadata.name] = _pod_summary(body)
+    memo.runtime.queues(kwargs).training_jobs.add(key)
+
+
 for _group, _version, _plural in [
     ("batch", "v1", "jobs"),
-    ("", "v1", "pods"),
     *[(group, version, plural) for group, version, plural, _ in OWNED_KINDS],
 ]:
     kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child_{_group}_{_plural}")(

@@ -75,9 +75,14 @@ def resolve_dataset(
 
 
 class Reconciler:
-    def __init__(self, cache: Cache, kube: Kube) -> None:
+    def __init__(
+        self, cache: Cache, kube: Kube, departed_pods: dict[Key, dict[str, Object]] | None = None
+    ) -> None:
+        """departed_pods: failed pods deleted before a reconcile saw them (the pod watch adds
+        them); a reconcile decides on them with the others, then forgets them."""
         self.cache = cache
         self.kube = kube
+        self.departed_pods = {} if departed_pods is None else departed_pods
 
     async def reconcile(self, key: Key) -> float | None:
         started = time.perf_counter()
@@ -106,10 +111,14 @@ class Reconciler:
         if started_on:
             # A running job keeps its dataset when a DataIngest publishes a newer version.
             dataset_uri, waiting = started_on, None
+        pods = list(self.cache.pods.get(key) or ())
+        departed = dict(self.departed_pods.get(key) or {})
+        present = {pod["metadata"]["name"] for pod in pods}
+        pods += [pod for pod_name, pod in departed.items() if pod_name not in present]
         observed = Observed(
             now=datetime.now(UTC),
             worker_job=worker_job,
-            pods=list(self.cache.pods.get(key) or ()),
+            pods=pods,
             progress=progress.decode(next(iter(self.cache.progress.get(key) or ()), None)),
             waiting_for_dataset=waiting,
         )
@@ -126,7 +135,13 @@ class Reconciler:
             await self.kube.suspend_worker_job(namespace, name)
         await report_status(self.kube, body, job.status, decision.status)
         for pod in decision.recorded_pods:
-            await self.kube.annotate_pod(namespace, pod, {RESTART_RECORDED: "true"})
+            if pod not in departed:
+                await self.kube.annotate_pod(namespace, pod, {RESTART_RECORDED: "true"})
+        # Recorded in status now (status.restarts keeps what it counted), or of an older Job.
+        for pod_name in departed:
+            self.departed_pods.get(key, {}).pop(pod_name, None)
+        if not self.departed_pods.get(key, True):
+            del self.departed_pods[key]
         for event in decision.events:
             await self.kube.post_event(body, event)
         metrics.observe(key, job, decision)
