@@ -317,7 +317,7 @@ class _Decider:
         since = min((s for s in since_values if s is not None), default=None)
         left = _seconds_left(since, self.spec.start_deadline_seconds, self.now)
         if left is not None and left <= 0:
-            detail = blocker[1] if blocker else "workers not running"
+            detail = blocker[1] if blocker else self.last_blocker() or "workers not running"
             return Outcome(
                 Phase.FAILED,
                 Reason.START_DEADLINE_EXCEEDED,
@@ -336,6 +336,12 @@ class _Decider:
             Reason.WORKERS_STARTING,
             f"{ready}/{self.spec.replicas} workers running",
         )
+
+    def last_blocker(self) -> str | None:
+        """What last kept a worker from starting, as the Ready condition said it."""
+        ready = find_condition(self.previous.conditions, ConditionType.READY)
+        blockers = {reason.value for reason in [*WAITING_BLOCKERS.values(), Reason.UNSCHEDULABLE]}
+        return ready.message if ready is not None and ready.reason in blockers else None
 
     def hung(self) -> bool:
         """True when progress has not advanced for progressDeadlineSeconds."""

@@ -294,6 +294,22 @@ def test_image_pull_back_off_is_surfaced_then_fails_after_the_start_deadline() -
     assert late.action is Action.STOP
 
 
+def test_the_start_deadline_names_the_last_blocker_seen() -> None:
+    """The pod that could not pull its image is gone from view when the deadline passes: the
+    failure still says why the workers never started."""
+    job = training_job(startDeadlineSeconds=60)
+    stuck = pod("tj-0", "Pending", ready=False, waiting="ImagePullBackOff")
+    early = decide(job, Observed(NOW + timedelta(seconds=10), worker_job(), [stuck]))
+    status = early.status.model_dump(mode="json", by_alias=True)
+    late = decide(
+        training_job(status, startDeadlineSeconds=60),
+        Observed(NOW + timedelta(seconds=61), worker_job(), []),
+    )
+    failed = condition(late.status, "Failed")
+    assert failed.reason == "StartDeadlineExceeded"
+    assert "ImagePullBackOff" in failed.message
+
+
 def test_unschedulable_pod_is_surfaced() -> None:
     unschedulable = pod(
         "tj-0",
