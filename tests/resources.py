@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from tests.polling import wait_for
 
@@ -32,18 +33,15 @@ class CustomResources:
             "metadata": {"name": name},
             "spec": spec,
         }
+        return self.create_object(body)
+
+    def create_object(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Creates a whole resource (a sample, say) in this namespace; returns it as created."""
+        body = {**body, "metadata": {**body["metadata"], "namespace": self.namespace}}
         created = self.objects.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, self.plural, body
         )
         return cast(dict[str, Any], created)
-
-    def create_object(self, body: dict[str, Any]) -> str:
-        """Creates a whole resource (a sample, say) in this namespace; returns its name."""
-        body = {**body, "metadata": {**body["metadata"], "namespace": self.namespace}}
-        self.objects.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, self.plural, body
-        )
-        return cast(str, body["metadata"]["name"])
 
     def get(self, name: str) -> dict[str, Any]:
         found = self.objects.get_namespaced_custom_object(
@@ -123,3 +121,13 @@ class CustomResources:
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def read_or_none(read: Callable[[], Any]) -> Any:
+    """The result of a read, or None while the object does not exist."""
+    try:
+        return read()
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise

@@ -138,10 +138,11 @@ class Reconciler:
             if pod not in departed:
                 await self.kube.annotate_pod(namespace, pod, {RESTART_RECORDED: "true"})
         # Recorded in status now (status.restarts keeps what it counted), or of an older Job.
+        remaining = self.departed_pods.get(key, {})
         for pod_name in departed:
-            self.departed_pods.get(key, {}).pop(pod_name, None)
-        if not self.departed_pods.get(key, True):
-            del self.departed_pods[key]
+            remaining.pop(pod_name, None)
+        if not remaining:
+            self.departed_pods.pop(key, None)
         for event in decision.events:
             await self.kube.post_event(body, event)
         metrics.observe(key, job, decision)

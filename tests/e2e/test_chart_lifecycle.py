@@ -60,7 +60,7 @@ def test_chart_upgrade_leaves_a_running_job_alone(
     e2e_api: client.ApiClient, restricted_namespace: str
 ) -> None:
     jobs = Jobs(e2e_api, restricted_namespace)
-    name = jobs.create_object(small_sample(steps=LONG_STEPS))
+    name = jobs.create_object(small_sample(steps=LONG_STEPS))["metadata"]["name"]
     wait_for(lambda: jobs.step(name), f"{name} to report a step", timeout=TIMEOUT_S)
     workers = jobs.pod_uids()
     operators = operator_pods(jobs.core)
@@ -105,8 +105,8 @@ def test_uninstall_keeps_the_crds_the_jobs_and_the_data(
     jobs, ingests = Jobs(e2e_api, restricted_namespace), Ingests(e2e_api, restricted_namespace)
     bucket = new_bucket(jobs.core, restricted_namespace, pod_s3)
     ingest, _ = demo_pipeline(pod_web, pod_s3, bucket, steps=1, checkpoint_every=1)
-    ingest_name = ingests.create_object(ingest)
-    name = jobs.create_object(small_sample())
+    ingest_name = ingests.create_object(ingest)["metadata"]["name"]
+    name = jobs.create_object(small_sample())["metadata"]["name"]
     assert jobs.wait_done(name)["phase"] == "Succeeded"
     published = ingests.wait_finished(ingest_name, timeout=TIMEOUT_S)
     assert published["phase"] == "Succeeded", published

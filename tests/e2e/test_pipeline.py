@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from kubeforge.cli.localweb import DemoWeb
 from tests.e2e.conftest import PodS3
 from tests.e2e.jobs import TIMEOUT_S, Ingests, Jobs, demo_pipeline, new_bucket, s3_json
 from tests.polling import wait_for
-from tests.resources import condition
+from tests.resources import condition, read_or_none
 
 # A crawl, a dataset and a few hundred GPT steps on two CPU pods of a small runner.
 pytestmark = pytest.mark.timeout(2 * TIMEOUT_S)
@@ -71,7 +70,8 @@ def test_crawl_publish_train_lose_a_worker_and_finish(
         pod_web, pod_s3, bucket, steps=STEPS, checkpoint_every=CHECKPOINT_EVERY
     )
     # As `kubectl apply -f` of the demo file does: both at once, and the job waits for the data.
-    ingest_name, name = ingests.create_object(ingest), jobs.create_object(job)
+    ingest_name = ingests.create_object(ingest)["metadata"]["name"]
+    name = jobs.create_object(job)["metadata"]["name"]
 
     dataset = check_published(ingests, ingest_name, bucket, pod_web)
     assert s3_json(pod_s3, dataset["manifest"]), dataset["manifest"]
@@ -123,14 +123,8 @@ def test_crawl_publish_train_lose_a_worker_and_finish(
     # Retain: deleting the DataIngest releases it and leaves its dataset in the bucket.
     ingests.delete(ingest_name)
 
-    def deleted() -> bool:
-        try:
-            ingests.get(ingest_name)
-        except ApiException as error:
-            if error.status == 404:
-                return True
-            raise
-        return False
-
-    wait_for(deleted, f"DataIngest {ingest_name} to be deleted")
+    wait_for(
+        lambda: read_or_none(lambda: ingests.get(ingest_name)) is None,
+        f"DataIngest {ingest_name} to be deleted",
+    )
     assert s3_json(pod_s3, dataset["manifest"]), "the dataset went with its DataIngest"

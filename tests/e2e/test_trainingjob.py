@@ -23,7 +23,7 @@ def test_trainingjob_sample_succeeds_in_real_pods(
 ) -> None:
     jobs = Jobs(e2e_api, restricted_namespace)
     job = small_sample()
-    name = jobs.create_object(job)
+    name = jobs.create_object(job)["metadata"]["name"]
 
     status = jobs.wait_done(name)
     assert status["phase"] == "Succeeded", status

@@ -40,10 +40,10 @@ from tests.conftest import REPO_ROOT, Rig
 from tests.helm import CHART, helm, helm_binary, values_args
 from tests.integration.conftest import OperatorThread
 from tests.integration.dataingests import Ingests, PodProcesses, remove_bucket
-from tests.integration.trainingjobs import Jobs, read_or_none, spec_with
+from tests.integration.trainingjobs import Jobs, spec_with
 from tests.kube import kube_client
 from tests.polling import wait_for
-from tests.resources import GROUP, condition
+from tests.resources import GROUP, condition, read_or_none
 from tests.testweb import LocalWeb, build_web, stop_web
 
 if TYPE_CHECKING:

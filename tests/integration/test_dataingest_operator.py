@@ -32,9 +32,9 @@ from kubeforge.storage import S3Store
 from tests.conftest import REPO_ROOT, Rig
 from tests.integration.conftest import OperatorThread
 from tests.integration.dataingests import Ingests, PodProcesses, remove_bucket
-from tests.integration.trainingjobs import Jobs, read_or_none, spec_with
+from tests.integration.trainingjobs import Jobs, spec_with
 from tests.polling import wait_for
-from tests.resources import condition
+from tests.resources import condition, read_or_none
 from tests.testweb import PRODUCT, SAMPLE_PORT, LocalWeb, build_web, stop_web
 from tests.workloads.crawls import QUALITY
 

@@ -24,8 +24,9 @@ from kubeforge.api.trainingjob import ProgressStatus
 from kubeforge.progress import ConfigMapSink
 from tests.conftest import Rig
 from tests.integration.conftest import OperatorThread
-from tests.integration.trainingjobs import Jobs, condition, read_or_none, spec_with
+from tests.integration.trainingjobs import Jobs, condition, spec_with
 from tests.polling import wait_for
+from tests.resources import read_or_none
 
 pytestmark = pytest.mark.integration
 

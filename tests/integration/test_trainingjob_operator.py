@@ -30,11 +30,11 @@ from tests.integration.trainingjobs import (
     VERSION,
     Jobs,
     condition,
-    read_or_none,
     spec_with,
 )
 from tests.kube import status_message
 from tests.polling import wait_for
+from tests.resources import read_or_none
 from tests.trainingjob_cases import INVALID_SPECS, InvalidSpec
 
 pytestmark = pytest.mark.integration

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from tests.polling import wait_for
 
@@ -51,13 +49,3 @@ def spec_with(**changes: Any) -> dict[str, Any]:
     spec = copy.deepcopy(MINIMAL_SPEC)
     spec.update(changes)
     return spec
-
-
-def read_or_none(read: Callable[[], Any]) -> Any:
-    """The result of a read, or None while the object does not exist."""
-    try:
-        return read()
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
