@@ -3,6 +3,8 @@
 The text is real: pydoc's HTML pages of installed standard-library modules, with their real
 links between modules rewritten to the host that serves each module (links to modules outside
 the web point nowhere, links to docs.python.org stay and are off scope). Nothing is downloaded.
+The serving pieces (sites, request log, routes, pages) are the demo web's
+(`kubeforge.cli.localweb`); this module adds only the test web's hosts and hostile routes.
 
 Hosts (each its own loopback address and port):
 
@@ -26,18 +28,28 @@ where manifests/samples/dataingest.yaml crawls it.
 from __future__ import annotations
 
 import gzip
-import importlib
-import pydoc
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
 import brotli  # type: ignore[import-untyped]
 import zstandard
+
+from kubeforge.cli.localweb import (
+    RequestLog,
+    Route,
+    Site,
+    content,
+    index_page,
+    module_page,
+    near_copy,
+    redirect,
+    rewrite_links,
+    send,
+    status,
+)
 
 MODULES = {
     "docs-a": ("json", "csv", "string", "textwrap", "heapq", "bisect", "fractions", "shlex"),
@@ -66,62 +78,8 @@ PII_PHONE = "+1 415 555 0100"
 BOMB_BYTES = 64 * 1024 * 1024
 HUGE_BYTES = 1024**3
 DRIP_INTERVAL = 0.1
-NEAR_COPY_EVERY = 150
 SAMPLE_PORT = 18080
 """The port of every host when the web is served for the DataIngest sample."""
-
-Route = Callable[[BaseHTTPRequestHandler], None]
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request a test server received."""
-
-    host: str
-    path: str
-    at: float
-
-
-class RequestLog:
-    """The requests every server received, thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: list[Request] = []
-
-    def add(self, request: Request) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def of(self, host: str) -> list[Request]:
-        with self._lock:
-            return [request for request in self._requests if request.host == host]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-
-def _send(
-    handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]
-) -> None:
-    handler.send_response(status)
-    for name, value in {"Content-Length": str(len(body)), **headers}.items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def content(body: bytes, content_type: str = "text/html; charset=utf-8", **headers: str) -> Route:
-    return lambda handler: _send(handler, 200, body, {"Content-Type": content_type, **headers})
-
-
-def status(code: int) -> Route:
-    return lambda handler: _send(handler, code, b"", {"Content-Type": "text/plain"})
-
-
-def redirect(location: str, code: int = 302) -> Route:
-    return lambda handler: _send(handler, code, b"", {"Location": location})
 
 
 def endless(total: int, *, declare_length: bool) -> Route:
@@ -158,77 +116,6 @@ def drip(interval: float, seconds: float) -> Route:
     return route
 
 
-class _Handler(BaseHTTPRequestHandler):
-    site: Site
-
-    def do_GET(self) -> None:
-        self.site.log.add(Request(self.site.name, self.path, time.monotonic()))
-        route = self.site.routes.get(self.path.split("?", 1)[0], status(404))
-        try:
-            route(self)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return
-
-
-@dataclass
-class Site:
-    """One host of the web: its name, address, routes and server."""
-
-    name: str
-    address: str
-    log: RequestLog
-    port: int = 0  # 0: any free port
-    routes: dict[str, Route] = field(default_factory=dict)
-    server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        handler = type(f"Handler_{self.name}", (_Handler,), {"site": self})
-        self.server = _QuietServer((self.address, self.port), handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-    @property
-    def origin(self) -> str:
-        assert self.server is not None
-        return f"http://{self.address}:{self.server.server_address[1]}"
-
-    def url(self, path: str) -> str:
-        return self.origin + path
-
-
-def module_page(module_name: str) -> str:
-    module = importlib.import_module(module_name)
-    return pydoc.html.page(pydoc.describe(module), pydoc.html.document(module, module_name))
-
-
-def near_copy(html: str, every: int = NEAR_COPY_EVERY) -> str:
-    """The page with one word in every `every` of its text replaced."""
-    counter = iter(range(10**9))
-
-    def words(match: re.Match[str]) -> str:
-        return re.sub(
-            r"[A-Za-z]{3,}",
-            lambda word: "lorem" if next(counter) % every == every - 1 else word.group(0),
-            match.group(0),
-        )
-
-    return re.sub(r">[^<>]+<", words, html)
-
-
 @dataclass
 class LocalWeb:
     """The whole web: its sites, the request log, and what a crawl of it should keep."""
@@ -253,43 +140,6 @@ class LocalWeb:
         return [ADDRESSES[name] for name in CRAWLED_HOSTS]
 
 
-def _module_url(web_sites: dict[str, Site], owner: dict[str, str], name: str) -> str:
-    return web_sites[owner[name]].url(f"/{name}.html")
-
-
-def _rewrite_links(html: str, sites: dict[str, Site], owner: dict[str, str]) -> str:
-    """Module links point at the host serving the module; other module links go nowhere."""
-
-    def rewrite(match: re.Match[str]) -> str:
-        name, anchor = match.group(1), match.group(2) or ""
-        if name in owner:
-            return f'href="{_module_url(sites, owner, name)}{anchor}"'
-        return f'href="#{name}"'
-
-    html = re.sub(r'href="([\w.]+)\.html(#[^"]*)?"', rewrite, html)
-    return html.replace('href="."', 'href="/"')
-
-
-def _summary(text: str) -> str:
-    """A module's first sentence, for links named after modules."""
-    if text not in {module for modules in MODULES.values() for module in modules}:
-        return ""
-    return ": " + pydoc.getdoc(importlib.import_module(text)).split(".")[0] + "."
-
-
-def _index(title: str, links: list[tuple[str, str]], extra: str = "") -> bytes:
-    items = "\n".join(
-        f'<li><a href="{href}">{text}</a>{_summary(text)}</li>' for href, text in links
-    )
-    return (
-        f"<!DOCTYPE html><html><head><title>{title}</title></head><body>"
-        f"<nav><a href='/'>home</a></nav><h1>{title}</h1>"
-        f"<p>This index lists the modules documented on this host, each with the first "
-        f"sentence of its documentation, and links to the other hosts of the test web.</p>"
-        f"<ul>{items}</ul>{extra}</body></html>"
-    ).encode()
-
-
 def build_web(port: int = 0) -> LocalWeb:
     """Starts every site, each on `port` of its own address (call `stop_web` afterwards)."""
     log = RequestLog()
@@ -298,7 +148,8 @@ def build_web(port: int = 0) -> LocalWeb:
         site.start()
     web = LocalWeb(sites=sites, log=log)
     owner = {module: host for host, modules in MODULES.items() for module in modules}
-    pages = {module: _rewrite_links(module_page(module), sites, owner) for module in owner}
+    urls = {module: sites[host].url(f"/{module}.html") for module, host in owner.items()}
+    pages = {module: rewrite_links(module_page(module), urls) for module in owner}
 
     for host, modules in MODULES.items():
         site = sites[host]
@@ -321,7 +172,7 @@ def build_web(port: int = 0) -> LocalWeb:
         ).encode(),
         "application/xml",
     )
-    orphan = _index("A page only the sitemap lists", [(a.url("/"), "home")]).replace(
+    orphan = index_page("A page only the sitemap lists", [(a.url("/"), "home")]).replace(
         b"<ul>", b"<p>Nothing links to this page; the crawler finds it in the sitemap.</p><ul>"
     )
     a.routes["/orphan.html"] = content(orphan)
@@ -329,7 +180,7 @@ def build_web(port: int = 0) -> LocalWeb:
     a.routes["/thin.html"] = content(b"<html><body><p>Too short to keep.</p></body></html>")
     pii = f"<p>Write to {PII_EMAIL} or call {PII_PHONE} about this test web.</p>"
     a.routes["/"] = content(
-        _index(
+        index_page(
             "docs-a",
             [(f"/{m}.html", m) for m in MODULES["docs-a"]]
             + [
@@ -354,7 +205,7 @@ def build_web(port: int = 0) -> LocalWeb:
     )
     b.routes["/nobots/page.html"] = content(b"<html><body><p>not for us</p></body></html>")
     b.routes["/"] = content(
-        _index(
+        index_page(
             "docs-b",
             [(f"/{m}.html", m) for m in MODULES["docs-b"]]
             + [(c.url("/"), "docs-c"), ("/nobots/page.html", "nobots")],
@@ -362,7 +213,9 @@ def build_web(port: int = 0) -> LocalWeb:
     )
     web.clusters[b.url("/")] = "index-b"
     c.routes["/"] = content(
-        _index("docs-c", [(f"/{m}.html", m) for m in MODULES["docs-c"]] + [(a.url("/"), "docs-a")])
+        index_page(
+            "docs-c", [(f"/{m}.html", m) for m in MODULES["docs-c"]] + [(a.url("/"), "docs-a")]
+        )
     )
     web.clusters[c.url("/")] = "index-c"
 
@@ -371,19 +224,19 @@ def build_web(port: int = 0) -> LocalWeb:
         path = f"/copy/{module}.html"
         mirror.routes[path] = content(pages[module].encode())
         web.clusters[mirror.url(path)] = module
-        web.exact_pairs.add((_module_url(sites, owner, module), mirror.url(path)))
+        web.exact_pairs.add((urls[module], mirror.url(path)))
         copies.append((path, f"copy of {module}"))
     for module in NEAR_COPIES:
         path = f"/near/{module}.html"
         mirror.routes[path] = content(near_copy(pages[module]).encode())
         web.clusters[mirror.url(path)] = module
-        web.near_pairs.add((_module_url(sites, owner, module), mirror.url(path)))
+        web.near_pairs.add((urls[module], mirror.url(path)))
         copies.append((path, f"near copy of {module}"))
-    mirror.routes["/"] = content(_index("mirror", copies))
+    mirror.routes["/"] = content(index_page("mirror", copies))
     web.clusters[mirror.url("/")] = "index-mirror"
 
     down.routes["/robots.txt"] = status(500)
-    down.routes["/"] = content(_index("down", [("/page.html", "page")]))
+    down.routes["/"] = content(index_page("down", [("/page.html", "page")]))
     down.routes["/page.html"] = content(pages["json"].encode())
 
     zeros = bytes(BOMB_BYTES)
@@ -409,7 +262,7 @@ def build_web(port: int = 0) -> LocalWeb:
     hostile.routes["/to-mapped"] = redirect("http://[::ffff:169.254.169.254]/latest/")
     hostile.routes["/to-file"] = redirect("file:///etc/passwd")
     hostile.routes["/to-outside"] = redirect(sites["outside"].url("/secret.html"))
-    hostile.routes["/retry-later"] = lambda handler: _send(
+    hostile.routes["/retry-later"] = lambda handler: send(
         handler, 503, b"", {"Retry-After": "0", "Content-Type": "text/plain"}
     )
     sites["outside"].routes["/secret.html"] = content(pages["json"].encode())
