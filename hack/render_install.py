@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kubeforge_operator.generated import write_or_check
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = Path("charts/kubeforge")
 INSTALL = Path("manifests/install")
@@ -113,21 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="write nothing; fail if a file is out of date"
     )
     args = parser.parse_args(argv)
-    expected = generated_files(args.root, find_helm())
-    if args.check:
-        stale = [
-            path
-            for path, text in expected.items()
-            if not path.is_file() or path.read_text(encoding="utf-8") != text
-        ]
-        for path in stale:
-            print(f"out of date: {path} (run `{REGENERATE_COMMAND}`)", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in expected.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
-    return 0
+    return write_or_check(
+        generated_files(args.root, find_helm()),
+        check=args.check,
+        regenerate_command=REGENERATE_COMMAND,
+    )
 
 
 if __name__ == "__main__":

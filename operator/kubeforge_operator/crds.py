@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from kubeforge.api.dataingest import DATA_INGEST, DataIngest
 from kubeforge.api.meta import ResourceNames
 from kubeforge.api.trainingjob import TRAINING_JOB, TrainingJob
+from kubeforge_operator.generated import write_or_check
 
 REGENERATE_COMMAND = "python -m kubeforge_operator.crds"
 
@@ -451,15 +452,6 @@ def generated_files(
     }
 
 
-def stale_files(expected: Mapping[Path, str]) -> list[Path]:
-    """The files that are missing or differ from what the generator would write."""
-    return [
-        path
-        for path, text in expected.items()
-        if not path.is_file() or path.read_text(encoding="utf-8") != text
-    ]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=REGENERATE_COMMAND, description="Write kubeforge's CRDs from the API models."
@@ -469,17 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="write nothing; fail if a file is out of date"
     )
     args = parser.parse_args(argv)
-    expected = generated_files(args.root)
-    if args.check:
-        stale = stale_files(expected)
-        for path in stale:
-            print(f"out of date: {path} (run `{REGENERATE_COMMAND}`)", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in expected.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
-    return 0
+    return write_or_check(
+        generated_files(args.root), check=args.check, regenerate_command=REGENERATE_COMMAND
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,9 @@ from kubeforge_operator.crds import (
     render_chart_template,
     render_manifest,
     schema_at,
-    stale_files,
     structural_schema,
 )
+from kubeforge_operator.generated import stale_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
