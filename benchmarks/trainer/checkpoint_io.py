@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import statistics
 import sys
@@ -46,6 +45,7 @@ from kubeforge_trainer.gpt import GPT
 from kubeforge_trainer.ranged_read import PART_BYTES, READERS
 from kubeforge_trainer.schedule import warmup_cosine
 from tests.conftest import REPO_ROOT, read_env_file
+from tests.torch_save_checkpoints import put_torch_save_checkpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -98,21 +98,6 @@ def ranged_get(client: S3Client, bucket: str, key: str, size: int) -> list[bytes
 
     with ThreadPoolExecutor(max_workers=READERS) as pool:
         return list(pool.map(part, range(0, size, PART_BYTES)))
-
-
-def put_torch_save_checkpoint(store: S3Store, step: int, data: bytes) -> None:
-    """A checkpoint of the previous format, as kubeforge wrote it before `state_file`."""
-    directory = f"step-{step:09d}"
-    store.put(f"{directory}/state.pt", data)
-    manifest = {
-        "step": step,
-        "files": {"state.pt": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
-        "torch_version": torch.__version__,
-        "world_size": 1,
-        "created_at": "2026-11-28T00:00:00Z",
-    }
-    store.put(f"{directory}/manifest.json", json.dumps(manifest).encode())
-    store.put("latest", directory.encode())
 
 
 def as_buffer(data: bytes) -> torch.Tensor:

@@ -8,10 +8,9 @@ trainer's processes are not needed here; the runs in test_trainer.py resume thro
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from kubeforge.storage import FileStore, ObjectNotFound, ObjectStore, S3Store
 from kubeforge_trainer import state_file
 from kubeforge_trainer.checkpoint import Checkpoints
 from kubeforge_trainer.ranged_read import PART_BYTES, read_object
+from tests.torch_save_checkpoints import put_torch_save_checkpoint, torch_saved
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -32,6 +32,16 @@ pytestmark = pytest.mark.integration
 
 def state_bytes(step: int) -> bytes:
     return state_file.encode({"step": step, "weights": torch.full((256,), float(step))})
+
+
+def committed_checkpoints(
+    store: ObjectStore, steps: Iterable[int], keep: int = 3, world_size: int = 1
+) -> Checkpoints:
+    """`Checkpoints` over `store`, keeping `keep`, with `state_bytes(step)` committed per step."""
+    checkpoints = Checkpoints(store, keep=keep)
+    for step in steps:
+        checkpoints.commit(step, state_bytes(step), world_size=world_size)
+    return checkpoints
 
 
 class RecordingStore:
@@ -78,9 +88,8 @@ def test_truncated_and_partial_checkpoints_are_skipped_with_a_warning(
     bucket: str, s3: S3Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = S3Store(bucket, "jobs/a/checkpoints", s3)
-    checkpoints = Checkpoints(store, keep=3)
-    for step in (10, 20, 30):
-        record = checkpoints.commit(step, state_bytes(step), world_size=2)
+    checkpoints = committed_checkpoints(store, (10, 20), world_size=2)
+    record = checkpoints.commit(30, state_bytes(30), world_size=2)
     assert record.uri == f"s3://{bucket}/jobs/a/checkpoints/step-000000030"
     assert store.get("latest") == store.get("step-000000030/manifest.json")
     # The newest state is cut short (a torn copy); a newer upload died before its manifest.
@@ -104,9 +113,7 @@ def test_altered_or_extended_states_are_skipped(
     bucket: str, s3: S3Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = S3Store(bucket, "checkpoints", s3)
-    checkpoints = Checkpoints(store, keep=3)
-    for step in (1, 2, 3):
-        checkpoints.commit(step, state_bytes(step), world_size=1)
+    checkpoints = committed_checkpoints(store, (1, 2, 3))
     # Step 3: one byte flipped, the size unchanged. Step 2: bytes appended after the real ones.
     altered = bytearray(store.get("step-000000003/state.kft"))
     altered[len(altered) // 2] ^= 0xFF
@@ -187,9 +194,7 @@ def test_objects_read_in_ranges(store: ObjectStore) -> None:
 
 
 def test_a_restore_reads_latest_then_only_the_state(bucket: str, s3: S3Client) -> None:
-    writer = Checkpoints(S3Store(bucket, "checkpoints", s3), keep=3)
-    for step in (1, 2, 3):
-        writer.commit(step, state_bytes(step), world_size=1)
+    committed_checkpoints(S3Store(bucket, "checkpoints", s3), (1, 2, 3))
     store = RecordingStore(S3Store(bucket, "checkpoints", s3))
     checkpoints = Checkpoints(store, keep=3)
 
@@ -207,9 +212,7 @@ def test_without_a_usable_latest_the_newest_checkpoint_is_found(
     bucket: str, s3: S3Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = S3Store(bucket, "checkpoints", s3)
-    checkpoints = Checkpoints(store, keep=3)
-    for step in (1, 2, 3):
-        checkpoints.commit(step, state_bytes(step), world_size=1)
+    checkpoints = committed_checkpoints(store, (1, 2, 3))
     store.delete("latest")
     with caplog.at_level(logging.WARNING):
         assert checkpoints.newest_valid() == 3
@@ -223,33 +226,15 @@ def test_without_a_usable_latest_the_newest_checkpoint_is_found(
     assert checkpoints.load(3)["step"] == 3
 
 
-def put_torch_save_checkpoint(store: ObjectStore, step: int, state: dict[str, object]) -> bytes:
-    """A checkpoint as kubeforge wrote it before its own state format: torch.save, a sha256 in
-    the manifest, a plain `latest`."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
-    directory = f"step-{step:09d}"
-    store.put(f"{directory}/state.pt", data)
-    manifest = {
-        "step": step,
-        "files": {"state.pt": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}},
-        "torch_version": torch.__version__,
-        "world_size": 2,
-        "created_at": "2026-11-27T10:00:00Z",
-    }
-    store.put(f"{directory}/manifest.json", json.dumps(manifest).encode())
-    store.put("latest", directory.encode())
-    return data
-
-
 def test_checkpoints_of_the_torch_save_format_still_load(
     bucket: str, s3: S3Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = S3Store(bucket, "checkpoints", s3)
     weights = torch.randn(1000, generator=torch.Generator().manual_seed(3))
-    put_torch_save_checkpoint(store, 5, {"step": 5, "weights": weights, "betas": (0.9, 0.95)})
-    data = put_torch_save_checkpoint(store, 6, {"step": 6, "weights": weights})
+    step_5 = torch_saved({"step": 5, "weights": weights, "betas": (0.9, 0.95)})
+    put_torch_save_checkpoint(store, 5, step_5, world_size=2)
+    data = torch_saved({"step": 6, "weights": weights})
+    put_torch_save_checkpoint(store, 6, data, world_size=2)
     store.put("step-000000006/state.pt", data[:-1] + bytes([data[-1] ^ 1]))
     checkpoints = Checkpoints(store, keep=2)
 
@@ -269,9 +254,7 @@ def test_checkpoints_of_the_torch_save_format_still_load(
 
 def test_only_the_newest_checkpoints_are_kept(bucket: str, s3: S3Client) -> None:
     store = S3Store(bucket, "checkpoints", s3)
-    checkpoints = Checkpoints(store, keep=2)
-    for step in range(1, 6):
-        checkpoints.commit(step, state_bytes(step), world_size=1)
+    checkpoints = committed_checkpoints(store, range(1, 6), keep=2)
     assert checkpoints.steps() == [5, 4]
     assert store.list() == [
         "latest",
