@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kubeforge.api.trainingjob import ProgressStatus
-from kubeforge.storage import S3Store
+from kubeforge.storage import FileStore, S3Store
 from kubeforge_trainer.checkpoint import Checkpoints
 from kubeforge_trainer.digits import DigitsSource
 from tests.conftest import Rig
@@ -206,3 +206,49 @@ def test_the_gpt_learns_from_text_shards_in_object_storage(
     assert (first["step"], last["step"]) == (1, 80)
     assert last["loss"] < 0.6 * first["loss"], metrics["history"]
     assert last["tokensPerSecond"] > 0
+
+
+def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # `compile: true` as on a GPU (torch.compile's CPU backend here): the checkpoint holds the
+    # plain model's names, so an uncompiled run resumes from it, and a compiled one from that.
+    import pydoc
+
+    dataset = tmp_path / "dataset"
+    texts = [[pydoc.plain(pydoc.render_doc(name))] for name in ["json", "csv", "textwrap"]]
+    write_text_dataset(FileStore(dataset), texts)
+    checkpoints = tmp_path / "checkpoints"
+    steps_by_run = {"compiled": (20, True), "plain": (30, False), "compiled-again": (40, True)}
+    for run, (steps, compile_model) in steps_by_run.items():
+        spec = {
+            "trainer": {
+                "model": {
+                    "architecture": "gpt",
+                    "layers": 2,
+                    "hiddenSize": 64,
+                    "heads": 4,
+                    "contextLength": 64,
+                },
+                "batch": {"globalSize": 16},
+                "steps": steps,
+                "compile": compile_model,
+            },
+            "dataset": {"uri": dataset.as_uri()},
+            "checkpoint": {"uri": checkpoints.as_uri(), "intervalSteps": 10},
+        }
+        launch = Launch(
+            training_job(run, 1, spec), tmp_path / run, rig, dataset_uri=dataset.as_uri()
+        )
+        (tmp_path / run).mkdir()
+        try:
+            launch.start()
+            codes = launch.wait(timeout=300)
+        finally:
+            launch.kill()
+        assert codes == [0], launch.output()
+        if run != "compiled":
+            assert f"resumed from the checkpoint of step {steps - 10}" in launch.output()
+        metrics = json.loads((checkpoints / "final" / "metrics.json").read_text())
+        assert metrics["steps"] == steps
+        assert [entry["step"] for entry in metrics["history"]][-1] == steps
