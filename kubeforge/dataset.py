@@ -125,6 +125,7 @@ class DocumentProvenance(_Record):
     fetched_at: AwareDatetime
     content_hash: str
     http_status: int
+    text_bytes: int | None = None  # UTF-8 bytes of its text; None in markers written before it
 
 
 class PartInfo(_Record):
@@ -159,6 +160,11 @@ class ManifestPart(_Record):
     bytes: int
     sha256: str
     removed: tuple[str, ...] = ()
+    text_bytes: int | None = Field(
+        default=None,
+        description="UTF-8 bytes of the text of its documents that are not removed, so a reader "
+        "can size the part without reading it; None where the crawler did not record it.",
+    )
 
 
 class ShardSummary(_Record):
@@ -238,6 +244,7 @@ def write_part(
             fetched_at=document.fetched_at,
             content_hash=document.content_hash,
             http_status=status,
+            text_bytes=len(document.text.encode("utf-8")),
         )
         for document, status in zip(documents, http_statuses, strict=True)
     )

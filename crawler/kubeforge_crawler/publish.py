@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from kubeforge.crawlconfig import CrawlerConfig
 from kubeforge.dataset import (
     MANIFEST_KEY,
+    DocumentProvenance,
     Manifest,
     ManifestPart,
     ShardMarker,
@@ -47,6 +48,17 @@ def _markers(store: ObjectStore, shards: int) -> list[ShardMarker]:
     return markers
 
 
+def _text_bytes(documents: list[DocumentProvenance]) -> int | None:
+    """The UTF-8 bytes of the documents' texts; None if a marker from before they were recorded
+    lacks one."""
+    total = 0
+    for document in documents:
+        if document.text_bytes is None:
+            return None
+        total += document.text_bytes
+    return total
+
+
 def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
     """Deduplicates across the shards' parts and writes the manifest (or returns it)."""
     if store.exists(MANIFEST_KEY):
@@ -59,7 +71,7 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
     for marker in markers:
         for part in marker.parts:
             signatures = decode_signatures(store.get(signatures_key(part.key)))
-            removed = []
+            removed, kept = [], []
             for provenance, signature in zip(part.provenance, signatures, strict=True):
                 exact = dedup.exact and provenance.content_hash in hashes
                 if exact or (dedup.near_duplicates and index.find(signature) is not None):
@@ -67,6 +79,7 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
                     continue
                 hashes.add(provenance.content_hash)
                 index.add(signature)
+                kept.append(provenance)
             parts.append(
                 ManifestPart(
                     key=part.key,
@@ -74,6 +87,7 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
                     bytes=part.bytes,
                     sha256=part.sha256,
                     removed=tuple(removed),
+                    text_bytes=_text_bytes(kept),
                 )
             )
     removed_total = sum(len(part.removed) for part in parts)

@@ -1,5 +1,7 @@
 """The trainer's text source reads a dataset's parts in either output format: the same documents
-written as JSON lines and as Parquet give the same token windows. Real files, real pyarrow."""
+written as JSON lines and as Parquet give the same token windows. It sizes the parts from the
+manifest without reading them, and by reading them where an older manifest does not say. Real
+files, real pyarrow."""
 
 from __future__ import annotations
 
@@ -35,3 +37,20 @@ def test_parquet_and_jsonl_parts_give_the_same_windows(tmp_path: Path) -> None:
         assert torch.equal(got, expected)
     first_input = bytes(parquet.collate(ids[:1])[0][0].tolist())
     assert first_input == TEXTS[0][0].encode()[:16]
+
+
+def test_parts_are_sized_from_the_manifest_without_reading_them(tmp_path: Path) -> None:
+    sized, unsized = FileStore(tmp_path / "sized"), FileStore(tmp_path / "unsized")
+    write_text_dataset(sized, TEXTS)
+    write_text_dataset(unsized, TEXTS, sized=False)
+    expected = TextSource(unsized, context_length=16).block_sizes  # counted by reading
+    parts = tmp_path / "sized" / "parts"
+    parts.rename(tmp_path / "away")
+    source = TextSource(sized, context_length=16)  # the parts are not there to read
+    assert source.block_sizes == expected
+    (tmp_path / "away").rename(parts)
+    ids = np.arange(sum(expected), dtype=np.int64)
+    for got, wanted in zip(
+        source.collate(ids), TextSource(unsized, context_length=16).collate(ids), strict=True
+    ):
+        assert torch.equal(got, wanted)

@@ -109,6 +109,14 @@ def test_every_page_is_kept_once_and_every_duplicate_removed(crawl: Crawl, web: 
     assert len(urls) == len(set(urls))
 
 
+def test_the_manifest_sizes_each_part_by_the_text_it_keeps(crawl: Crawl) -> None:
+    assert any(part.removed for part in crawl.manifest.parts)
+    for part in crawl.manifest.parts:
+        documents = read_part(crawl.store, part.key, part.sha256)
+        kept = [document.text for document in documents if document.id not in part.removed]
+        assert part.text_bytes == sum(len(text.encode("utf-8")) for text in kept), part.key
+
+
 def test_near_duplicates_are_found_with_full_precision_and_recall(
     crawl: Crawl, web: LocalWeb
 ) -> None:

@@ -197,9 +197,15 @@ def highest_logged_step(directory: Path) -> int:
 
 
 def write_text_dataset(
-    store: ObjectStore, texts: list[list[str]], format: OutputFormat = OutputFormat.JSONL
+    store: ObjectStore,
+    texts: list[list[str]],
+    format: OutputFormat = OutputFormat.JSONL,
+    *,
+    sized: bool = True,
 ) -> None:
-    """A published dataset with one shard whose parts (in `format`) hold the given documents."""
+    """A published dataset with one shard whose parts (in `format`) hold the given documents;
+    its manifest gives each part's text size as publishing does, unless not `sized` (as
+    manifests written before it was recorded)."""
     fetched = datetime(2026, 1, 1, tzinfo=UTC)
     parts = []
     for index, part_texts in enumerate(texts):
@@ -216,7 +222,11 @@ def write_text_dataset(
         info = write_part(store, 0, index, documents, [200] * len(documents), format)
         parts.append(
             ManifestPart(
-                key=info.key, documents=info.documents, bytes=info.bytes, sha256=info.sha256
+                key=info.key,
+                documents=info.documents,
+                bytes=info.bytes,
+                sha256=info.sha256,
+                text_bytes=sum(len(text.encode()) for text in part_texts) if sized else None,
             )
         )
     total = sum(len(part_texts) for part_texts in texts)

@@ -5,8 +5,11 @@ Tokens are the UTF-8 bytes of each document's text (0..255) followed by an end-o
 global order: its documents' tokens are concatenated and cut into windows of contextLength + 1
 tokens (inputs and the targets shifted by one), consecutive windows sharing one token.
 
-Opening the source reads every part once, to count its windows; afterwards a part is read again
-only when the prefetching loader needs it and it has left the small cache.
+Opening the source reads only the manifest: a part's windows follow from the UTF-8 bytes and the
+count of its kept documents, which the manifest records (`ManifestPart.text_bytes`). A part that
+lacks them (a dataset published before they were recorded) is read once to count its tokens.
+Afterwards a part is read only when the prefetching loader needs it and it has left the small
+cache.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class TextSource:
         self._parts: list[ManifestPart] = []
         sizes: list[int] = []
         for part in manifest.parts:
-            windows = (len(self._load(len(self._parts), part)) - 1) // context_length
+            windows = (self._token_count(len(self._parts), part) - 1) // context_length
             if windows > 0:
                 self._parts.append(part)
                 sizes.append(windows)
@@ -78,6 +81,12 @@ class TextSource:
             windows[row] = self._tokens(int(part))[first : first + span + 1]
         tensor = torch.from_numpy(windows)
         return tensor[:, :-1], tensor[:, 1:]
+
+    def _token_count(self, index: int, part: ManifestPart) -> int:
+        """The part's tokens: one per byte of text and one per document that is kept."""
+        if part.text_bytes is None:
+            return len(self._load(index, part))
+        return part.text_bytes + part.documents - len(part.removed)
 
     def _tokens(self, index: int) -> Tokens:
         cached = self._cache.get(index)
