@@ -33,11 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubeforge.cli.localweb import near_copy
+
 PORT = 18090
 HOSTS = tuple(f"127.0.1.{n}" for n in range(1, 9))
 MIRROR = "127.0.1.9"
 NETWORK = "127.0.1.0/24"
-NEAR_COPY_EVERY = 150
 COPY_FRACTION = 0.05
 """The share of module pages that get an exact copy, and again a near copy, on the mirror."""
 PACKAGES = (
@@ -114,20 +115,6 @@ def _render(name: str) -> tuple[str, str | None]:
             return name, pydoc.html.page(pydoc.describe(module), pydoc.html.document(module, name))
     except Exception:
         return name, None
-
-
-def near_copy(html: str, every: int = NEAR_COPY_EVERY) -> str:
-    """The page with one word in every `every` of its text replaced."""
-    counter = iter(range(10**9))
-
-    def words(match: re.Match[str]) -> str:
-        return re.sub(
-            r"[A-Za-z]{3,}",
-            lambda word: "lorem" if next(counter) % every == every - 1 else word.group(0),
-            match.group(0),
-        )
-
-    return re.sub(r">[^<>]+<", words, html)
 
 
 @dataclass(frozen=True)
