@@ -1,11 +1,12 @@
 """Trainer overhead: the trainer's samples/s against a bare training loop, same model and batch.
 
 Both run in this one process, alternating, on the CPU: the bare loop is the minimum a training
-step needs (index a batch from tensors in memory, forward, loss, backward, clip, optimiser and
-schedule step); the trainer is `kubeforge_trainer.trainer.Trainer` as a group of one, with its
-DDP wrapper, prefetching loader, per-step rank agreement and progress reporting. The trainer's
-rate is the one it measures itself between its measurement steps (startup excluded); the bare
-loop's is timed the same way. Run from the repository root:
+step needs (index the step's batch from the data in memory, forward, loss, backward, clip,
+optimiser and schedule step, all in the one thread); the trainer is
+`kubeforge_trainer.trainer.Trainer` as a group of one (so without DDP, which it applies only to
+groups of more), with its prefetching loader, per-step agreement and progress reporting. The
+trainer's rate is the one it measures itself between its measurement steps (startup excluded);
+the bare loop's is timed the same way. Run from the repository root:
 
     .venv/bin/python -m benchmarks.trainer.overhead
 """
@@ -46,11 +47,11 @@ def bare_loop(config: WorkerConfig) -> float:
     )
     order = GlobalOrder(task.source.block_sizes, settings.seed)
     size = settings.batch.global_size
-    batches = [task.source.collate(order.samples(s * size, (s + 1) * size)) for s in range(STEPS)]
     started = 0.0
-    for step, (inputs, targets) in enumerate(batches):
+    for step in range(STEPS):
         if step == LOG_INTERVAL:
             started = time.perf_counter()
+        inputs, targets = task.source.collate(order.samples(step * size, (step + 1) * size))
         loss = loss_sum(model(inputs), targets) / targets.numel()
         torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.optimizer.grad_clip_norm)

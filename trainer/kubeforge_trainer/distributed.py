@@ -83,12 +83,17 @@ class StepAgreement:
 
     def __init__(self, group: dist.ProcessGroup) -> None:
         self.group = group
+        self._alone = group.size() == 1  # its own votes are the outcome: nothing to send
         self._votes = torch.zeros(2)
         self._pending: dist.Work | None = None
+        self._outcome: Decision | None = None
 
     def exchange(self, *, stop: bool, checkpoint: bool) -> Decision:
         """Sends this step's votes and returns the outcome of the previous step's."""
         decision = self.settle()
+        if self._alone:
+            self._outcome = Decision(stop=stop, checkpoint=checkpoint)
+            return decision
         self._votes = torch.tensor([float(stop), float(checkpoint)])
         self._pending = dist.all_reduce(
             self._votes, op=dist.ReduceOp.MAX, group=self.group, async_op=True
@@ -97,6 +102,9 @@ class StepAgreement:
 
     def settle(self) -> Decision:
         """Waits for the vote in flight, if any, and returns its outcome."""
+        if self._outcome is not None:
+            decision, self._outcome = self._outcome, None
+            return decision
         if self._pending is None:
             return Decision()
         self._pending.wait()

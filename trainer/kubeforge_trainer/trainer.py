@@ -1,11 +1,11 @@
 """The training loop: config -> Trainer -> train() -> close().
 
 Each step every rank takes its share of the global batch in micro-batches, accumulating
-gradients locally and synchronising them (DDP) on its last micro-batch, with the loss scaled so
-the update is the mean over the whole global batch at any world size. Around the steps: the
-rank-wide agreement on stopping and time-based checkpoints, measurements every
-`trainer.logIntervalSteps` steps, checkpoints on their cadence, on SIGTERM and at the end, and
-the final artifacts.
+gradients locally and synchronising them (DDP, in a group of more than one) on its last
+micro-batch, with the loss scaled so the update is the mean over the whole global batch at any
+world size. Around the steps: the rank-wide agreement on stopping and time-based checkpoints,
+measurements every `trainer.logIntervalSteps` steps, checkpoints on their cadence, on SIGTERM and
+at the end, and the final artifacts.
 
 Every stateful part has `state_dict()`/`load_state_dict()`; the trainer's state is theirs plus
 the step and every rank's RNG state.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 from typing import Any
@@ -82,9 +83,14 @@ class Trainer:
         self.task = build_task(config)
         self.model = self.task.model.to(group.device)
         compiled = torch.compile(self.model) if settings.compile else self.model
-        self.ddp = DistributedDataParallel(
-            compiled, device_ids=[group.device.index] if cuda else None
-        )
+        # DDP where there are replicas to average gradients with; a group of one runs the model
+        # as it is (DDP would still copy every gradient through its buckets each step).
+        self.network: Callable[[torch.Tensor], torch.Tensor] = compiled
+        self._no_sync: Callable[[], AbstractContextManager[Any]] = nullcontext
+        if group.world_size > 1:
+            devices = [group.device.index] if cuda else None
+            ddp = DistributedDataParallel(compiled, device_ids=devices)
+            self.network, self._no_sync = ddp, ddp.no_sync
         self.optimizer = build_optimizer(self.model, settings.optimizer, fused=cuda)
         self.scheduler = LambdaLR(
             self.optimizer, warmup_cosine(settings.optimizer.warmup_steps, settings.steps)
@@ -222,12 +228,9 @@ class Trainer:
         for index, (inputs, targets) in enumerate(batch.micro_batches):
             inputs = inputs.to(self.group.device, non_blocking=True)
             targets = targets.to(self.group.device, non_blocking=True)
-            sync: AbstractContextManager[Any] = (
-                nullcontext() if index == last else self.ddp.no_sync()
-            )
-            with sync:
+            with nullcontext() if index == last else self._no_sync():
                 with torch.autocast(self.group.device.type, torch.bfloat16, enabled=self.autocast):
-                    logits = self.ddp(inputs)
+                    logits = self.network(inputs)
                 loss = loss_sum(logits, targets)
                 torch.autograd.backward(loss * scale)
             summed += loss.detach()
