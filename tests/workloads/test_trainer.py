@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-STEPS = 200
+# Long enough that a signal sent once a polled step is seen (polls are 0.2 s apart, and the MLP
+# trains hundreds of steps a second at world size 1) lands well inside the run.
+STEPS = 1000
 GLOBAL_BATCH = 64
 STOPPED_BY_SIGTERM = 143
 
@@ -50,7 +52,7 @@ STOPPED_BY_SIGTERM = 143
 def mlp_spec(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return {
         "trainer": {
-            "model": {"architecture": "mlp", "layers": 1, "hiddenSize": 128},
+            "model": {"architecture": "mlp", "layers": 2, "hiddenSize": 256},
             "optimizer": {"name": "adam", "learningRate": 0.002},
             # Micro-batches of 16: 2 per step per process at world size 2, 4 at world size 1.
             "batch": {"globalSize": GLOBAL_BATCH, "microSize": 16},
@@ -75,7 +77,8 @@ class Reference:
 def reference(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Reference:
     workdir = tmp_path_factory.mktemp("reference")
     checkpoints = workdir / "checkpoints"
-    job = training_job("reference", 2, mlp_spec({"uri": checkpoints.as_uri(), "intervalSteps": 25}))
+    spec = mlp_spec({"uri": checkpoints.as_uri(), "intervalSteps": 100})
+    job = training_job("reference", 2, spec)
     launch = Launch(job, workdir, rig)
     try:
         launch.start()
@@ -118,11 +121,11 @@ def test_every_sample_is_consumed_exactly_once_per_epoch(reference: Reference) -
 def test_a_killed_worker_restarts_the_group_which_resumes_exactly(
     rig: Rig, bucket: str, tmp_path: Path, reference: Reference
 ) -> None:
-    job = training_job("killed", 2, mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 25}))
+    job = training_job("killed", 2, mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 100}))
     launch = Launch(job, tmp_path, rig)
     try:
         launch.start()
-        wait_for(lambda: highest_logged_step(launch.sample_log) >= 30, "step 30", timeout=120)
+        wait_for(lambda: highest_logged_step(launch.sample_log) >= 150, "step 150", timeout=120)
         victims = launch.workers(1)
         assert victims, "the second agent has no worker to kill"
         os.kill(victims[0], signal.SIGKILL)
@@ -142,7 +145,7 @@ def test_resizing_2_1_2_through_sigterms_checkpoints_and_resumes_exactly(
     # No periodic checkpoint within the run: whatever is resumed was written on SIGTERM.
     spec = mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 10 * STEPS})
     checkpoints = Checkpoints(S3Store(bucket, "ckpt", s3), keep=3)
-    for replicas, stop_at in ((2, 40), (1, 100), (2, None)):
+    for replicas, stop_at in ((2, 200), (1, 500), (2, None)):
         launch = Launch(training_job("resized", replicas, spec), tmp_path, rig)
         try:
             launch.start()
