@@ -49,7 +49,7 @@ from pydantic import AwareDatetime, BaseModel, ValidationError
 from kubeforge.api.trainingjob import CheckpointRecord
 from kubeforge.storage import ObjectNotFound, ObjectStore
 from kubeforge_trainer import state_file
-from kubeforge_trainer.ranged_read import DownloadedObject, Hash, read_object
+from kubeforge_trainer.ranged_read import Hash, read_object
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,26 @@ class CheckpointManifest(BaseModel):
 
 
 @dataclass(frozen=True)
-class _VerifiedState:
+class VerifiedState:
+    """A checkpoint's state as read and verified, not yet decoded."""
+
     step: int
     state_format: StateFormat
-    data: DownloadedObject
+    buffer: torch.Tensor  # 1-D uint8, on the CPU
+
+
+def decode_state(state_format: StateFormat, buffer: torch.Tensor) -> dict[str, Any]:
+    """The state held in `buffer` (a verified state's bytes). In the current format its tensors
+    are views of the buffer, on the CPU."""
+    if state_format == StateFormat.STATE_FILE:
+        state = state_file.decode(buffer)
+    else:
+        state = torch.load(
+            io.BytesIO(buffer.numpy().tobytes()), map_location="cpu", weights_only=True
+        )
+    if not isinstance(state, dict):
+        raise ValueError(f"the state is a {type(state).__name__}, not a dict")
+    return state
 
 
 class Checkpoints:
@@ -110,7 +126,7 @@ class Checkpoints:
     def __init__(self, store: ObjectStore, keep: int) -> None:
         self.store = store
         self.keep = keep
-        self._verified: _VerifiedState | None = None  # what newest_valid read, for load
+        self._verified: VerifiedState | None = None  # what newest_valid read, for read_verified
 
     def commit(self, step: int, state: bytes, world_size: int) -> CheckpointRecord:
         """Writes a checkpoint of `state` (as `state_file.encode` gives it): state, manifest,
@@ -161,21 +177,20 @@ class Checkpoints:
             return step
         return None
 
-    def load(self, step: int) -> dict[str, Any]:
-        """The state saved at `step`, after verifying it (once: newest_valid's read is reused).
-        Its tensors are on the CPU; in the current format they are views of one buffer."""
+    def read_verified(self, step: int) -> VerifiedState:
+        """The bytes of the state saved at `step`, verified (once: newest_valid's read is
+        reused)."""
         verified = self._verified
         self._verified = None
         if verified is None or verified.step != step:
             verified = self._verified_state(self._manifest(step))
-        if verified.state_format == StateFormat.STATE_FILE:
-            state = state_file.decode(verified.data.buffer)
-        else:
-            file = io.BytesIO(verified.data.buffer.numpy().tobytes())
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"the state of step {step} is a {type(state).__name__}, not a dict")
-        return state
+        return verified
+
+    def load(self, step: int) -> dict[str, Any]:
+        """The state saved at `step`, after verifying it. Its tensors are on the CPU; in the
+        current format they are views of one buffer."""
+        verified = self.read_verified(step)
+        return decode_state(verified.state_format, verified.buffer)
 
     def _latest(self) -> CheckpointManifest | None:
         try:
@@ -203,7 +218,7 @@ class Checkpoints:
             raise ValueError(f"its manifest is that of step {manifest.step}")
         return manifest
 
-    def _verified_state(self, manifest: CheckpointManifest) -> _VerifiedState:
+    def _verified_state(self, manifest: CheckpointManifest) -> VerifiedState:
         name = STATE_FILES[manifest.state_format]
         if name not in manifest.files:
             raise ValueError(f"its manifest lists no {name}")
@@ -217,7 +232,7 @@ class Checkpoints:
                 f"{name} has {hash_name} {data.digest}, its manifest {digest}: "
                 "its bytes were altered"
             )
-        return _VerifiedState(manifest.step, manifest.state_format, data)
+        return VerifiedState(manifest.step, manifest.state_format, data.buffer)
 
     def _prune(self, newest: int) -> None:
         """Removes the complete checkpoints beyond `keep` and the partial ones older than the

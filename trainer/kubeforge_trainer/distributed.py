@@ -5,6 +5,9 @@ MASTER_PORT, through `init_process_group`); started without torchrun it is a gro
 use NCCL, CPUs gloo. A second, gloo group carries small control messages on the CPU, so that
 agreeing on them never waits for the GPU.
 
+A checkpoint is read from object storage by rank 0 alone, which hands its bytes to the others
+(`broadcast_bytes`).
+
 Decisions that must be taken at the same step on every rank but are seen by one rank (a SIGTERM
 delivered to one pod, rank 0's clock saying a checkpoint is due) go through `StepAgreement`: each
 step every rank sends its votes asynchronously and reads the outcome of the previous step's vote,
@@ -68,6 +71,39 @@ def init_from_environment() -> Distributed:
     control = dist.new_group(backend="gloo")
     assert isinstance(control, dist.ProcessGroup)  # every rank is a member
     return Distributed(rank, local_rank, world_size, device, control)
+
+
+BROADCAST_CHUNK_BYTES = 256 * 1024 * 1024
+"""The most bytes `broadcast_bytes` stages on a GPU at once."""
+
+
+def broadcast_bytes(
+    group: Distributed,
+    data: torch.Tensor | None,
+    size: int,
+    *,
+    chunk_bytes: int = BROADCAST_CHUNK_BYTES,
+) -> torch.Tensor:
+    """Rank 0's `data` (a 1-D uint8 CPU tensor of `size` bytes; None elsewhere) on every rank,
+    through the group's own collective: NCCL between GPUs (staged on the device in chunks of
+    `chunk_bytes`), gloo between CPUs (in place)."""
+    if data is None:
+        data = torch.empty(size, dtype=torch.uint8)
+    if group.world_size == 1:
+        return data
+    on_cpu = group.device.type == "cpu"
+    for start in range(0, size, chunk_bytes):
+        chunk = data[start : start + chunk_bytes]
+        if on_cpu:
+            staged = chunk
+        elif group.is_main:
+            staged = chunk.to(group.device)
+        else:
+            staged = torch.empty(len(chunk), dtype=torch.uint8, device=group.device)
+        dist.broadcast(staged, src=0)
+        if staged is not chunk and not group.is_main:
+            chunk.copy_(staged)
+    return data
 
 
 @dataclass(frozen=True)

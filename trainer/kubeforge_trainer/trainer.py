@@ -37,8 +37,8 @@ from kubeforge.plan import WorkerConfig
 from kubeforge.progress import ProgressReporter, sink_from_env
 from kubeforge.storage import open_store
 from kubeforge_trainer.artifacts import write_final_artifacts
-from kubeforge_trainer.checkpoint import Checkpoints, CheckpointWriter
-from kubeforge_trainer.distributed import Distributed, StepAgreement
+from kubeforge_trainer.checkpoint import Checkpoints, CheckpointWriter, decode_state
+from kubeforge_trainer.distributed import Distributed, StepAgreement, broadcast_bytes
 from kubeforge_trainer.loader import Batch, BatchLoader
 from kubeforge_trainer.order import GlobalOrder
 from kubeforge_trainer.reporting import Measurement, Progress
@@ -159,16 +159,23 @@ class Trainer:
             torch.manual_seed(self.config.trainer.seed + 1_000_003 * self.step + self.group.rank)
 
     def restore(self) -> None:
-        """Loads the newest valid checkpoint, which rank 0 chooses for all."""
+        """Loads the newest valid checkpoint. Rank 0 chooses it, reads and verifies it, and
+        sends its bytes to the other ranks: one read of object storage per group, not per rank,
+        and every rank decodes the very same bytes."""
         if self.checkpoints is None:
             return
-        chosen = [self.checkpoints.newest_valid() if self.group.is_main else None]
+        verified = None
+        if self.group.is_main and (step := self.checkpoints.newest_valid()) is not None:
+            verified = self.checkpoints.read_verified(step)
+        chosen = [None if verified is None else (verified.state_format, len(verified.buffer))]
         dist.broadcast_object_list(chosen, src=0, group=self.group.control)
-        step = chosen[0]
-        if step is None:
+        if chosen[0] is None:
             log.info("no checkpoint under %s: starting at step 0", self.checkpoints.store.uri)
             return
-        self.load_state_dict(self.checkpoints.load(step))
+        state_format, size = chosen[0]
+        mine = None if verified is None else verified.buffer
+        buffer = broadcast_bytes(self.group, mine, size)
+        self.load_state_dict(decode_state(state_format, buffer))
         self._saved_step = self.step
         log.info("resumed from the checkpoint of step %d", self.step)
 
