@@ -4,11 +4,17 @@ Real: the cluster of KUBEFORGE_KUBECONFIG (kind, from `make e2e-kind`) with the 
 its kubelets pulling nothing but running the trainer image loaded into them, torchrun's c10d
 rendezvous over the operator's headless Service, and the operator in its own pod. The job is the
 TrainingJob sample (the MLP on the bundled digits, 2 workers), made small enough for a CI runner.
-A worker lost mid-run is `test_pipeline`'s. Nothing is faked; without KUBEFORGE_KUBECONFIG it is
-skipped.
+A worker lost mid-run is `test_pipeline`'s. Then `kubeforge status` and `kubeforge logs`, the
+console script as a user runs it on that kubeconfig, read the job and its pods' real logs.
+Nothing is faked; without KUBEFORGE_KUBECONFIG it is skipped.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -36,3 +42,23 @@ def test_trainingjob_sample_succeeds_in_real_pods(
     assert {pod.spec.containers[0].image for pod in pods} == {job["spec"]["image"]}
     assert {pod.status.phase for pod in pods} == {"Succeeded"}
     assert "Completed" in {event.reason for event in jobs.events(name)}
+
+    # What a user sees, with the same kubeconfig: the phase and step, then each pod's last lines.
+    shown = kubeforge("status", name, "-n", restricted_namespace)
+    assert "Succeeded" in shown, shown
+    assert f"step {STEPS}/{STEPS}" in shown, shown
+    logs = kubeforge("logs", name, "-n", restricted_namespace, "--tail", "20")
+    for pod in pods:
+        assert f"pod {pod.metadata.name}" in logs, logs
+    assert f"step {STEPS}/{STEPS}" in logs, logs
+
+
+def kubeforge(*arguments: str) -> str:
+    """The output of the `kubeforge` console script on the e2e cluster; it must succeed."""
+    command = [str(Path(sys.executable).parent / "kubeforge"), *arguments]
+    # A wide terminal: rich fits its tables to COLUMNS.
+    kubeconfig = os.environ["KUBEFORGE_KUBECONFIG"]
+    environment = {**os.environ, "KUBECONFIG": kubeconfig, "COLUMNS": "200"}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
