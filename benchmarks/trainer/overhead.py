@@ -29,7 +29,7 @@ from kubeforge_trainer.order import GlobalOrder
 from kubeforge_trainer.schedule import warmup_cosine
 from kubeforge_trainer.tasks import build_task, loss_sum
 from kubeforge_trainer.trainer import LOG_INTERVAL, Trainer, build_optimizer
-from tests.workloads.trainer_runs import write_text_dataset
+from tests.workloads.trainer_runs import SMALL_GPT, write_text_dataset
 
 STEPS = 3 * LOG_INTERVAL
 ROUNDS = 7
@@ -80,13 +80,7 @@ def configs(dataset_uri: str) -> dict[str, WorkerConfig]:
         "steps": STEPS,
     }
     gpt = {
-        "model": {
-            "architecture": "gpt",
-            "layers": 2,
-            "hiddenSize": 64,
-            "heads": 4,
-            "contextLength": 64,
-        },
+        "model": SMALL_GPT,
         "batch": {"globalSize": 16},
         "steps": STEPS,
     }

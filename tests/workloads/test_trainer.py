@@ -29,6 +29,7 @@ from kubeforge_trainer.digits import DigitsSource
 from tests.conftest import Rig
 from tests.polling import wait_for
 from tests.workloads.trainer_runs import (
+    SMALL_GPT,
     ConsumedSamples,
     Launch,
     highest_logged_step,
@@ -183,13 +184,7 @@ def test_the_gpt_learns_from_text_shards_in_object_storage(
     dataset = f"s3://{bucket}/datasets/docs/v1"
     spec = {
         "trainer": {
-            "model": {
-                "architecture": "gpt",
-                "layers": 2,
-                "hiddenSize": 64,
-                "heads": 4,
-                "contextLength": 64,
-            },
+            "model": SMALL_GPT,
             "optimizer": {"learningRate": 0.01, "warmupSteps": 10, "weightDecay": 0.1},
             "batch": {"globalSize": 16},
             "steps": 80,
@@ -226,13 +221,7 @@ def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
     for run, (steps, compile_model) in steps_by_run.items():
         spec = {
             "trainer": {
-                "model": {
-                    "architecture": "gpt",
-                    "layers": 2,
-                    "hiddenSize": 64,
-                    "heads": 4,
-                    "contextLength": 64,
-                },
+                "model": SMALL_GPT,
                 "batch": {"globalSize": 16},
                 "steps": steps,
                 "compile": compile_model,

@@ -42,6 +42,9 @@ from kubeforge.storage import ObjectStore
 from tests.conftest import Rig
 from tests.polling import wait_for
 
+SMALL_GPT = {"architecture": "gpt", "layers": 2, "hiddenSize": 64, "heads": 4, "contextLength": 64}
+"""A GPT that trains a step in milliseconds on a CPU: the tests' and benchmarks' model."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
