@@ -78,7 +78,23 @@ def content_hash(text: str) -> str:
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A record of the format. Readers ignore fields they do not know, so an older reader reads
+    what a newer writer adds; a change that older readers must not read bumps FORMAT_VERSION,
+    which they refuse (`_supported`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class NewerFormat(ValueError):
+    """A marker or manifest written in a format version newer than this kubeforge reads."""
+
+
+def _supported(version: int, what: str) -> None:
+    if version > FORMAT_VERSION:
+        raise NewerFormat(
+            f"{what} is in dataset format {version}, written by a newer kubeforge; this one "
+            f"reads formats up to {FORMAT_VERSION}: upgrade the image that reads it"
+        )
 
 
 class Document(_Record):
@@ -278,7 +294,10 @@ def write_shard_marker(store: ObjectStore, marker: ShardMarker) -> None:
 
 def read_shard_marker(store: ObjectStore, shard: int) -> ShardMarker:
     """The completion marker of a shard; raises ObjectNotFound while it is not complete."""
-    return ShardMarker.model_validate_json(store.get(shard_marker_key(shard)))
+    key = shard_marker_key(shard)
+    marker = ShardMarker.model_validate_json(store.get(key))
+    _supported(marker.format_version, f"{store.uri}/{key}")
+    return marker
 
 
 def write_manifest(store: ObjectStore, manifest: Manifest) -> None:
@@ -289,7 +308,9 @@ def write_manifest(store: ObjectStore, manifest: Manifest) -> None:
 
 def read_manifest(store: ObjectStore) -> Manifest:
     """The manifest of a published dataset; raises ObjectNotFound while it is unpublished."""
-    return Manifest.model_validate(json.loads(store.get(MANIFEST_KEY)))
+    manifest = Manifest.model_validate(json.loads(store.get(MANIFEST_KEY)))
+    _supported(manifest.format_version, f"{store.uri}/{MANIFEST_KEY}")
+    return manifest
 
 
 def iter_documents(store: ObjectStore, manifest: Manifest) -> Iterator[Document]:

@@ -6,6 +6,7 @@ the manifest, read back the way the trainer reads them. Real files under a tempo
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import pytest
 
 from kubeforge.api.dataingest import CrawlCounters, OutputFormat
 from kubeforge.dataset import (
+    FORMAT_VERSION,
     MANIFEST_KEY,
     SCHEMA,
     CorruptPart,
     Document,
     Manifest,
     ManifestPart,
+    NewerFormat,
     ShardMarker,
     content_hash,
     decode_part,
@@ -190,3 +193,29 @@ def test_a_shard_marker_round_trips(tmp_path: Path) -> None:
         read_shard_marker(store, 3)
     write_shard_marker(store, marker)
     assert read_shard_marker(store, 3) == marker
+
+
+def test_readers_take_fields_they_do_not_know_and_refuse_a_newer_format(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    part = write_part(store, 0, 0, documents(0, 0, ["a"]), [200])
+    write_manifest(
+        store,
+        Manifest(
+            created_at=FETCHED,
+            shards=(),
+            parts=(ManifestPart(key=part.key, documents=1, bytes=part.bytes, sha256=part.sha256),),
+            documents=1,
+            bytes=part.bytes,
+            duplicates_removed=0,
+        ),
+    )
+    written = json.loads(store.get(MANIFEST_KEY))
+    # What a later kubeforge might add: an older one still reads the dataset.
+    written["parts"][0]["language_mix"] = {"en": 1.0}
+    store.put(MANIFEST_KEY, json.dumps(written).encode())
+    assert [doc.text for doc in iter_documents(store, read_manifest(store))] == ["a"]
+    # What it must not read: a format it does not know, named in the refusal.
+    written["format_version"] = FORMAT_VERSION + 1
+    store.put(MANIFEST_KEY, json.dumps(written).encode())
+    with pytest.raises(NewerFormat, match=f"dataset format {FORMAT_VERSION + 1}.*newer"):
+        read_manifest(store)
