@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pydoc
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,13 @@ import yaml
 
 from kubeforge.plan import plan_training
 from kubeforge.storage import open_store
-from tests.workloads.trainer_runs import SMALL_GPT, free_port, training_job, write_text_dataset
+from tests.workloads.trainer_runs import (
+    SMALL_GPT,
+    free_port,
+    module_docs,
+    training_job,
+    write_text_dataset,
+)
 
 # The standard-library modules whose documentation is the text (a few MB of it).
 # fmt: off
@@ -69,9 +74,7 @@ def run(work: Path, smoke: bool) -> dict[str, Any]:
     """Trains as one pod of one process would; returns the run's metrics.json."""
     dataset = work / "dataset"
     modules = MODULES[:3] if smoke else MODULES
-    write_text_dataset(
-        open_store(dataset.as_uri()), [[pydoc.plain(pydoc.render_doc(m))] for m in modules]
-    )
+    write_text_dataset(open_store(dataset.as_uri()), module_docs(modules))
     spec = {
         "trainer": trainer_spec(smoke),
         "dataset": {"uri": dataset.as_uri()},

@@ -4,21 +4,19 @@ be (through `tests.workloads.trainer_runs.Launch`, i.e. the command `plan_traini
 from __future__ import annotations
 
 import json
-import pydoc
 import statistics
 from pathlib import Path
 from typing import Any
 
 from kubeforge.storage import open_store
 from tests.conftest import local_rig
-from tests.workloads.trainer_runs import Launch, training_job, write_text_dataset
+from tests.workloads.trainer_runs import Launch, module_docs, training_job, write_text_dataset
 
 
 def docs_dataset(directory: Path) -> str:
     """A small text dataset (standard-library documentation) in a local directory; its URI."""
     modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect", "argparse", "logging"]
-    texts = [[pydoc.plain(pydoc.render_doc(name))] for name in modules]
-    write_text_dataset(open_store(directory.as_uri()), texts)
+    write_text_dataset(open_store(directory.as_uri()), module_docs(modules))
     return directory.as_uri()
 
 

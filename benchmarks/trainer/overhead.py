@@ -13,7 +13,6 @@ the bare loop's is timed the same way. Run from the repository root:
 
 from __future__ import annotations
 
-import pydoc
 import statistics
 import tempfile
 import time
@@ -29,7 +28,7 @@ from kubeforge_trainer.order import GlobalOrder
 from kubeforge_trainer.schedule import warmup_cosine
 from kubeforge_trainer.tasks import build_task, loss_sum
 from kubeforge_trainer.trainer import LOG_INTERVAL, Trainer, build_optimizer
-from tests.workloads.trainer_runs import SMALL_GPT, write_text_dataset
+from tests.workloads.trainer_runs import SMALL_GPT, module_docs, write_text_dataset
 
 STEPS = 3 * LOG_INTERVAL
 ROUNDS = 7
@@ -100,9 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         dataset = Path(scratch) / "dataset"
         modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect", "argparse", "logging"]
-        write_text_dataset(
-            open_store(dataset.as_uri()), [[pydoc.plain(pydoc.render_doc(m))] for m in modules]
-        )
+        write_text_dataset(open_store(dataset.as_uri()), module_docs(modules))
         print("| model | bare loop samples/s | trainer samples/s | ratio (median of rounds) |")
         print("|---|---|---|---|")
         for name, config in configs(dataset.as_uri()).items():

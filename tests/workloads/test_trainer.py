@@ -33,6 +33,7 @@ from tests.workloads.trainer_runs import (
     ConsumedSamples,
     Launch,
     highest_logged_step,
+    module_docs,
     newest_generation_last_step,
     training_job,
     write_text_dataset,
@@ -176,11 +177,9 @@ def test_the_gpt_learns_from_text_shards_in_object_storage(
     rig: Rig, bucket: str, s3: S3Client, tmp_path: Path
 ) -> None:
     # Real text: the plain-text documentation of a few standard-library modules, one per part.
-    import pydoc
 
     modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect"]
-    texts = [[pydoc.plain(pydoc.render_doc(name))] for name in modules]
-    write_text_dataset(S3Store(bucket, "datasets/docs/v1", s3), texts)
+    write_text_dataset(S3Store(bucket, "datasets/docs/v1", s3), module_docs(modules))
     dataset = f"s3://{bucket}/datasets/docs/v1"
     spec = {
         "trainer": {
@@ -211,11 +210,9 @@ def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
 ) -> None:
     # `compile: true` as on a GPU (torch.compile's CPU backend here): the checkpoint holds the
     # plain model's names, so an uncompiled run resumes from it, and a compiled one from that.
-    import pydoc
 
     dataset = tmp_path / "dataset"
-    texts = [[pydoc.plain(pydoc.render_doc(name))] for name in ["json", "csv", "textwrap"]]
-    write_text_dataset(FileStore(dataset), texts)
+    write_text_dataset(FileStore(dataset), module_docs(["json", "csv", "textwrap"]))
     checkpoints = tmp_path / "checkpoints"
     steps_by_run = {"compiled": (20, True), "plain": (30, False), "compiled-again": (40, True)}
     for run, (steps, compile_model) in steps_by_run.items():
@@ -229,10 +226,10 @@ def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
             "dataset": {"uri": dataset.as_uri()},
             "checkpoint": {"uri": checkpoints.as_uri(), "intervalSteps": 10},
         }
+        (tmp_path / run).mkdir()
         launch = Launch(
             training_job(run, 1, spec), tmp_path / run, rig, dataset_uri=dataset.as_uri()
         )
-        (tmp_path / run).mkdir()
         try:
             launch.start()
             codes = launch.wait(timeout=300)

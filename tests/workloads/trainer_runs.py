@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pydoc
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +199,11 @@ def newest_generation_last_step(directory: Path) -> int:
 def highest_logged_step(directory: Path) -> int:
     """The highest step any rank has logged so far (0 before the first)."""
     return max((int(line["step"]) for line in _log_lines(directory)), default=0)
+
+
+def module_docs(names: Iterable[str]) -> list[list[str]]:
+    """Real text for a dataset: the plain-text documentation of each module, a part each."""
+    return [[pydoc.plain(pydoc.render_doc(name))] for name in names]
 
 
 def write_text_dataset(
