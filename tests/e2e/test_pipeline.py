@@ -52,8 +52,8 @@ def check_published(ingests: Ingests, name: str, bucket: str, web: DemoWeb) -> d
     # The web plants two exact and two near copies, and a robots.txt rule over /drafts/.
     assert status["counters"]["duplicatesRemoved"] >= 2, status["counters"]
     assert status["counters"]["droppedByReason"].get("RobotsDisallowed", 0) >= 1
-    reasons = {event.reason for event in ingests.events(name)}
-    assert {"ShardsRunning", "Published"} <= reasons, reasons
+    ingests.wait_event(name, "ShardsRunning")
+    ingests.wait_event(name, "Published")
     # The crawler pods fetched from this machine: robots.txt first, and never a disallowed page.
     paths = [request.path for site in web.sites.values() for request in site.log.of(site.name)]
     assert "/robots.txt" in paths, paths
@@ -75,7 +75,7 @@ def test_crawl_publish_train_lose_a_worker_and_finish(
 
     dataset = check_published(ingests, ingest_name, bucket, pod_web)
     assert s3_json(pod_s3, dataset["manifest"]), dataset["manifest"]
-    assert "WaitingForDataset" in {event.reason for event in jobs.events(name)}
+    jobs.wait_event(name, "WaitingForDataset")
 
     def checkpointed() -> int | None:
         progress = jobs.status(name).get("progress") or {}
@@ -116,7 +116,7 @@ def test_crawl_publish_train_lose_a_worker_and_finish(
     assert (restarts["count"], restarts["disruptions"]) == (0, 1), restarts
     assert seen_after_restart, status
     assert min(seen_after_restart) >= checkpoint_step, seen_after_restart
-    assert "PodDeleted" in {event.reason for event in jobs.events(name)}
+    jobs.wait_event(name, "PodDeleted")
     metrics = s3_json(pod_s3, f"{job['spec']['checkpoint']['uri']}/final/metrics.json")
     assert metrics["steps"] == STEPS, metrics["steps"]
 

@@ -41,7 +41,7 @@ def test_trainingjob_sample_succeeds_in_real_pods(
     assert len(pods) == job["spec"]["replicas"], [pod.metadata.name for pod in pods]
     assert {pod.spec.containers[0].image for pod in pods} == {job["spec"]["image"]}
     assert {pod.status.phase for pod in pods} == {"Succeeded"}
-    assert "Completed" in {event.reason for event in jobs.events(name)}
+    jobs.wait_event(name, "Completed")
 
     # What a user sees, with the same kubeconfig: the phase and step, then each pod's last lines.
     shown = kubeforge("status", name, "-n", restricted_namespace)

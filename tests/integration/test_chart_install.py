@@ -559,7 +559,7 @@ def run_both_lifecycles(
     # Deleting the DataIngest deletes its Jobs, its data and its bucket, then the finalizer.
     ingests.delete("docs")
     wait_for(lambda: read_or_none(lambda: ingests.get("docs")) is None, "the deletion", 60)
-    assert "DataDeleted" in {event.reason for event in ingests.events("docs")}
+    ingests.wait_event("docs", "DataDeleted")
 
 
 def progress_sink(rig: Rig, jobs: Jobs, name: str) -> ConfigMapSink:

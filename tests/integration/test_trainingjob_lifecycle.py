@@ -111,7 +111,7 @@ def test_no_progress_for_the_deadline_restarts_the_group_as_hung(
     # The group is replaced by a new worker Job and runs again.
     replacement = jobs.running_pods("stuck", 1)[0]
     assert replacement.metadata.uid != first.metadata.uid
-    assert "Hung" in {event.reason for event in jobs.events("stuck")}
+    jobs.wait_event("stuck", "Hung")
 
 
 def test_active_deadline_fails_the_job(jobs: Jobs, operator: OperatorThread) -> None:

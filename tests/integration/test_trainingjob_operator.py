@@ -133,8 +133,7 @@ def test_all_workers_succeed(jobs: Jobs, operator: OperatorThread) -> None:
     assert condition(status, "Succeeded")["status"] == "True"
     assert condition(status, "Running")["status"] == "False"
     assert status["completionTime"] >= status["startTime"]
-    reasons = {event.reason for event in jobs.events("done")}
-    assert "Completed" in reasons
+    jobs.wait_event("done", "Completed")
 
 
 def test_retryable_failure_is_counted_and_the_job_goes_on(
@@ -153,7 +152,7 @@ def test_retryable_failure_is_counted_and_the_job_goes_on(
     again = jobs.running_pods("flaky", 2)
     assert first[0].metadata.name not in {pod.metadata.name for pod in again}
     jobs.wait_phase("flaky", "Running")
-    assert "RetryableExitCode" in {event.reason for event in jobs.events("flaky")}
+    jobs.wait_event("flaky", "RetryableExitCode")
 
 
 def test_permanent_exit_code_fails_the_job(jobs: Jobs, operator: OperatorThread) -> None:
@@ -185,9 +184,8 @@ def test_bad_image_is_surfaced_then_fails_after_start_deadline(
     status = jobs.wait_phase("badimage", "Failed", timeout=60)["status"]
     assert condition(status, "Failed")["reason"] == "StartDeadlineExceeded"
     assert "ImagePullBackOff" in condition(status, "Failed")["message"]
-    reasons = [event.reason for event in jobs.events("badimage")]
-    assert "ImagePullBackOff" in reasons
-    assert "StartDeadlineExceeded" in reasons
+    jobs.wait_event("badimage", "ImagePullBackOff")
+    jobs.wait_event("badimage", "StartDeadlineExceeded")
     wait_for(lambda: jobs.worker_job("badimage").spec.suspend, "the workers to be stopped")
 
 
