@@ -3,8 +3,9 @@
 #
 # The wheels are built and resolved on the host with the project's Python (pip reaches PyPI or
 # whatever index pip is configured for), into a per-image build context under
-# ${XDG_CACHE_HOME:-~/.cache}/kubeforge/images/: wheels/deps/ and wheels/app/. So the Dockerfiles
-# (<component>/Dockerfile) install offline and the context holds nothing else from the repository.
+# ${XDG_CACHE_HOME:-~/.cache}/kubeforge/images/: wheels/deps/ and wheels/app/. So the one
+# Dockerfile (hack/Dockerfile, COMPONENT=<component>) installs offline and the context holds
+# nothing else from the repository.
 # BASE_IMAGE picks the base (e.g. python:3.11-slim-bookworm); unset, the local Debian base is
 # built (hack/base-image.sh) and used, since no image can be pulled on these machines. Docker's
 # layer cache makes a second run with unchanged inputs rebuild nothing.
@@ -18,7 +19,8 @@ PYTHON=${PYTHON:-$REPO_ROOT/.venv/bin/python}
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(operator trainer crawler)
 for component in "${components[@]}"; do
-  [ -f "$REPO_ROOT/$component/Dockerfile" ] || die "unknown image '$component' (operator, trainer or crawler)"
+  [ -d "$REPO_ROOT/$component/kubeforge_$component" ] ||
+    die "unknown image '$component' (operator, trainer or crawler)"
 done
 
 "$HACK_DIR/docker.sh" up
@@ -50,9 +52,16 @@ for component in "${components[@]}"; do
     "${REPO_ROOT}[$component]" >"$log" 2>&1 || die "building the wheels of $image failed (read $log)"
   mv "$context"/wheels/deps/kubeforge-*.whl "$context/wheels/app/"
   previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
+  build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "COMPONENT=$component")
+  if [ "$component" = trainer ]; then
+    # The NVIDIA container runtime exposes the node's GPUs (the device plugin narrows this to
+    # the pod's) and the CUDA libraries that torch needs.
+    build_args+=(--build-arg NVIDIA_VISIBLE_DEVICES=all
+      --build-arg NVIDIA_DRIVER_CAPABILITIES=compute,utility)
+  fi
   # The classic builder: BuildKit would need its frontend image, which cannot be pulled here.
-  DOCKER_BUILDKIT=0 docker build --tag "$image" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-    --file "$REPO_ROOT/$component/Dockerfile" "$context" >>"$log" 2>&1 ||
+  DOCKER_BUILDKIT=0 docker build --tag "$image" "${build_args[@]}" \
+    --file "$HACK_DIR/Dockerfile" "$context" >>"$log" 2>&1 ||
     die "building $image failed (read $log)"
   rm -rf "$context"
   current=$(docker image inspect -f '{{.Id}}' "$image")

@@ -54,6 +54,12 @@ def built(component: str) -> str:
     return image
 
 
+def image_env(image: str) -> dict[str, str]:
+    """The environment the image sets (its ENV lines)."""
+    lines = json.loads(docker("image", "inspect", "-f", "{{json .Config.Env}}", image).stdout)
+    return dict(line.partition("=")[::2] for line in lines)
+
+
 def run(image: str, *command: str, entrypoint: Sequence[str] = ()) -> str:
     """Runs the image as the chart runs it (read-only root, a writable /tmp) and returns stdout."""
     options = ["--rm", "--read-only", "--tmpfs", "/tmp", "--network", "none"]
@@ -85,6 +91,9 @@ def test_image_runs_its_entry_point_as_non_root(component: str) -> None:
     assert facts["python"] == "3.11"
     assert facts["kubeforge"]
     assert facts["wheels_left"] is False, "the build stage's wheels leaked into the image"
+    # Only the trainer asks the NVIDIA container runtime for the node's GPUs (empty: none).
+    gpus = image_env(image).get("NVIDIA_VISIBLE_DEVICES", "")
+    assert gpus == ("all" if component == "trainer" else ""), gpus
 
 
 @pytest.mark.usefixtures("docker_daemon")
