@@ -361,14 +361,15 @@ class _Decider:
 
     def outcome(self) -> tuple[Outcome, Action | None]:
         spec = self.spec
+        # Also once finished: the last report can reach the operator's cache after the Job's end.
+        if self.observed.progress is not None:
+            self.status.progress = self.observed.progress
         if self.previous.phase in TERMINAL:
             condition = find_condition(self.previous.conditions, self.previous.phase.value)
             reason = Reason(condition.reason) if condition else Reason.COMPLETED
             return Outcome(
                 self.previous.phase, reason, condition.message if condition else ""
             ), None
-        if self.observed.progress is not None:
-            self.status.progress = self.observed.progress
         done = self.job_outcome()
         if done is not None:
             return done, None

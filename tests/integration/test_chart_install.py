@@ -537,8 +537,12 @@ def run_both_lifecycles(
     workers = jobs.running_pods("gpt", 2)
     sink = progress_sink(rig, jobs, "gpt")
     sink.write(ProgressStatus(step=7, loss=2.5))
-    running = jobs.wait("gpt", "step 7", lambda s: (s.get("progress") or {}).get("step") == 7)
-    assert running["status"]["phase"] == "Running"
+    # The operator's pod cache and its progress cache are separate watches: wait for both.
+    running = jobs.wait(
+        "gpt",
+        "Running at step 7",
+        lambda s: s.get("phase") == "Running" and (s.get("progress") or {}).get("step") == 7,
+    )
     assert health(running).message.endswith("step 7")
     jobs.end_pod(workers[0], 3)
     jobs.wait("gpt", "a restart", lambda s: s.get("restarts", {}).get("count") == 1)

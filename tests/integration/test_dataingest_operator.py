@@ -164,8 +164,13 @@ def test_bucket_is_provisioned_and_an_unsupported_setting_is_named(
     written = CrawlerConfig.model_validate(yaml.safe_load(config.data["crawler.yaml"]))
     assert written == crawler_config(DataIngest.model_validate(ingests.get("provisioned")), 1)
     ingests.running_pods("provisioned-crawl", 3)
-    status = ingests.wait_phase("provisioned", "Crawling")["status"]
-    assert condition(status, "Crawling")["reason"] == "ShardsRunning"
+    # The reconcile that creates the Job says ShardsStarting; a later one sees the pods run.
+    status = ingests.wait(
+        "provisioned",
+        "Crawling with ShardsRunning",
+        lambda s: condition(s, "Crawling").get("reason") == "ShardsRunning",
+    )["status"]
+    assert status["phase"] == "Crawling"
     assert condition(status, "Reconciling")["status"] == "True"
     assert "kubeforge.dev/delete-data" in ingests.get("provisioned")["metadata"]["finalizers"]
 
@@ -437,7 +442,7 @@ def test_a_schedule_crawls_each_run_into_the_next_version_and_keeps_the_last(
     # published one.
     s3.put_object(Bucket=bucket, Key="partner/b.jsonl", Body=partner_record("csv"))
     crawling = ingests.wait(
-        name, "the scheduled run", lambda s: s.get("currentVersion") == 2, timeout=90
+        name, "the scheduled run", lambda s: s.get("currentVersion") == 2, timeout=150
     )["status"]
     assert crawling["dataset"]["version"] == 1
     assert "lastScheduleTime" in crawling

@@ -140,14 +140,23 @@ def test_privileged_pod_is_refused_in_a_restricted_namespace(
         image="registry.invalid/kubeforge/idle:1",
         security_context=client.V1SecurityContext(privileged=True),
     )
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="privileged"),
+        spec=client.V1PodSpec(containers=[privileged]),
+    )
+
+    def refusal() -> ApiException | None:
+        # Admission reads namespace labels from the apiserver's cache: it sees the patch a little
+        # later. A dry run creates nothing while it does not.
+        try:
+            core.create_namespaced_pod(namespace, pod, dry_run="All")
+        except ApiException as error:
+            return error
+        return None
+
+    wait_for(refusal, "PodSecurity admission to enforce the namespace's new label")
     with pytest.raises(ApiException) as refused:
-        core.create_namespaced_pod(
-            namespace,
-            client.V1Pod(
-                metadata=client.V1ObjectMeta(name="privileged"),
-                spec=client.V1PodSpec(containers=[privileged]),
-            ),
-        )
+        core.create_namespaced_pod(namespace, pod)
     assert refused.value.status == 403
     message = status_message(refused.value)
     assert 'violates PodSecurity "restricted:' in message

@@ -109,8 +109,7 @@ def test_no_progress_for_the_deadline_restarts_the_group_as_hung(
     )["status"]
     assert status["restarts"]["count"] >= 1
     # The group is replaced by a new worker Job and runs again.
-    replacement = jobs.running_pods("stuck", 1)[0]
-    assert replacement.metadata.uid != first.metadata.uid
+    jobs.running_pods("stuck", 1, replacing=[first])
     jobs.wait_event("stuck", "Hung")
 
 

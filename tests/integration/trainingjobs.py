@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from typing import Any
 
 from kubernetes import client
@@ -30,12 +31,20 @@ class Jobs(CustomResources):
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_LABEL}={name}")
         return sorted(pods.items, key=lambda pod: pod.metadata.name)
 
-    def running_pods(self, name: str, count: int) -> list[client.V1Pod]:
+    def running_pods(
+        self, name: str, count: int, replacing: Collection[client.V1Pod] = ()
+    ) -> list[client.V1Pod]:
+        """Waits for `count` running workers, none of them one of `replacing` (a restart's old
+        pods are deleted by the garbage collector a while after their Job)."""
+        old = {pod.metadata.uid for pod in replacing}
+
         def probe() -> list[client.V1Pod] | None:
             running = [
                 pod
                 for pod in self.pods(name)
-                if pod.status.phase == "Running" and not pod.metadata.deletion_timestamp
+                if pod.status.phase == "Running"
+                and not pod.metadata.deletion_timestamp
+                and pod.metadata.uid not in old
             ]
             return running if len(running) == count else None
 

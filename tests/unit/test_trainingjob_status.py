@@ -119,6 +119,19 @@ def test_complete_job_succeeds_with_its_completion_time() -> None:
     assert condition(decision.status, "Succeeded").status == "True"
 
 
+def test_a_finished_job_takes_the_last_progress_report_that_arrives_after_it() -> None:
+    done = worker_job({"type": "Complete", "status": "True"})
+    stale = ProgressStatus(step=90, updated_at=NOW - timedelta(seconds=10))
+    first = decide(training_job(), Observed(NOW, done, [], progress=stale))
+    assert first.status.phase == "Succeeded"
+    finished = training_job(status=first.status.model_dump(mode="json", by_alias=True))
+    last = ProgressStatus(step=100, updated_at=NOW - timedelta(seconds=5))
+    later = decide(finished, Observed(NOW + timedelta(seconds=1), done, [], progress=last))
+    assert later.status.phase == "Succeeded"
+    assert later.status.progress == last
+    assert later.events == []
+
+
 def test_retryable_failure_is_charged_once_and_marks_the_pod() -> None:
     failed = pod("tj-0", "Failed", terminated={"exitCode": 3, "reason": "Error"})
     job = training_job(replicas=2, status=running_status(NOW - timedelta(minutes=5)))

@@ -43,7 +43,12 @@ def test_every_rank_receives_rank_0s_bytes(chunk_bytes: int) -> None:
     for process in ranks:
         process.start()
     try:
-        results = sorted(receiver.recv() for _ in ranks)
+        results = []
+        for _ in ranks:
+            # A rank that crashed sends nothing: fail with its exit code rather than hang.
+            assert receiver.poll(120), [process.exitcode for process in ranks]
+            results.append(receiver.recv())
+        results.sort()
     finally:
         for process in ranks:
             process.join(timeout=60)
