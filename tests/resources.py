@@ -81,12 +81,14 @@ class CustomResources:
     def wait_phase(self, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
         return self.wait(name, f"phase {phase}", lambda s: s.get("phase") == phase, timeout)
 
-    def wait_reason(self, name: str, reason: str, timeout: float = 60) -> dict[str, Any]:
-        """Waits until the Ready condition carries `reason`."""
+    def wait_reason(
+        self, name: str, reason: str, timeout: float = 60, *, of: str = "Ready"
+    ) -> dict[str, Any]:
+        """Waits until the condition `of` carries `reason`."""
         return self.wait(
             name,
-            f"reason {reason}",
-            lambda s: condition(s, "Ready").get("reason") == reason,
+            f"{of} with reason {reason}",
+            lambda s: condition(s, of).get("reason") == reason,
             timeout,
         )
 

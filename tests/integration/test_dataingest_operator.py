@@ -165,11 +165,7 @@ def test_bucket_is_provisioned_and_an_unsupported_setting_is_named(
     assert written == crawler_config(DataIngest.model_validate(ingests.get("provisioned")), 1)
     ingests.running_pods("provisioned-crawl", 3)
     # The reconcile that creates the Job says ShardsStarting; a later one sees the pods run.
-    status = ingests.wait(
-        "provisioned",
-        "Crawling with ShardsRunning",
-        lambda s: condition(s, "Crawling").get("reason") == "ShardsRunning",
-    )["status"]
+    status = ingests.wait_reason("provisioned", "ShardsRunning", of="Crawling")["status"]
     assert status["phase"] == "Crawling"
     assert condition(status, "Reconciling")["status"] == "True"
     assert "kubeforge.dev/delete-data" in ingests.get("provisioned")["metadata"]["finalizers"]
@@ -197,11 +193,7 @@ def test_a_crawl_pod_that_cannot_pull_its_image_stalls_the_ingest_with_the_reaso
     # kwok's stages answer this image with ImagePullBackOff, as a kubelet would.
     spec = {**ingest_spec(bucket, rig.s3_endpoint), "image": "kubeforge.test/image-pull-backoff"}
     ingests.create("unpullable", spec)
-    status = ingests.wait(
-        "unpullable",
-        "reason ImagePullBackOff",
-        lambda s: condition(s, "Crawling").get("reason") == "ImagePullBackOff",
-    )["status"]
+    status = ingests.wait_reason("unpullable", "ImagePullBackOff", of="Crawling")["status"]
     assert status["phase"] == "Crawling"
     assert "kubeforge.test/image-pull-backoff" in condition(status, "Crawling")["message"]
     assert condition(status, "Stalled")["status"] == "True"

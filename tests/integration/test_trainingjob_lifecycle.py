@@ -154,9 +154,7 @@ def test_kueue_queue_name_creates_the_job_suspended(jobs: Jobs, operator: Operat
     job = wait_for(lambda: read_or_none(lambda: jobs.worker_job("queued")), "the worker Job")
     assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
     assert job.spec.suspend is True
-    status = jobs.wait(
-        "queued", "Queued", lambda s: condition(s, "Ready").get("reason") == "Queued"
-    )["status"]
+    status = jobs.wait_reason("queued", "Queued")["status"]
     assert status["phase"] == "Pending"
     # Admission, as Kueue does it: unsuspend the Job. The operator must not suspend it again.
     jobs.batch.patch_namespaced_job("queued", jobs.namespace, {"spec": {"suspend": False}})

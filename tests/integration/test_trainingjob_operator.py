@@ -173,11 +173,7 @@ def test_bad_image_is_surfaced_then_fails_after_start_deadline(
         "badimage",
         spec_with(image="kubeforge.test/image-pull-backoff", startDeadlineSeconds=8),
     )
-    status = jobs.wait(
-        "badimage",
-        "reason ImagePullBackOff",
-        lambda s: condition(s, "Ready").get("reason") == "ImagePullBackOff",
-    )["status"]
+    status = jobs.wait_reason("badimage", "ImagePullBackOff")["status"]
     assert status["phase"] == "Starting"
     assert "kubeforge.test/image-pull-backoff" in condition(status, "Ready")["message"]
     assert condition(status, "Stalled")["status"] == "True"
