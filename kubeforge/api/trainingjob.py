@@ -395,6 +395,22 @@ class FailurePolicy(CamelModel):
         description="Exit codes that fail the job at once with reason PermanentExitCode, "
         "e.g. a configuration error that no restart fixes.",
     )
+    unreachable_node_seconds: Int64 = Field(
+        default=60,
+        ge=0,
+        description="Seconds a worker stays bound to a node that stopped answering (the "
+        "node.kubernetes.io/unreachable or not-ready taint) before Kubernetes evicts it, so that "
+        "its replacement can start elsewhere; the loss is recorded as NodeLost (not charged). "
+        "Kubernetes' own default is 300. Ignored when spec.tolerations already tolerates these "
+        "taints.",
+    )
+    stuck_termination_seconds: Int64 = Field(
+        default=30,
+        ge=0,
+        description="Seconds a worker pod may stay terminating past its grace period (its "
+        "kubelet no longer answers, as on a lost node) before the operator force-deletes it, so "
+        "that the Job controller, which waits for it to be gone, can replace it.",
+    )
 
     @cel_rule(
         "!has(self.retryableExitCodes) || !has(self.permanentExitCodes) || "
@@ -528,10 +544,20 @@ class TrainingJobSpec(CamelModel):
     start_deadline_seconds: Int64 = Field(
         default=600,
         ge=1,
-        description="Seconds the workers have to be all Running once created (after admission "
-        "and the dataset). A worker stuck in ImagePullBackOff, ErrImagePull, "
-        "CreateContainerConfigError or Unschedulable fails the job when it passes, with reason "
-        "StartDeadlineExceeded.",
+        description="Seconds one start of the worker group may take: from the moment it began "
+        "(the workers' creation after admission and the dataset, or the moment a running group "
+        "lost a worker) to all workers Running. A worker stuck in ImagePullBackOff, "
+        "ErrImagePull, CreateContainerConfigError or Unschedulable fails the job when it "
+        "passes, with reason StartDeadlineExceeded. Counted anew at every restart; never from "
+        "the job's creation.",
+    )
+    termination_grace_period_seconds: Int64 = Field(
+        default=120,
+        ge=0,
+        description="Seconds a worker has after SIGTERM (preemption, eviction, deletion, "
+        "suspension) before it is killed. The built-in trainer commits a checkpoint inside it, "
+        "so it must exceed one checkpoint save: the default is ample for models up to about a "
+        "billion parameters on a fast object store.",
     )
     progress_deadline_seconds: Int64 | None = Field(
         default=None,
@@ -666,7 +692,9 @@ class ProgressStatus(StatusModel):
         default=None, description="The latest committed checkpoint."
     )
     updated_at: AwareDatetime | None = Field(
-        default=None, description="When the trainer last reported."
+        default=None,
+        description="When the training step last advanced (not when the report was written): "
+        "progressDeadlineSeconds counts from it.",
     )
 
 

@@ -137,6 +137,15 @@ class Kube:
             if error.status.code != 404:  # the pod went away: nothing left to mark
                 raise
 
+    async def force_delete_pod(self, namespace: str, name: str) -> None:
+        """Deletes a pod with no grace period: for a pod whose kubelet will never confirm it."""
+        metrics.API_REQUESTS.labels(verb="delete").inc()
+        try:
+            await self.client.delete(Pod, name, namespace=namespace, grace_period=0)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+
     async def post_event(self, involved: Object, event: Event) -> None:
         """A core/v1 Event about a TrainingJob or DataIngest, as `kubectl describe` shows them."""
         meta = involved["metadata"]

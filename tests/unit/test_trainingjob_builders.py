@@ -105,7 +105,12 @@ def test_full_spec_reaches_the_pod_template() -> None:
     pod = children(job, dataset_uri="s3://d/m.json")["Job/tj"]["spec"]["template"]["spec"]
     spec = job.spec
     assert pod["nodeSelector"] == spec.node_selector
-    assert pod["tolerations"] == spec.tolerations
+    lost_node = [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+        for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+    ]
+    assert pod["tolerations"] == [*spec.tolerations, *lost_node]
+    assert pod["terminationGracePeriodSeconds"] == spec.termination_grace_period_seconds
     assert pod["affinity"] == spec.affinity
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
 
@@ -182,3 +187,28 @@ def test_the_worker_job_records_the_dataset_it_trains_on() -> None:
     worker = children(job, dataset_uri="s3://data/web/v2")["Job/tj"]
     assert worker["metadata"]["annotations"][builders.DATASET_ANNOTATION] == "s3://data/web/v2"
     assert builders.DATASET_ANNOTATION not in children(job)["Job/tj"]["metadata"]["annotations"]
+
+
+def test_a_toleration_of_lost_nodes_in_the_spec_is_kept_as_written() -> None:
+    """unreachableNodeSeconds applies only to the lost-node taints the spec does not tolerate."""
+    mine = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}
+    job = TrainingJob.model_validate(
+        {
+            "metadata": {"name": "tj", "namespace": "ns", "uid": "u"},
+            "spec": {
+                **FULL_SPEC,
+                "tolerations": [mine],
+                "failurePolicy": {"unreachableNodeSeconds": 5},
+            },
+        }
+    )
+    pod = children(job, dataset_uri="s3://d/m.json")["Job/tj"]["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [
+        mine,
+        {
+            "key": "node.kubernetes.io/not-ready",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 5,
+        },
+    ]
