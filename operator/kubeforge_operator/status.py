@@ -512,7 +512,8 @@ class _Decider:
                 Reason.WORKERS_RUNNING,
                 f"{finished}/{spec.replicas} workers finished",
             ), None
-        if ready < spec.replicas:
+        elastic = self.elastic_group()
+        if ready < spec.replicas and elastic is None:
             outcome = self.starting()
             return outcome, Action.STOP if outcome.phase == Phase.FAILED else None
         if self.hung():
@@ -527,9 +528,39 @@ class _Decider:
                 "no training step for progressDeadlineSeconds "
                 f"({spec.progress_deadline_seconds} s)",
             ), Action.RESTART
-        return Outcome(
-            Phase.RUNNING, Reason.WORKERS_RUNNING, f"{ready}/{spec.replicas} workers running"
-        ), None
+        message = f"{ready}/{spec.replicas} workers running"
+        if ready < spec.replicas:
+            message += f" (elastic, at least {spec.min_replicas}): {elastic}"
+            if self.scaling():
+                return Outcome(Phase.RUNNING, Reason.SCALING, f"scaling: {message}"), None
+        return Outcome(Phase.RUNNING, Reason.WORKERS_RUNNING, message), None
+
+    def elastic_group(self) -> str | None:
+        """Why an elastic group trains below spec.replicas, when it does: at least minReplicas
+        workers of the current group are ready (all created after the last restart began, so
+        no worker of a broken group is counted) and the others cannot start yet. None when the
+        group is not such a group; the others then get the start deadline as usual."""
+        minimum = self.spec.min_replicas
+        if minimum is None or minimum >= self.spec.replicas or self.recorded:
+            return None
+        if any(lost_node_since(pod) is not None for pod in self.pods):
+            return None
+        history = self.status.restarts.history
+        began = history[-1].time if history else None
+        members = [
+            pod
+            for pod in self.pods
+            if _is_ready(pod)
+            and (
+                began is None
+                or (parse_time(pod["metadata"].get("creationTimestamp")) or began) > began
+            )
+        ]
+        if len(members) < minimum:
+            return None
+        waiting = [p for p in self.pods if _is_active(p) and not _is_ready(p)]
+        blocker = _start_blocker(waiting)
+        return blocker[1] if blocker else "the others are starting"
 
 
 def _conditions(

@@ -614,5 +614,58 @@ def test_scaling_a_running_group_is_reported_as_scaling() -> None:
     job = training_job(running_status(HOURS_AGO), replicas=2, minReplicas=1, maxReplicas=3)
     new = pod("tj-1", "Pending", ready=False, created=NOW)
     decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), [pod("tj-0"), new]))
-    assert decision.status.phase == "Starting"
+    assert decision.status.phase == "Running"  # elastic: it trains on while the new one joins
     assert condition(decision.status, "Ready").reason == "Scaling"
+    rigid = training_job(running_status(HOURS_AGO), replicas=2)
+    replaced = decide(rigid, Observed(NOW, worker_job(created=NOW), [new]))
+    assert replaced.status.phase == "Starting"
+    assert condition(replaced.status, "Ready").reason == "Scaling"
+
+
+def test_an_elastic_group_trains_below_its_size_while_a_replacement_cannot_start() -> None:
+    """replicas 2, minReplicas 1: the replacement of a worker lost hours in cannot be scheduled
+    (its node is gone); the group re-forms with one worker and trains, past any start deadline."""
+    job = long_running(minReplicas=1, maxReplicas=2)
+    lost = decide(
+        job,
+        Observed(
+            NOW,
+            worker_job(created=HOURS_AGO),
+            [failed_at("tj-0", LOST_AT, created=HOURS_AGO), pod("tj-1", created=HOURS_AGO)],
+        ),
+    )
+    assert lost.status.phase == "Restarting"
+    # The peer that was in the broken group is not a member of the new one.
+    status = lost.status.model_dump(mode="json", by_alias=True)
+    still_up = decide(
+        training_job(status, replicas=2, startDeadlineSeconds=60, minReplicas=1, maxReplicas=2),
+        Observed(
+            NOW + timedelta(seconds=1),
+            worker_job(created=HOURS_AGO),
+            [pod("tj-1", created=HOURS_AGO)],
+        ),
+    )
+    assert still_up.status.phase == "Restarting"
+    created = NOW + timedelta(seconds=5)
+    unschedulable = pod("tj-0-r", "Pending", ready=False, created=created)
+    unschedulable["status"]["conditions"].append(
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available",
+        }
+    )
+    unschedulable["status"]["containerStatuses"] = []
+    later = decide(
+        training_job(status, replicas=2, startDeadlineSeconds=60, minReplicas=1, maxReplicas=2),
+        Observed(
+            NOW + timedelta(minutes=30),
+            worker_job(created=HOURS_AGO),
+            [pod("tj-1-r", created=created), unschedulable],
+        ),
+    )
+    assert later.status.phase == "Running"
+    assert later.action is None
+    assert "1/2 workers running (elastic, at least 1)" in condition(later.status, "Ready").message
+    assert "Unschedulable" not in condition(later.status, "Ready").reason
