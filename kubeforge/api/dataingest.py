@@ -121,7 +121,7 @@ class DataIngestReason(StrEnum):
     SHARDS_STARTING = "ShardsStarting"
     SHARDS_RUNNING = "ShardsRunning"
     DEDUPLICATION_RUNNING = "DeduplicationRunning"
-    WAITING_FOR_SCHEDULE = "WaitingForSchedule"
+    WAITING_FOR_SCHEDULE = "WaitingForSchedule"  # a finished run, until spec.schedule's next
     SCHEDULED_RUN = "ScheduledRun"
     # A crawl or publish pod cannot start.
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
@@ -130,11 +130,10 @@ class DataIngestReason(StrEnum):
     UNSCHEDULABLE = "Unschedulable"
     # Done.
     PUBLISHED = "Published"
-    # Terminal failures.
+    # Terminal failures: an exit code that a retry cannot fix, or a pod that failed on every try.
     SHARD_FAILED = "ShardFailed"
     PUBLISH_FAILED = "PublishFailed"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
-    DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 class DropReason(StrEnum):
