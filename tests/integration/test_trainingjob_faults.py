@@ -6,9 +6,9 @@ Every fault here is injected only once the job is older than its (shortened)
 Real: kube-apiserver, the Job controller, the real kube-scheduler preempting a worker for a
 higher-priority pod, the node lifecycle and taint-eviction controllers noticing a node whose
 heartbeats stopped, and the operator in-process. Simulated: the kubelet (kwok). A node is "lost"
-by taking it out of kwok's hands: its lease is no longer renewed, exactly what a dead kubelet
-looks like to the control plane. Each test brings its own tainted nodes, so no other test's pods
-land there and the shared rig's nodes are never lost.
+by taking it out of kwok's hands: neither its status nor its lease is renewed any more, exactly
+what a dead kubelet looks like to the control plane. Each test brings its own tainted nodes, so
+no other test's pods land there and the shared rig's nodes are never lost.
 """
 
 from __future__ import annotations
@@ -105,10 +105,10 @@ def on_pool(namespace: str, **changes: Any) -> dict[str, Any]:
 def test_a_worker_failing_after_the_start_deadline_restarts_the_group(
     jobs: Jobs, operator: OperatorThread
 ) -> None:
-    jobs.create("late", spec_with(replicas=2, startDeadlineSeconds=5))
+    jobs.create("late", spec_with(replicas=2, startDeadlineSeconds=15))
     first = jobs.running_pods("late", 2)
     jobs.wait_phase("late", "Running")
-    older_than_start_deadline(jobs, "late", 5)
+    older_than_start_deadline(jobs, "late", 15)
     jobs.end_pod(first[0], 3)
     jobs.wait("late", "a restart", lambda s: s.get("restarts", {}).get("count") == 1)
     jobs.running_pods("late", 2, replacing=first[:1])
@@ -163,8 +163,26 @@ def test_preemption_by_the_scheduler_after_the_start_deadline_is_not_charged(
         scheduling.delete_priority_class(priority)
 
 
+def silence(api_client: client.ApiClient, node: str) -> None:
+    """Makes a kwok node's kubelet go silent: kwok stops posting its status (the annotation) and
+    stops renewing its lease (another holder has it, for an hour), so its last heartbeat ages
+    like a dead kubelet's."""
+    client.CoreV1Api(api_client).patch_node(
+        node, {"metadata": {"annotations": {KWOK_MANAGED: None}}}
+    )
+    client.CoordinationV1Api(api_client).patch_namespaced_lease(
+        node,
+        "kube-node-lease",
+        {"spec": {"holderIdentity": "silent-kubelet", "leaseDurationSeconds": 3600}},
+    )
+
+
 def test_a_lost_node_after_the_start_deadline_is_recorded_and_its_worker_replaced(
-    jobs: Jobs, operator: OperatorThread, namespace: str, pool: Callable[[int], list[str]]
+    jobs: Jobs,
+    operator: OperatorThread,
+    namespace: str,
+    pool: Callable[[int], list[str]],
+    api_client: client.ApiClient,
 ) -> None:
     """The node's kubelet goes silent: the node lifecycle controller marks the worker not Ready
     and taints the node; the operator records NodeLost at once; the taint-eviction controller
@@ -174,16 +192,16 @@ def test_a_lost_node_after_the_start_deadline_is_recorded_and_its_worker_replace
     nodes = pool(2)
     spec = on_pool(
         namespace,
-        startDeadlineSeconds=10,
+        startDeadlineSeconds=15,
         terminationGracePeriodSeconds=1,
         failurePolicy={"maxRestarts": 0, "unreachableNodeSeconds": 5, "stuckTerminationSeconds": 5},
     )
     jobs.create("lost", spec)
     (worker,) = jobs.running_pods("lost", 1)
     jobs.wait_phase("lost", "Running")
-    older_than_start_deadline(jobs, "lost", 10)
+    older_than_start_deadline(jobs, "lost", 15)
     silent = worker.spec.node_name
-    jobs.core.patch_node(silent, {"metadata": {"annotations": {KWOK_MANAGED: None}}})
+    silence(api_client, silent)
     status = jobs.wait(
         "lost",
         "the lost node recorded",
@@ -197,7 +215,7 @@ def test_a_lost_node_after_the_start_deadline_is_recorded_and_its_worker_replace
         worker.metadata.name,
     )
     jobs.wait_event("lost", "NodeLost")
-    (replacement,) = jobs.running_pods("lost", 1, replacing=[worker])
+    (replacement,) = jobs.running_pods("lost", 1, replacing=[worker], timeout=90)
     assert replacement.spec.node_name == next(node for node in nodes if node != silent)
     status = jobs.wait_phase("lost", "Running")["status"]
     assert status["restarts"].get("count", 0) == 0
