@@ -78,16 +78,18 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
     pod_spec = job.spec.template.spec
     container = pod_spec.containers[0]
     namespace = jobs.namespace
-    assert container.command[:7] == [
-        "torchrun",
+    assert container.command[:9] == [
+        "python",
+        "-m",
+        "kubeforge.launch",
         "--nnodes=1:4",
         "--nproc-per-node=8",
         "--rdzv-backend=c10d",
         f"--rdzv-endpoint=gpt-0.gpt.{namespace}.svc:29400",
         f"--rdzv-id={uid}",
-        "--max-restarts=5",
+        "--max-restarts=0",
     ]
-    assert container.command[7:] == [
+    assert container.command[9:] == [
         "-m",
         "kubeforge_trainer",
         "--config",
