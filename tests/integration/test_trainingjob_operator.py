@@ -3,7 +3,9 @@
 Real: kube-apiserver (CRD schema, CEL rules, status and scale subresources, RBAC objects), the Job
 controller (pods, podFailurePolicy, completion), the scheduler, the garbage collector, and the
 operator itself, run in-process. Simulated: the kubelet; kwok runs the pods, and a test ends a
-pod with the annotation `kubeforge.dev/test-exit-code` (hack/kwok/test-stages.yaml).
+pod with the annotation `kubeforge.dev/test-exit-code` (hack/kwok/test-stages.yaml). That code
+stands for the worker's own, as `kubeforge.launch` passes it through torchrun; that path is proven
+with real processes in tests/workloads/test_launch.py and test_local_run.py, not here.
 """
 
 from __future__ import annotations
