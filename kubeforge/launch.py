@@ -10,8 +10,9 @@ earliest failure, as `ChildFailedError.get_first_failure` picks it, a death by s
 as 128+N, as a shell and the kubelet report it. A launcher stopped by a signal (SIGTERM when its
 pod is deleted) exits with 128+N after torch stopped its workers.
 
-Either way it writes one line (which rank, its exit code, the first line of the error the worker
-recorded through torchelastic's `@record`, if any) to the container's termination message, the
+Either way, and when the agent itself fails (rendezvous, store), it writes one line (which rank,
+its exit code, the first line of the error the worker recorded through torchelastic's `@record`,
+if any; or the signal; or the agent's error) to the container's termination message, the
 file `TERMINATION_LOG_ENV` names (`/dev/termination-log`, the Kubernetes default, when unset),
 which `kubectl describe pod` and the pod's `status.containerStatuses` show. A file that cannot be
 written is skipped: the exit code is what the operator acts on.
@@ -70,10 +71,12 @@ def describe_failure(rank: int, failure: ProcessFailure) -> str:
 
 
 def write_termination_message(message: str) -> None:
-    """Writes the container's termination message; never fails the launcher."""
+    """Writes the first line of `message` as the container's termination message; never fails
+    the launcher."""
     path = Path(os.environ.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG)
+    line = message.splitlines()[0] if message else ""
     with contextlib.suppress(OSError):
-        path.write_text(message[:TERMINATION_MESSAGE_LIMIT] + "\n", encoding="utf-8")
+        path.write_text(line[:TERMINATION_MESSAGE_LIMIT] + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kubeforge.launch: {message}", file=sys.stderr, flush=True)
         write_termination_message(message)
         return SIGNAL_EXIT_BASE + stopped.sigval.value
+    except Exception as error:  # the agent's own failure (rendezvous, store): still say why
+        write_termination_message(f"the launcher failed: {type(error).__name__}: {error}")
+        raise
     return 0
 
 
