@@ -421,6 +421,12 @@ class FailurePolicy(CamelModel):
     def _exit_code_rules_disjoint(self) -> bool:
         return not set(self.retryable_exit_codes) & set(self.permanent_exit_codes)
 
+    def is_permanent(self, exit_code: int | None) -> bool:
+        """Whether a worker that exited with this code fails the job at once (no restart)."""
+        return exit_code in self.permanent_exit_codes or bool(
+            self.retryable_exit_codes and exit_code not in self.retryable_exit_codes
+        )
+
 
 class SchedulingPolicy(CamelModel):
     """How the workers are queued and placed."""

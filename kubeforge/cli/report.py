@@ -143,7 +143,7 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
     lines += [
         "| | |",
         "|---|---|",
-        f"| workers | {plan.replicas} torchrun agents x {plan.nproc_per_node} processes |",
+        f"| workers | {plan.replicas} agents x {plan.nproc_per_node} processes |",
         f"| steps | {metrics.get('steps', 'not finished')} |",
         f"| wall time of this run | {result.wall_seconds:.0f} s |",
     ]
@@ -164,7 +164,7 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
     restarts = read_restarts(local.directory)
     lines += [f"Restarts of the worker group (all local runs): {len(restarts)}", ""]
     for restart in restarts:
-        lines.append(f"- {restart.time:%Y-%m-%d %H:%M:%S} UTC: {restart.cause}")
+        lines.append(f"- {restart.time:%Y-%m-%d %H:%M:%S} UTC: {restart.describe()}")
     lines.append("")
     trainer = local.job.spec.trainer
     gpt = trainer is not None and trainer.model.architecture == ModelArchitecture.GPT

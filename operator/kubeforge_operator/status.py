@@ -189,11 +189,7 @@ def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None
     # stopped. The operator itself deletes whole worker Jobs, whose pods are no longer current.
     if pod["metadata"].get("deletionTimestamp"):
         return RestartCause.POD_DELETED, terminated
-    code = terminated.get("exitCode")
-    policy = job.spec.failure_policy
-    if code in policy.permanent_exit_codes or (
-        policy.retryable_exit_codes and code not in policy.retryable_exit_codes
-    ):
+    if job.spec.failure_policy.is_permanent(terminated.get("exitCode")):
         return None, terminated
     return RestartCause.RETRYABLE_EXIT_CODE, terminated
 

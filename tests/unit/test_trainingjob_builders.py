@@ -89,11 +89,11 @@ def test_worker_config_is_the_trainer_section() -> None:
     assert config["checkpoint"]["uri"] == "s3://ckpt/tj"
 
 
-def test_custom_command_runs_under_torchrun_without_a_config() -> None:
+def test_custom_command_runs_under_the_launcher_without_a_config() -> None:
     job = training_job(trainer=None, command=["-m", "myproject.train", "--lr", "3e-4"])
     built = children(job)
     command = built["Job/tj"]["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[0] == "torchrun"
+    assert command[:3] == ["python", "-m", "kubeforge.launch"]
     assert command[-4:] == ["-m", "myproject.train", "--lr", "3e-4"]
     assert built["ConfigMap/tj-config"]["data"] == {}
 
@@ -180,6 +180,35 @@ def test_plan_is_the_same_for_every_place_it_runs() -> None:
         ("/tmp/c.yaml", "/etc/kubeforge/trainer.yaml"),
     ]
     assert local.world_size == 4
+
+
+def test_workers_run_torchrun_under_the_launcher_without_restarts_of_their_own() -> None:
+    job = training_job(
+        replicas=2, minReplicas=1, maxReplicas=3, nprocPerNode=2, failurePolicy={"maxRestarts": 7}
+    )
+    plan = plan_training(job, rendezvous_host="h", config_path="/c.yaml", rendezvous_port=1)
+    assert plan.command == [
+        "python",
+        "-m",
+        "kubeforge.launch",
+        "--nnodes=1:3",
+        "--nproc-per-node=2",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=h:1",
+        "--rdzv-id=tj-uid",
+        "--max-restarts=0",
+        "-m",
+        "kubeforge_trainer",
+        "--config",
+        "/c.yaml",
+    ]
+
+
+def test_the_restart_budget_is_not_in_the_pods_command() -> None:
+    """The operator keeps the budget, so changing it does not replace the running Job."""
+    job = training_job(failurePolicy={"maxRestarts": 1})
+    raised = training_job(failurePolicy={"maxRestarts": 9})
+    assert builders.build_plan(job, None).command == builders.build_plan(raised, None).command
 
 
 def test_the_worker_job_records_the_dataset_it_trains_on() -> None:

@@ -175,7 +175,7 @@ def test_disruptions_are_recorded_but_not_charged(reason: str, cause: str) -> No
 
 
 def failed_at(name: str, at: datetime, *, created: datetime, **metadata: Any) -> dict[str, Any]:
-    """A worker pod whose trainer exited with 1 at `at` (how torchrun ends a broken group)."""
+    """A worker pod whose trainer exited with 1 at `at` (how a worker that lost its peers ends)."""
     terminated = {"exitCode": 1, "reason": "Error", "finishedAt": at.isoformat()}
     failed = pod(name, "Failed", created=created, terminated=terminated)
     failed["metadata"].update(metadata)

@@ -1,13 +1,17 @@
 """`kubeforge run FILE --local` end to end: the real CLI as a program, real crawler shards against
-the demo web on loopback, real torchrun agents and workers (gloo, CPU), the embedded file store.
+the demo web on loopback, real torchrun agents (`kubeforge.launch`) and workers (gloo, CPU), the
+embedded file store.
 
 The samples are the demo's own files with their step counts scaled down so that a test takes
-seconds, not minutes. Interrupting is a real SIGINT to the runner, as a Ctrl-C in its terminal
-sends; resuming is proven by the trainer's own log of the checkpoint it resumed from.
+seconds, not minutes; the failure-policy tests run a custom `command` whose rank 1 exits with a
+chosen code once, under the real launcher, as a pod's would. Interrupting is a real SIGINT to the
+runner, as a Ctrl-C in its terminal sends; resuming is proven by the trainer's own log of the
+checkpoint it resumed from.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,3 +147,63 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert f"resumed from the checkpoint of step {stopped_at}" in resumed
     assert checkpoints.exists("final/model.pt")
     assert "test accuracy" in Path(finished.stdout.splitlines()[-1]).read_text()
+
+
+# Rank 1 of the group's first start exits with EXIT_CODE (the marker file remembers that it did);
+# every other process, and every process of a later start, finishes.
+FAILS_ONCE_ON_RANK_1 = """
+import os, pathlib, sys
+marker = pathlib.Path(sys.argv[1])
+if os.environ["RANK"] == "1" and not marker.exists():
+    marker.touch()
+    sys.exit(int(sys.argv[2]))
+"""
+
+
+def _failing_job(tmp_path: Path, exit_code: int, failure_policy: dict[str, Any]) -> Path:
+    script = tmp_path / "train.py"
+    script.write_text(FAILS_ONCE_ON_RANK_1)
+    job = {
+        "apiVersion": "kubeforge.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "custom"},
+        "spec": {
+            "image": "kubeforge.test/custom",
+            "replicas": 2,
+            "command": [str(script), str(tmp_path / "failed-once"), str(exit_code)],
+            "failurePolicy": failure_policy,
+        },
+    }
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def _restarts(state: Path) -> list[dict[str, Any]]:
+    path = state / "trainingjobs" / "custom" / "restarts.json"
+    restarts: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    return restarts
+
+
+def test_a_permanent_exit_code_fails_the_run_without_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    failed = _run(_failing_job(tmp_path, 2, {"permanentExitCodes": [2]}), state)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "custom agent 1 exited with permanent exit code 2" in failed.stderr
+    assert "PermanentExitCode: rank 1 (local rank 0) exited with 2" in failed.stderr
+    assert _restarts(state) == []
+
+
+def test_a_retryable_exit_code_restarts_the_group_once_and_it_completes(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    path = _failing_job(tmp_path, 3, {"permanentExitCodes": [2], "maxRestarts": 1})
+    finished = _run(path, state)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    [restart] = _restarts(state)
+    assert restart["cause"] == "RetryableExitCode"
+    assert restart["exit_code"] == 3
+    assert restart["charged"] is True
+    assert restart["agent"] == "custom agent 1"
+    assert restart["message"] == "rank 1 (local rank 0) exited with 3"
+    report = Path(finished.stdout.splitlines()[-1]).read_text()
+    assert "RetryableExitCode, exit code 3 (custom agent 1: rank 1" in report
