@@ -37,6 +37,7 @@ controller creates the pods), no exec.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "patch", "delete"]
+# kubeforge: mark such a stuck pod Failed before deleting it (k8s.force_delete_pod).
 - apiGroups: [""]
   resources: ["pods/status"]
   verbs: ["patch"]
