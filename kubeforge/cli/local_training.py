@@ -8,8 +8,10 @@ The first agent hosts the c10d rendezvous, as worker 0's pod does.
 
 While the agents run, the runner shows rank 0's progress file, and notices restarts of the
 worker group (torchrun restarts every worker when one fails): new worker processes under an
-agent after the group had formed, with the exit code torchrun logged for the failed one. A
-rerun resumes from the newest checkpoint; a job whose final artifacts exist is not run again.
+agent after the group had formed, with the exit code torchrun logged for the failed one. The
+run's goodput (`kubeforge.goodput`, the operator's computation, with the time a restart was
+noticed standing for its failure) is folded at every poll and kept in goodput.json. A rerun
+resumes from the newest checkpoint; a job whose final artifacts exist is not run again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from kubeforge.api.trainingjob import ProgressStatus, TrainingJob
+from kubeforge.api.trainingjob import GoodputStatus, ProgressStatus, TrainingJob
 from kubeforge.cli.local_state import (
     ENDPOINT_ENV,
     PublishedDataset,
@@ -38,6 +40,7 @@ from kubeforge.cli.local_state import (
 )
 from kubeforge.cli.processes import Child, Children, children_of
 from kubeforge.cli.view import RunView
+from kubeforge.goodput import measure
 from kubeforge.plan import TrainingPlan, plan_training
 from kubeforge.progress import FILE_ENV
 from kubeforge.storage import open_store
@@ -47,6 +50,7 @@ RENDEZVOUS_TIMEOUT_SECONDS = 120.0
 RESTART_COALESCE_SECONDS = 10.0
 """New workers under several agents within this long are one restart of the group."""
 FINAL_METRICS = "final/metrics.json"
+GOODPUT_FILE = "goodput.json"
 _WORKER_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\)")
 
 
@@ -170,6 +174,12 @@ def read_restarts(directory: Path) -> list[Restart]:
     return _RESTARTS.validate_json(path.read_bytes()) if path.is_file() else []
 
 
+def read_goodput(directory: Path) -> GoodputStatus | None:
+    """The goodput of the latest local run of the job, when one ran."""
+    path = directory / GOODPUT_FILE
+    return GoodputStatus.model_validate_json(path.read_bytes()) if path.is_file() else None
+
+
 def is_finished(local: LocalTrainingPlan) -> bool:
     uri = local.checkpoint_uri
     return uri is not None and open_store(uri).exists(FINAL_METRICS)
@@ -242,6 +252,7 @@ def run_training(
         document = plan.worker_config.model_dump(mode="json", by_alias=True, exclude_none=True)
         local.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     local.progress_file.unlink(missing_ok=True)
+    started = datetime.now(UTC)
     total = local.job.spec.trainer.steps if local.job.spec.trainer else 0
     task = view.add_training(name, total)
     view.event(
@@ -266,6 +277,13 @@ def run_training(
     watch = _Watch(agents)
     watch.failures_logged = len(watch.failure_codes())  # the logs of earlier runs
     restarts: list[Restart] = []
+    goodput: GoodputStatus | None = None
+
+    def fold(report: ProgressStatus | None) -> GoodputStatus:
+        failures = [restart.time for restart in restarts]
+        now = datetime.now(UTC)
+        return measure(goodput, started=started, failures=failures, progress=report, now=now)
+
     while True:
         time.sleep(POLL_SECONDS)
         status = _progress(local.progress_file)
@@ -275,6 +293,7 @@ def run_training(
         if restart is not None:
             restarts.append(restart)
             view.event(f"TrainingJob {name}: worker group restarted ({restart.cause})")
+        goodput = fold(status)
         for tail in tails:
             for line in tail.measurements():
                 view.event(f"TrainingJob {name}: {line}")
@@ -294,6 +313,8 @@ def run_training(
     children.forget_exited()
     history = read_restarts(local.directory) + restarts
     (local.directory / "restarts.json").write_bytes(_RESTARTS.dump_json(history, indent=2))
+    goodput = fold(_progress(local.progress_file))
+    (local.directory / GOODPUT_FILE).write_text(goodput.model_dump_json(by_alias=True, indent=2))
     return restarts
 
 

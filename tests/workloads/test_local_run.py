@@ -21,7 +21,11 @@ import yaml
 
 from kubeforge.api.trainingjob import ProgressStatus
 from kubeforge.cli.demo import demo_file
+from kubeforge.cli.goodput_text import duration
+from kubeforge.cli.local_state import StateDir
+from kubeforge.cli.local_training import read_goodput
 from kubeforge.cli.localweb import DemoWeb, build_demo_web
+from kubeforge.cli.runner import run_local
 from kubeforge.dataset import read_manifest
 from kubeforge.storage import open_store
 from kubeforge_trainer.checkpoint import CheckpointManifest
@@ -143,3 +147,28 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert f"resumed from the checkpoint of step {stopped_at}" in resumed
     assert checkpoints.exists("final/model.pt")
     assert "test accuracy" in Path(finished.stdout.splitlines()[-1]).read_text()
+
+
+def test_a_restart_shows_in_the_goodput_of_the_report(tmp_path: Path) -> None:
+    """The demo's failure (a worker SIGKILLed halfway) through the runner, in this process."""
+    state = StateDir(tmp_path / "state")
+    path = _scaled("mlp", tmp_path, 20, steps=300, logIntervalSteps=100)
+    report = run_local(path, state, _environ(), kill_worker_at_step=150)
+    goodput = read_goodput(state.training_dir("demo-mlp"))
+    assert goodput is not None
+    # The kill is the last restart (a group can also re-form once as a late agent joins).
+    *before, restarted = goodput.attempts
+    assert before
+    assert restarted.started_at not in {attempt.started_at for attempt in before}
+    assert restarted.time_to_first_step_seconds is not None
+    assert restarted.lost_seconds == pytest.approx(
+        restarted.time_to_first_step_seconds + restarted.rework_seconds, abs=0.2
+    )
+    assert goodput.ratio is not None
+    assert 0 < goodput.ratio < 1
+    text = report.read_text()
+    assert f"Latest run's goodput {goodput.ratio:.1%}: " in text
+    assert "- attempt 1 began " in text
+    lost = f"lost {duration(restarted.lost_seconds)}"
+    assert f"- restart at {restarted.began_at:%Y-%m-%d %H:%M:%S}: first step after " in text
+    assert lost in text
