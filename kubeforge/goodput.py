@@ -17,14 +17,16 @@ The group's attempts are told apart by the failures recorded in status.restarts 
 process start time rank 0 reports (`startedAt`), which also catches a restart nobody recorded
 (torchrun restarting its workers in place). Reports of trainers older than `startedAt` and
 `firstStepAt` still count: the first report after an attempt began stands for its first step.
-Totals are whole seconds so that a status written at every reconcile does not change with every
-millisecond of the clock.
+The operator measures at every reconcile but writes the status only when it changed, so
+`measure_status` reads the clock in steps of STATUS_CLOCK_SECONDS: the reconcile that the write
+itself triggers finds the same goodput and writes nothing. Readers (`kubeforge status`, the
+Prometheus gauge) measure the stored status again at their own clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from kubeforge.api.trainingjob import (
     RESTART_HISTORY_LIMIT,
@@ -36,6 +38,8 @@ from kubeforge.api.trainingjob import (
 
 ATTEMPTS_KEPT = RESTART_HISTORY_LIMIT + 1
 """The first attempt and the latest RESTART_HISTORY_LIMIT."""
+STATUS_CLOCK_SECONDS = 10
+"""The step of the clock `measure_status` reads."""
 
 
 def _seconds(since: datetime, until: datetime) -> float:
@@ -145,13 +149,15 @@ def measure(
 
 
 def measure_status(status: TrainingJobStatus, now: datetime) -> GoodputStatus | None:
-    """The goodput of a job's status at `now`; None before its workers were first created."""
+    """The goodput of a job's status at `now` (in steps of STATUS_CLOCK_SECONDS; at completion
+    once finished); None before its workers were first created."""
     if status.start_time is None:
         return None
+    step = now.timestamp() // STATUS_CLOCK_SECONDS * STATUS_CLOCK_SECONDS
     return measure(
         status.goodput,
         started=status.start_time,
         failures=[restart.time for restart in status.restarts.history],
         progress=status.progress,
-        now=status.completion_time or now,
+        now=status.completion_time or datetime.fromtimestamp(step, UTC),
     )

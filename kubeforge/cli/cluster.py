@@ -2,14 +2,15 @@
 
 Uses the current kubeconfig (KUBECONFIG, or ~/.kube/config, or the in-cluster account) through
 lightkube. Status shows what the operator wrote, read with the API models: phase, the Ready
-condition's reason and message, progress (step, loss, throughput, last checkpoint), goodput and
-restarts with their causes; `status NAME` adds every condition, the restart history and what each
-restart cost (time lost, time to first step). Logs are those of
-the resource's pods, found by the labels the operator puts on them.
+condition's reason and message, progress (step, loss, throughput, last checkpoint), goodput
+(measured again at this clock) and restarts with their causes; `status NAME` adds every
+condition, the restart history and what each restart cost (time lost, time to first step). Logs
+are those of the resource's pods, found by the labels the operator puts on them.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import ApiError, Client, ConfigError
@@ -22,6 +23,7 @@ from kubeforge.api.dataingest import DATA_INGEST, DataIngest
 from kubeforge.api.meta import GROUP, VERSION, find_condition
 from kubeforge.api.trainingjob import TRAINING_JOB, TrainingJob
 from kubeforge.cli.goodput_text import restart_lines, summary
+from kubeforge.goodput import measure_status
 
 TrainingJobs = create_namespaced_resource(GROUP, VERSION, TRAINING_JOB.kind, TRAINING_JOB.plural)
 DataIngests = create_namespaced_resource(GROUP, VERSION, DATA_INGEST.kind, DATA_INGEST.plural)
@@ -74,7 +76,7 @@ def _progress(resource: Resource) -> str:
 def _goodput(resource: Resource) -> str:
     if isinstance(resource, DataIngest):
         return "-"
-    goodput = resource.status.goodput
+    goodput = measure_status(resource.status, datetime.now(UTC))
     return "-" if goodput is None or goodput.ratio is None else f"{goodput.ratio:.1%}"
 
 
@@ -142,8 +144,9 @@ def _details(console: Console, resource: Resource) -> None:
                 f"({charged}) {restart.pod or ''} {detail} {restart.reason or ''}".rstrip(),
                 highlight=False,
             )
-        console.print(summary(resource.status.goodput), highlight=False)
-        for line in restart_lines(resource.status.goodput):
+        goodput = measure_status(resource.status, datetime.now(UTC))
+        console.print(summary(goodput), highlight=False)
+        for line in restart_lines(goodput):
             console.print(line, highlight=False)
 
 

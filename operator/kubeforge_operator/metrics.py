@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
-from kubeforge.api.trainingjob import TrainingJob, TrainingJobPhase
+from kubeforge.api.trainingjob import TrainingJob, TrainingJobPhase, TrainingJobStatus
+from kubeforge.goodput import measure_status
 from kubeforge_operator.status import Decision
 
 RECONCILE_SECONDS = Histogram(
@@ -45,12 +47,12 @@ LOST_PER_RESTART = Histogram(
 )
 
 _phases: dict[tuple[str, str], TrainingJobPhase] = {}
-_goodput: dict[tuple[str, str], float] = {}
+_statuses: dict[tuple[str, str], TrainingJobStatus] = {}
 
 
 class _JobCollector(Collector):
     """kubeforge_trainingjobs{phase} and kubeforge_trainingjob_goodput_ratio{namespace,name}:
-    counted when scraped, from the last reconcile of each job."""
+    counted when scraped, from the last reconcile of each job (goodput at the scrape's clock)."""
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -67,8 +69,11 @@ class _JobCollector(Collector):
             "Productive training time over wall time since the workers were first created, 0 to 1.",
             labels=["namespace", "name"],
         )
-        for (namespace, name), ratio in _goodput.items():
-            goodput.add_metric([namespace, name], ratio)
+        now = datetime.now(UTC)
+        for (namespace, name), status in list(_statuses.items()):
+            measured = measure_status(status, now)
+            if measured is not None and measured.ratio is not None:
+                goodput.add_metric([namespace, name], measured.ratio)
         yield goodput
 
 
@@ -82,8 +87,7 @@ def observe(key: tuple[str, str], job: TrainingJob, decision: Decision) -> None:
         _phases[key] = status.phase
     for cause in decision.new_restarts:
         RESTARTS.labels(cause=cause.value).inc()
-    if status.goodput is not None and status.goodput.ratio is not None:
-        _goodput[key] = status.goodput.ratio
+    _statuses[key] = status
     before = job.status.goodput.attempts if job.status.goodput else []
     settled = {a.began_at for a in before if a.lost_seconds is not None}
     stepped = {a.began_at for a in before if a.time_to_first_step_seconds is not None}
@@ -96,4 +100,4 @@ def observe(key: tuple[str, str], job: TrainingJob, decision: Decision) -> None:
 
 def forget(key: tuple[str, str]) -> None:
     _phases.pop(key, None)
-    _goodput.pop(key, None)
+    _statuses.pop(key, None)

@@ -8,7 +8,10 @@ the trainer's progress reports are written by the test with the same sink the tr
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -162,11 +165,25 @@ def test_goodput_shows_what_a_restart_cost(rig: Rig, jobs: Jobs, operator: Opera
     assert goodput.productive_seconds == max(
         0, goodput.wall_seconds - goodput.startup_seconds - goodput.lost_seconds
     )
+    shown = kubeforge_status(rig, jobs, "measured")
+    assert "GOODPUT" in shown, shown
+    began_at = f"{restarted.began_at:%Y-%m-%d %H:%M:%S}"
+    assert f"restart at {began_at}: first step after " in shown, shown
     # The operator observes its metrics after it wrote the status.
     wait_for(
         lambda: (REGISTRY.get_sample_value(LOST_COUNT) or 0) >= (lost_before or 0) + 1,
         "the restart's lost time in the metrics",
     )
+
+
+def kubeforge_status(rig: Rig, jobs: Jobs, name: str) -> str:
+    """What `kubeforge status NAME` prints, as a program on the rig's kubeconfig."""
+    command = [sys.executable, "-m", "kubeforge.cli.main", "status", name, "-n", jobs.namespace]
+    # A wide terminal: rich fits its tables to COLUMNS.
+    environment = {**os.environ, "KUBECONFIG": str(rig.kubeconfig), "COLUMNS": "200"}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def test_active_deadline_fails_the_job(jobs: Jobs, operator: OperatorThread) -> None:

@@ -17,7 +17,7 @@ from kubeforge.api.trainingjob import (
     ProgressStatus,
     TrainingJobStatus,
 )
-from kubeforge.goodput import ATTEMPTS_KEPT, measure, measure_status
+from kubeforge.goodput import ATTEMPTS_KEPT, STATUS_CLOCK_SECONDS, measure, measure_status
 
 START = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 """When the workers were first created; every job here is hours old."""
@@ -202,3 +202,16 @@ def test_attempts_beyond_the_list_still_count() -> None:
     assert goodput.startup_seconds + goodput.lost_seconds == goodput.wall_seconds
     dropped = restarts + 1 - ATTEMPTS_KEPT  # the attempts after the first restarts, each 1 h
     assert goodput.earlier_lost_seconds == dropped * 3600
+
+
+def test_the_status_reads_the_clock_in_steps_so_its_own_write_changes_nothing() -> None:
+    status = TrainingJobStatus(
+        start_time=START, progress=report(50, at(hours=2), process=at(), first_step=at(minutes=1))
+    )
+    status.goodput = measure_status(status, now=at(hours=2))
+    assert measure_status(status, now=at(hours=2, seconds=STATUS_CLOCK_SECONDS - 1)) == (
+        status.goodput
+    )
+    later = measure_status(status, now=at(hours=2, seconds=STATUS_CLOCK_SECONDS))
+    assert later is not None
+    assert later.wall_seconds == 2 * 3600 + STATUS_CLOCK_SECONDS
