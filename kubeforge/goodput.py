@@ -69,6 +69,18 @@ def _restart(attempts: list[GoodputAttempt], failure: datetime) -> None:
     attempts.append(_after(attempts[-1], failure))
 
 
+def _is_new(failure: datetime, attempts: list[GoodputAttempt]) -> bool:
+    """Whether a failure ends the current attempt. The attempt after a restart began at its
+    failure, so only a later one does; the first began at the start, which a failure in the
+    same second (pods' times have whole seconds) can equal. A failure before the current
+    process started was already stood for by the change of process."""
+    current = attempts[-1]
+    if failure < current.began_at or (failure == current.began_at and len(attempts) > 1):
+        return False
+    process = current.started_at
+    return process is None or failure >= process.replace(microsecond=0)
+
+
 def _take_report(attempts: list[GoodputAttempt], report: ProgressStatus) -> None:
     """Updates the current attempt from rank 0's report, unless the report is an earlier
     attempt's (the channel keeps the last report until the next attempt writes one)."""
@@ -117,11 +129,7 @@ def measure(
     attempts = attempts or [GoodputAttempt(began_at=started)]
     earlier_lost = previous.earlier_lost_seconds if previous else 0.0
     for failure in sorted(failures):
-        current = attempts[-1]
-        # A failure the process change already stood for has its new process starting after it.
-        if failure > current.began_at and (
-            current.started_at is None or failure >= current.started_at
-        ):
+        if _is_new(failure, attempts):
             _restart(attempts, failure)
     if progress is not None:
         _take_report(attempts, progress)

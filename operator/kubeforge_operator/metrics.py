@@ -89,12 +89,16 @@ def observe(key: tuple[str, str], job: TrainingJob, decision: Decision) -> None:
         RESTARTS.labels(cause=cause.value).inc()
     _statuses[key] = status
     before = job.status.goodput.attempts if job.status.goodput else []
-    settled = {a.began_at for a in before if a.lost_seconds is not None}
-    stepped = {a.began_at for a in before if a.time_to_first_step_seconds is not None}
+    # The first attempt stays first; the later ones began at distinct failures.
+    restarted = {attempt.began_at: attempt for attempt in before[1:]}
     for index, attempt in enumerate(status.goodput.attempts if status.goodput else []):
-        if attempt.time_to_first_step_seconds is not None and attempt.began_at not in stepped:
+        previous = restarted.get(attempt.began_at) if index else next(iter(before), None)
+        if attempt.time_to_first_step_seconds is not None and (
+            previous is None or previous.time_to_first_step_seconds is None
+        ):
             TIME_TO_FIRST_STEP.observe(attempt.time_to_first_step_seconds)
-        if index and attempt.lost_seconds is not None and attempt.began_at not in settled:
+        settled = previous is not None and previous.lost_seconds is not None
+        if index and attempt.lost_seconds is not None and not settled:
             LOST_PER_RESTART.observe(attempt.lost_seconds)
 
 

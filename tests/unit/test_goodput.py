@@ -1,4 +1,5 @@
-"""Goodput of jobs hours old: the pure function, fed as the operator's reconciles feed it.
+"""Goodput of jobs hours old: the pure function, fed as the operator's reconciles feed it, and
+the Prometheus observations of what each reconcile settled.
 
 Each test replays a job's life as a series of `measure` calls, each with what a reconcile at that
 instant would see (the restarts' failure times, rank 0's latest report), and checks the split of
@@ -10,14 +11,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from kubeforge.api.trainingjob import (
     CheckpointRecord,
     GoodputStatus,
     ProgressStatus,
+    TrainingJob,
     TrainingJobStatus,
 )
 from kubeforge.goodput import ATTEMPTS_KEPT, STATUS_CLOCK_SECONDS, measure, measure_status
+from kubeforge_operator import metrics
+from kubeforge_operator.status import Decision
+from tests.trainingjob_cases import MINIMAL_SPEC
 
 START = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 """When the workers were first created; every job here is hours old."""
@@ -215,3 +221,52 @@ def test_the_status_reads_the_clock_in_steps_so_its_own_write_changes_nothing() 
     later = measure_status(status, now=at(hours=2, seconds=STATUS_CLOCK_SECONDS))
     assert later is not None
     assert later.wall_seconds == 2 * 3600 + STATUS_CLOCK_SECONDS
+
+
+def test_a_failure_in_the_same_second_as_the_start_is_still_a_restart() -> None:
+    """Pods' times have whole seconds; a process's start and steps have microseconds."""
+    job = Job()
+    job.reconcile(
+        at(seconds=1),
+        report(1, at(seconds=0.5), process=at(seconds=0.2), first_step=at(seconds=0.5)),
+    )
+    job.failures.append(START)  # really at 0.7 s, after the first step
+    job.reconcile(at(seconds=2), None)
+    resumed = report(2, at(seconds=9), process=at(seconds=4), first_step=at(seconds=9))
+    first, restarted = job.reconcile(at(seconds=10), resumed).attempts
+    assert first.first_step_at == at(seconds=0.5)
+    assert restarted.began_at == START
+    assert restarted.started_at == at(seconds=4)
+    assert restarted.time_to_first_step_seconds == 9
+
+
+def test_prometheus_observes_each_attempt_once_even_when_it_began_in_the_start_second() -> None:
+    job = Job()
+    job.reconcile(
+        at(seconds=1), report(1, at(seconds=0.5), process=at(), first_step=at(seconds=0.5))
+    )
+    job.failures.append(START)
+    before = TrainingJob.model_validate(
+        {"spec": MINIMAL_SPEC, "status": {"goodput": job.reconcile(at(seconds=2), None)}}
+    )
+    resumed = report(2, at(seconds=9), process=at(seconds=4), first_step=at(seconds=9))
+    after = TrainingJobStatus(
+        start_time=START, progress=resumed, goodput=job.reconcile(at(seconds=10), resumed)
+    )
+    lost = "kubeforge_trainingjob_restart_lost_seconds_count"
+    first_step = "kubeforge_trainingjob_time_to_first_step_seconds_count"
+    counts = (REGISTRY.get_sample_value(lost) or 0, REGISTRY.get_sample_value(first_step) or 0)
+    metrics.observe(("ns", "measured"), before, Decision(status=after))
+    assert REGISTRY.get_sample_value(lost) == counts[0] + 1
+    assert REGISTRY.get_sample_value(first_step) == counts[1] + 1
+    settled = before.model_copy(update={"status": after})
+    metrics.observe(("ns", "measured"), settled, Decision(status=after))
+    assert REGISTRY.get_sample_value(lost) == counts[0] + 1
+    assert REGISTRY.get_sample_value(first_step) == counts[1] + 1
+    # The gauge measures the job at the scrape's clock, days after this job's last report.
+    labels = {"namespace": "ns", "name": "measured"}
+    ratio = REGISTRY.get_sample_value("kubeforge_trainingjob_goodput_ratio", labels)
+    assert ratio is not None
+    assert 0 < ratio <= 1
+    metrics.forget(("ns", "measured"))
+    assert REGISTRY.get_sample_value("kubeforge_trainingjob_goodput_ratio", labels) is None
