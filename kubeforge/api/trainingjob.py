@@ -702,6 +702,93 @@ class ProgressStatus(StatusModel):
         description="When the training step last advanced (not when the report was written): "
         "progressDeadlineSeconds counts from it.",
     )
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description="When this attempt's rank 0 training process started; a new value means "
+        "the worker group started again.",
+    )
+    first_step_at: AwareDatetime | None = Field(
+        default=None, description="When this attempt's first training step finished."
+    )
+
+
+Seconds = Annotated[float, Field(ge=0)]
+"""A duration in seconds."""
+
+
+class GoodputAttempt(StatusModel):
+    """One attempt of the worker group: from the job's first start, or from the failure that
+    ended the attempt before it, to the failure that ends it (or to now)."""
+
+    began_at: AwareDatetime = Field(
+        description="When the attempt began: the workers' first creation, or the failure (the "
+        "restart's time) that ended the attempt before."
+    )
+    started_at: AwareDatetime | None = Field(
+        default=None, description="When its rank 0 training process started, as it reported."
+    )
+    first_step_at: AwareDatetime | None = Field(
+        default=None, description="When its first training step finished."
+    )
+    last_step_at: AwareDatetime | None = Field(
+        default=None, description="When its latest reported training step finished."
+    )
+    last_checkpoint_at: AwareDatetime | None = Field(
+        default=None, description="When the latest checkpoint it committed was committed."
+    )
+    time_to_first_step_seconds: Seconds | None = Field(
+        default=None,
+        description="Seconds from the attempt's beginning to its first training step.",
+    )
+    rework_seconds: Seconds = Field(
+        default=0,
+        description="Seconds of training the failure that began this attempt threw away: what "
+        "the attempt before trained after its last checkpoint, redone from that checkpoint.",
+    )
+    lost_seconds: Seconds | None = Field(
+        default=None,
+        description="Seconds this (re)start cost: from its beginning to its first training step "
+        "(or to its end, when it had none), plus reworkSeconds. Set once known.",
+    )
+
+
+class GoodputStatus(StatusModel):
+    """How much of the job's wall time went into training: productive time over wall time."""
+
+    ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Goodput: productiveSeconds over wallSeconds, 0 to 1.",
+    )
+    wall_seconds: Seconds = Field(
+        default=0,
+        description="Seconds since the workers were first created, to completion once finished.",
+    )
+    productive_seconds: Seconds = Field(
+        default=0,
+        description="Seconds of training that the model kept: wallSeconds less startupSeconds "
+        "and lostSeconds.",
+    )
+    startup_seconds: Seconds = Field(
+        default=0,
+        description="Seconds from the workers' first creation to the first training step.",
+    )
+    lost_seconds: Seconds = Field(
+        default=0,
+        description="Seconds lost to restarts in all, the one under way included: for each, from "
+        "the failure to the first training step after it, plus the training it threw away.",
+    )
+    attempts: list[GoodputAttempt] = Field(
+        default_factory=list,
+        max_length=RESTART_HISTORY_LIMIT + 1,
+        description=f"The first attempt and the latest {RESTART_HISTORY_LIMIT}, oldest first; "
+        "the attempt after each restart shows what that restart cost.",
+    )
+    earlier_lost_seconds: Seconds = Field(
+        default=0,
+        description="Seconds lost to the restarts whose attempts the list above no longer holds.",
+    )
 
 
 class TrainingJobStatus(StatusModel):
@@ -740,6 +827,11 @@ class TrainingJobStatus(StatusModel):
     )
     completion_time: AwareDatetime | None = Field(
         default=None, description="When the job succeeded or failed."
+    )
+    goodput: GoodputStatus | None = Field(
+        default=None,
+        description="Productive training time over wall time, the time each restart lost and "
+        "each attempt's time to its first step.",
     )
 
 

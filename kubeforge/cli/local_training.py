@@ -15,7 +15,9 @@ that `failurePolicy` makes permanent, from any agent of the broken group, fails 
 cause and exit code and charged to `failurePolicy.maxRestarts` (counted per run of the runner;
 past it: BackoffLimitExceeded), and the runner starts the agents again, which resume from the
 newest checkpoint. A rerun resumes the same way; a job whose final artifacts exist is not run
-again.
+again. The run's goodput (`kubeforge.goodput`, the operator's computation, with the time a
+broken group was noticed standing for its failure) is folded at every poll and kept in
+goodput.json.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from kubeforge.api.trainingjob import (
+    GoodputStatus,
     ProgressStatus,
     RestartCause,
     TrainingJob,
@@ -51,6 +54,7 @@ from kubeforge.cli.local_state import (
 )
 from kubeforge.cli.processes import Child, Children, children_of
 from kubeforge.cli.view import RunView
+from kubeforge.goodput import measure
 from kubeforge.launch import TERMINATION_LOG_ENV, shell_exit_code
 from kubeforge.plan import TrainingPlan, plan_training
 from kubeforge.progress import FILE_ENV
@@ -63,6 +67,7 @@ GROUP_STOP_SECONDS = 10.0
 their peers, in a second or two) before the runner stops them, and then their grace period. An
 agent whose workers finished waits for its peers at torchrun's exit barrier, deaf to SIGTERM."""
 FINAL_METRICS = "final/metrics.json"
+GOODPUT_FILE = "goodput.json"
 
 
 class TrainingFailed(Exception):
@@ -200,6 +205,12 @@ def read_restarts(directory: Path) -> list[Restart]:
     return _RESTARTS.validate_json(path.read_bytes()) if path.is_file() else []
 
 
+def read_goodput(directory: Path) -> GoodputStatus | None:
+    """The goodput of the latest local run of the job, when one ran."""
+    path = directory / GOODPUT_FILE
+    return GoodputStatus.model_validate_json(path.read_bytes()) if path.is_file() else None
+
+
 def is_finished(local: LocalTrainingPlan) -> bool:
     uri = local.checkpoint_uri
     return uri is not None and open_store(uri).exists(FINAL_METRICS)
@@ -298,6 +309,7 @@ def run_training(
         document = plan.worker_config.model_dump(mode="json", by_alias=True, exclude_none=True)
         local.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     local.progress_file.unlink(missing_ok=True)
+    started = datetime.now(UTC)
     total = local.job.spec.trainer.steps if local.job.spec.trainer else 0
     task = view.add_training(name, total)
     view.event(
@@ -306,6 +318,13 @@ def run_training(
     )
     tails = [_LogTail(_agent_log(local, index)) for index in range(plan.replicas)]
     restarts: list[Restart] = []
+    goodput: GoodputStatus | None = None
+
+    def fold(report: ProgressStatus | None) -> GoodputStatus:
+        failures = [restart.time for restart in restarts]
+        now = datetime.now(UTC)
+        return measure(goodput, started=started, failures=failures, progress=report, now=now)
+
     kill_at = kill_worker_at_step
     while True:
         group = _Group(_start_agents(local, children))
@@ -314,6 +333,7 @@ def run_training(
             status = _progress(local.progress_file)
             if status is not None:
                 view.update_training(task, status)
+            goodput = fold(status)
             for tail in tails:
                 for line in tail.measurements():
                     view.event(f"TrainingJob {name}: {line}")
@@ -329,6 +349,8 @@ def run_training(
             f"({len(restarts)}/{local.job.spec.failure_policy.max_restarts} charged)"
         )
     children.forget_exited()
+    goodput = fold(_progress(local.progress_file))
+    (local.directory / GOODPUT_FILE).write_text(goodput.model_dump_json(by_alias=True, indent=2))
     return restarts
 
 

@@ -27,6 +27,7 @@ from kubeforge.api.trainingjob import (
     TrainingJobReason,
     TrainingJobStatus,
 )
+from kubeforge.goodput import measure_status
 from kubeforge_operator.builders import CONTAINER, worker_selector
 from kubeforge_operator.objects import Event, Object, job_condition, parse_time
 
@@ -624,6 +625,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:
     if outcome.phase in TERMINAL and status.completion_time is None:
         job_completion = parse_time(((worker_job or {}).get("status") or {}).get("completionTime"))
         status.completion_time = job_completion or now
+    status.goodput = measure_status(status, now)
     status.phase = outcome.phase
     status.observed_generation = job.metadata.generation
     status.conditions = _conditions(job.status.conditions, outcome, job.metadata.generation, now)

@@ -62,15 +62,17 @@ def pool(api_client: client.ApiClient, namespace: str) -> Iterator[Callable[[int
         capacity = {"cpu": "1", "memory": "8Gi", "pods": "10"}
         for name in names:
             core.create_node(
-                {
-                    "metadata": {
-                        "name": name,
-                        "labels": {"kubernetes.io/hostname": name, "type": "kwok", POOL: namespace},
-                        "annotations": {KWOK_MANAGED: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                    },
-                    "spec": {"taints": [{"key": POOL, "value": namespace, "effect": "NoSchedule"}]},
-                    "status": {"capacity": capacity, "allocatable": capacity},
-                }
+                client.V1Node(
+                    metadata=client.V1ObjectMeta(
+                        name=name,
+                        labels={"kubernetes.io/hostname": name, "type": "kwok", POOL: namespace},
+                        annotations={KWOK_MANAGED: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    ),
+                    spec=client.V1NodeSpec(
+                        taints=[client.V1Taint(key=POOL, value=namespace, effect="NoSchedule")]
+                    ),
+                    status=client.V1NodeStatus(capacity=capacity, allocatable=capacity),
+                )
             )
             made.append(name)
 
@@ -129,25 +131,32 @@ def test_preemption_by_the_scheduler_after_the_start_deadline_is_not_charged(
     (node,) = pool(1)
     scheduling = client.SchedulingV1Api(api_client)
     priority = f"kf-urgent-{uuid.uuid4().hex[:6]}"
-    scheduling.create_priority_class({"metadata": {"name": priority}, "value": 1_000_000})
+    scheduling.create_priority_class(
+        client.V1PriorityClass(metadata=client.V1ObjectMeta(name=priority), value=1_000_000)
+    )
     try:
         jobs.create("preempted", on_pool(namespace, startDeadlineSeconds=20))
         (worker,) = jobs.running_pods("preempted", 1)
         assert worker.spec.node_name == node
         older_than_start_deadline(jobs, "preempted", 20)
+        urgent = client.V1Container(
+            name="c",
+            image="busybox",
+            resources=client.V1ResourceRequirements(requests={"cpu": "1"}),
+        )
         jobs.core.create_namespaced_pod(
             namespace,
-            {
-                "metadata": {"name": "urgent"},
-                "spec": {
-                    "priorityClassName": priority,
-                    "nodeSelector": {POOL: namespace},
-                    "tolerations": [{"key": POOL, "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [
-                        {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name="urgent"),
+                spec=client.V1PodSpec(
+                    priority_class_name=priority,
+                    node_selector={POOL: namespace},
+                    tolerations=[
+                        client.V1Toleration(key=POOL, operator="Exists", effect="NoSchedule")
                     ],
-                },
-            },
+                    containers=[urgent],
+                ),
+            ),
         )
         status = jobs.wait(
             "preempted", "a disruption", lambda s: s.get("restarts", {}).get("disruptions") == 1

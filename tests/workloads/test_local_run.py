@@ -25,7 +25,11 @@ import yaml
 
 from kubeforge.api.trainingjob import ProgressStatus
 from kubeforge.cli.demo import demo_file
+from kubeforge.cli.goodput_text import duration
+from kubeforge.cli.local_state import StateDir
+from kubeforge.cli.local_training import read_goodput
 from kubeforge.cli.localweb import DemoWeb, build_demo_web
+from kubeforge.cli.runner import run_local
 from kubeforge.dataset import read_manifest
 from kubeforge.storage import open_store
 from kubeforge_trainer.checkpoint import CheckpointManifest
@@ -207,3 +211,28 @@ def test_a_retryable_exit_code_restarts_the_group_once_and_it_completes(tmp_path
     assert restart["message"] == "rank 1 (local rank 0) exited with 3"
     report = Path(finished.stdout.splitlines()[-1]).read_text()
     assert "RetryableExitCode, exit code 3 (custom agent 1: rank 1" in report
+
+
+def test_a_restart_shows_in_the_goodput_of_the_report(tmp_path: Path) -> None:
+    """The demo's failure (a worker SIGKILLed halfway) through the runner, in this process."""
+    state = StateDir(tmp_path / "state")
+    path = _scaled("mlp", tmp_path, 20, steps=300, logIntervalSteps=100)
+    report = run_local(path, state, _environ(), kill_worker_at_step=150)
+    goodput = read_goodput(state.training_dir("demo-mlp"))
+    assert goodput is not None
+    # The kill is the last restart (a group can also re-form once as a late agent joins).
+    *before, restarted = goodput.attempts
+    assert before
+    assert restarted.started_at not in {attempt.started_at for attempt in before}
+    assert restarted.time_to_first_step_seconds is not None
+    assert restarted.lost_seconds == pytest.approx(
+        restarted.time_to_first_step_seconds + restarted.rework_seconds, abs=0.2
+    )
+    assert goodput.ratio is not None
+    assert 0 < goodput.ratio < 1
+    text = report.read_text()
+    assert f"Latest run's goodput {goodput.ratio:.1%}: " in text
+    assert "- attempt 1 began " in text
+    lost = f"lost {duration(restarted.lost_seconds)}"
+    assert f"- restart at {restarted.began_at:%Y-%m-%d %H:%M:%S}: first step after " in text
+    assert lost in text

@@ -106,6 +106,10 @@ def test_the_mlp_learns_the_bundled_digits_and_reports_progress(reference: Refer
     assert progress.last_checkpoint.step == STEPS
     assert progress.updated_at is not None
     assert progress.samples_per_second
+    # Goodput's view of the attempt: the process started, then its first step, then its last.
+    assert progress.started_at is not None
+    assert progress.first_step_at is not None
+    assert progress.started_at <= progress.first_step_at <= progress.updated_at
 
 
 def test_every_sample_is_consumed_exactly_once_per_epoch(reference: Reference) -> None:
