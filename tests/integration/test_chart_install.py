@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -583,3 +584,97 @@ def progress_sink(rig: Rig, jobs: Jobs, name: str) -> ConfigMapSink:
         token=token,
         ca_file=Path(cluster["certificate-authority"]),
     )
+
+
+# --- least privilege, as the apiserver reports it ------------------------------------------------
+
+Permission = tuple[str, str, str, tuple[str, ...]]
+"""(API group, resource, verb, resource names): one effective permission."""
+PERMISSIONS_DOC = REPO_ROOT / "docs" / "permissions.md"
+
+
+def documented(section: str) -> set[Permission]:
+    """The rows of one section's table in docs/permissions.md, one permission per verb."""
+    text = PERMISSIONS_DOC.read_text()
+    body = text[text.index(f"## {section}") :].split("\n## ")[0]
+    permissions: set[Permission] = set()
+    for line in body.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or cells[0] == "API group" or set(cells[0]) <= {"-"}:
+            continue
+        group = "" if cells[0] == "core" else cells[0]
+        names = tuple(cells[2:-1])
+        for verb in cells[-1].split(", "):
+            permissions.add((group, cells[1], verb, names))
+    return permissions
+
+
+def effective(rig: Rig, core: client.CoreV1Api, namespace: str, account: str) -> set[Permission]:
+    """What `account` may do in `namespace`: a SelfSubjectRulesReview made with its own token,
+    expanded to one permission per group, resource and verb."""
+    token = service_account_token(core, namespace, account)
+    with tempfile.TemporaryDirectory() as directory:
+        api = kube_client(token_kubeconfig(rig, token, Path(directory) / "kubeconfig"))
+    review = client.AuthorizationV1Api(api).create_self_subject_rules_review(
+        client.V1SelfSubjectRulesReview(
+            spec=client.V1SelfSubjectRulesReviewSpec(namespace=namespace)
+        )
+    )
+    assert not review.status.incomplete, review.status.evaluation_error
+    return {
+        (group, resource, verb, tuple(rule.resource_names or ()))
+        for rule in review.status.resource_rules
+        for group in rule.api_groups or [""]
+        for resource in rule.resources or []
+        for verb in rule.verbs
+    }
+
+
+def test_effective_permissions_are_exactly_the_documented_ones(
+    rig: Rig,
+    crds: list[str],
+    namespace: str,
+    installs: Callable[..., str],
+    operator: OperatorThread,
+) -> None:
+    """The chart's operator account and a job's worker account may do what docs/permissions.md
+    lists, no more and no less; a namespace editor may run both kinds of resource."""
+    api = kube_client(rig.kubeconfig)
+    core, authz = client.CoreV1Api(api), client.AuthorizationV1Api(api)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
+    everyone = effective(rig, core, namespace, "nobody")  # what any authenticated user may do
+
+    release = installs(namespace, {"crds.enabled": False})
+    operator_account = effective(rig, core, namespace, f"{release}-kubeforge") - everyone
+    assert operator_account == documented("The operator")
+
+    jobs = Jobs(api, namespace)
+    jobs.create("least", spec_with())
+    wait_for(
+        lambda: read_or_none(
+            lambda: client.RbacAuthorizationV1Api(api).read_namespaced_role_binding(
+                "least-progress-writer", namespace
+            )
+        ),
+        "the progress writer's binding",
+    )
+    workers = effective(rig, core, namespace, "least-trainer") - everyone
+    assert workers == {
+        (group, resource, verb, tuple(name.replace("NAME", "least") for name in names))
+        for group, resource, verb, names in documented("A training job's workers")
+    }
+
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="alice-edits"),
+            role_ref=client.V1RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name="edit"),
+            subjects=[client.RbacV1Subject(api_group=RBAC_GROUP, kind="User", name="alice")],
+        ),
+    )
+    for verb in ("create", "watch", "delete", "patch"):
+        for plural in ("trainingjobs", "dataingests"):
+            assert allowed(authz, "alice", verb, plural, namespace, GROUP), (verb, plural)
+    assert not allowed(authz, "alice", "create", "trainingjobs", "default", GROUP)
