@@ -15,6 +15,7 @@ them over (`--take-ownership`) with `crds.keep`, and its uninstall must leave th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -461,15 +462,24 @@ def test_operator_with_the_charts_permissions_runs_both_lifecycles(
         ),
     )
     secrets = {"rig-s3": ingests.secret_data("rig-s3")}
+    caplog.set_level(logging.DEBUG)  # every line the operator logs is searched for the secret
     try:
-        run_both_lifecycles(rig, ingests, jobs, processes, spec, secrets)
+        written = run_both_lifecycles(rig, ingests, jobs, processes, spec, secrets)
     finally:
         remove_bucket(s3, bucket)
+
+    # The secret key went from the Secret to the crawler and publish processes only: no log
+    # line of the operator or of those processes, no status, Event or ConfigMap shows it.
+    logs = [path.read_text() for path in sorted(processes.logs.glob("*.log"))]
+    texts = [caplog.text, *logs, *written, *api_texts(admin, work)]
+    shown = [text for text in texts if rig.s3_secret_key in text]
+    assert not shown, f"the secret appears in {len(shown)} of {len(texts)} texts"
 
     # A refused request fails a reconcile, which logs the ApiError (403 Forbidden) with its
     # traceback; a refused watch makes kopf warn of missing permissions.
     # (The namespaces are named after this test, whose name says "permissions": not a complaint.)
-    lines = [line.replace(work, "").replace(namespace, "") for line in caplog.text.splitlines()]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    lines = [line.replace(work, "").replace(namespace, "") for line in warnings]
     complaints = [
         line
         for line in lines
@@ -485,7 +495,9 @@ def run_both_lifecycles(
     processes: PodProcesses,
     spec: dict[str, Any],
     secrets: dict[str, dict[str, str]],
-) -> None:
+) -> list[str]:
+    """Runs both; returns what kubeforge had written to the API before the deletions
+    (api_texts)."""
     ingests.create("docs", spec)
     jobs.create(
         "gpt",
@@ -561,10 +573,29 @@ def run_both_lifecycles(
     assert health(succeeded).status == "Healthy"
     wait_for(lambda: read_or_none(lambda: jobs.get("gpt")) is None, "deletion after the TTL")
 
+    written = api_texts(ingests.core.api_client, ingests.namespace)
     # Deleting the DataIngest deletes its Jobs, its data and its bucket, then the finalizer.
     ingests.delete("docs")
     wait_for(lambda: read_or_none(lambda: ingests.get("docs")) is None, "the deletion", 60)
     ingests.wait_event("docs", "DataDeleted")
+    return written
+
+
+def api_texts(api: client.ApiClient, namespace: str) -> list[str]:
+    """Everything kubeforge wrote to the API in the namespace, as text: the resources (status
+    included), Events and ConfigMaps."""
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    texts = [
+        json.dumps(custom.list_namespaced_custom_object(GROUP, "v1alpha1", namespace, plural))
+        for plural in ("trainingjobs", "dataingests")
+    ]
+    texts += [str(event.message) for event in core.list_namespaced_event(namespace).items]
+    texts += [
+        json.dumps(config_map.data or {})
+        for config_map in core.list_namespaced_config_map(namespace).items
+    ]
+    return texts
 
 
 def progress_sink(rig: Rig, jobs: Jobs, name: str) -> ConfigMapSink:
