@@ -11,6 +11,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from tests.trainingjob_cases import NOT_A_QUANTITY
+
 MINIMAL_SPEC: dict[str, Any] = {
     "sources": {"seeds": ["https://docs.example.com/"]},
     "crawl": {"userAgent": {"product": "AcmeResearchBot", "contact": "https://acme.example/bot"}},
@@ -176,5 +178,23 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         minimal_with("sources", seeds=["https://a.example/", "https://a.example/"]),
         "spec.sources.seeds[1]",
         "duplicate value",
+    ),
+    InvalidSpec(
+        "negative-cpu-limit",
+        {**MINIMAL_SPEC, "resources": {"limits": {"cpu": -2}}},
+        "spec.resources.limits[cpu]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "negative-storage-request",
+        {**MINIMAL_SPEC, "resources": {"requests": {"ephemeral-storage": "-.5Ki"}}},
+        "spec.resources.requests[ephemeral-storage]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "malformed-quantity",
+        {**MINIMAL_SPEC, "resources": {"requests": {"memory": "4GB"}}},
+        "spec.resources.requests[memory]",
+        NOT_A_QUANTITY,
     ),
 )
