@@ -1,10 +1,19 @@
-"""Crawler configs for the test web: real limits, scaled down so a whole crawl takes seconds."""
+"""Crawler configs for the test webs (real limits, scaled down so a whole crawl takes seconds),
+and the crawler run in this process: one fetch, or every shard of a crawl."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Protocol
 
+import pytest
+
+from kubeforge.api.dataingest import CrawlPolicy, DropReason
 from kubeforge.crawlconfig import CrawlerConfig
+from kubeforge.dataset import ShardMarker
+from kubeforge.storage import open_store
+from kubeforge_crawler.fetch import Downloader, Refused, Response
+from kubeforge_crawler.shard import ShardCrawler
 from tests.testweb import PRODUCT, LocalWeb
 
 # The test web's pages are pydoc renders: code-heavy, with repeated lines ("Methods defined
@@ -19,7 +28,14 @@ QUALITY = {
 }
 
 
-def crawl_policy(web: LocalWeb, **changes: Any) -> dict[str, Any]:
+class Web(Protocol):
+    """A test web: the loopback networks its hosts are on."""
+
+    @property
+    def allowed_networks(self) -> list[str]: ...
+
+
+def crawl_policy(web: Web, **changes: Any) -> dict[str, Any]:
     return {
         "userAgent": {"product": PRODUCT, "contact": "https://kubeforge.invalid/tests"},
         "minDelaySeconds": 0.02,
@@ -59,3 +75,31 @@ def web_config(
             "pollSeconds": 0.1,
         }
     )
+
+
+def crawl_in_process(config: CrawlerConfig) -> list[ShardMarker]:
+    """Runs every shard of a crawl concurrently in this process."""
+    store = open_store(config.dataset_uri)
+
+    async def every_shard() -> list[ShardMarker]:
+        crawlers = [ShardCrawler(config, shard, store) for shard in range(config.shards)]
+        return list(await asyncio.gather(*(crawler.run() for crawler in crawlers)))
+
+    return asyncio.run(every_shard())
+
+
+def fetch(policy: CrawlPolicy, url: str, ca_file: str | None = None) -> Response:
+    """One GET with the crawl policy (and the extra CAs in `ca_file`)."""
+
+    async def get() -> Response:
+        async with Downloader(policy, ca_file) as downloader:
+            return await downloader.get(url, media_types=policy.allowed_content_types)
+
+    return asyncio.run(get())
+
+
+def refusal(policy: CrawlPolicy, url: str, ca_file: str | None = None) -> DropReason:
+    """Why the GET is refused (it must be)."""
+    with pytest.raises(Refused) as refused:
+        fetch(policy, url, ca_file)
+    return refused.value.reason

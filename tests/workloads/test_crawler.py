@@ -11,7 +11,6 @@ Near-duplicate precision and recall on the planted copies are printed (run with 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 import os
@@ -27,7 +26,7 @@ import pytest
 import yaml
 
 from kubeforge.api.dataingest import CrawlPolicy, DropReason
-from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command, publish_command
+from kubeforge.crawlconfig import SHARD_INDEX_ENV, crawl_command, publish_command
 from kubeforge.dataset import (
     Document,
     Manifest,
@@ -39,9 +38,7 @@ from kubeforge.dataset import (
 )
 from kubeforge.storage import ObjectStore, S3Store, open_store
 from kubeforge_crawler.checkpoint import load_state
-from kubeforge_crawler.fetch import Downloader, Refused, Response
 from kubeforge_crawler.publish import publish
-from kubeforge_crawler.shard import ShardCrawler
 from kubeforge_crawler.urls import shard_of
 from tests.conftest import Rig
 from tests.polling import wait_for
@@ -54,7 +51,7 @@ from tests.testweb import (
     LocalWeb,
     requests_of,
 )
-from tests.workloads.crawls import crawl_policy, web_config
+from tests.workloads.crawls import crawl_in_process, crawl_policy, fetch, refusal, web_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -71,17 +68,6 @@ class Crawl:
     manifest: Manifest
     documents: list[Document]
     requests: dict[str, list[str]]
-
-
-def crawl_in_process(config: CrawlerConfig) -> list[ShardMarker]:
-    """Runs every shard of a crawl concurrently in this process."""
-    store = open_store(config.dataset_uri)
-
-    async def every_shard() -> list[ShardMarker]:
-        crawlers = [ShardCrawler(config, shard, store) for shard in range(config.shards)]
-        return list(await asyncio.gather(*(crawler.run() for crawler in crawlers)))
-
-    return asyncio.run(every_shard())
 
 
 @pytest.fixture(scope="module")
@@ -203,20 +189,6 @@ def test_manifest_and_markers_record_counts_checksums_and_provenance(crawl: Craw
     assert crawl.manifest.documents == len(crawl.documents)
     assert {field.name for field in crawl.manifest.schema_} >= {"url", "text", "content_hash"}
     assert all(marker.user_agent.startswith("KubeforgeTest/") for marker in crawl.markers)
-
-
-def fetch(policy: CrawlPolicy, url: str) -> Response:
-    async def get() -> Response:
-        async with Downloader(policy) as downloader:
-            return await downloader.get(url, media_types=policy.allowed_content_types)
-
-    return asyncio.run(get())
-
-
-def refusal(policy: CrawlPolicy, url: str) -> DropReason:
-    with pytest.raises(Refused) as refused:
-        fetch(policy, url)
-    return refused.value.reason
 
 
 @pytest.mark.parametrize(
