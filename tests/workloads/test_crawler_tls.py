@@ -7,7 +7,6 @@ verify is refused with its own reason, before any HTTP request reaches its host.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,8 @@ import pytest
 from kubeforge.api.dataingest import CrawlPolicy, DropReason
 from kubeforge.crawlconfig import CrawlerConfig
 from kubeforge.dataset import ShardMarker
-from tests.tlsweb import ADDRESSES, REFUSED_HOSTS, TlsWeb, build_tls_web, stop_tls_web
+from tests.tlsweb import ADDRESSES, REFUSED_HOSTS, TlsWeb
 from tests.workloads.crawls import QUALITY, crawl_in_process, crawl_policy, fetch, refusal
-
-
-@pytest.fixture(scope="module")
-def tls_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsWeb]:
-    started = build_tls_web(tmp_path_factory.mktemp("tls"))
-    yield started
-    stop_tls_web(started)
 
 
 def policy(web: TlsWeb) -> CrawlPolicy:
