@@ -2,7 +2,8 @@
 
 Bytes pass through unchanged, so an S3 request signed for the proxy's address is verified by the
 server behind it as it would be behind any TLS terminator. It runs its own event loop in a
-thread, so blocking clients (boto3) and subprocesses can use it from a test.
+thread, so blocking clients (boto3) and subprocesses can use it from a test. `tls_endpoint`
+serves a server over HTTPS with a certificate from a new test CA.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
+
+from tests.certificates import TestCa, server_context
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -72,3 +79,23 @@ class TlsProxy:
         # Kept until the proxy stops: a connection the client pools outlives its requests.
         self._connections |= {to_client, to_upstream}
         await asyncio.gather(_pipe(client, to_upstream), _pipe(upstream, to_client))
+
+
+@dataclass(frozen=True)
+class TlsEndpoint:
+    """A server over HTTPS: its URL, and the file of the CA that signed its certificate."""
+
+    url: str
+    ca_file: Path
+
+
+@contextmanager
+def tls_endpoint(upstream: str, directory: Path) -> Iterator[TlsEndpoint]:
+    """`upstream` over HTTPS on 127.0.0.1, its certificate signed by a CA made in `directory`."""
+    ca = TestCa(directory)
+    proxy = TlsProxy(upstream, server_context(ca.leaf("endpoint", ["127.0.0.1"])))
+    proxy.start()
+    try:
+        yield TlsEndpoint(proxy.url, ca.ca_file)
+    finally:
+        proxy.stop()

@@ -115,6 +115,7 @@ class DataIngestReason(StrEnum):
     BUCKET_MISSING = "BucketMissing"
     STORAGE_FEATURE_UNSUPPORTED = "StorageFeatureUnsupported"
     CREDENTIALS_MISSING = "CredentialsMissing"
+    CA_BUNDLE_MISSING = "CaBundleMissing"
     STORAGE_ERROR = "StorageError"
     DATA_DELETED = "DataDeleted"
     # Work in progress.

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,9 +24,8 @@ from kubeforge.crawlconfig import CrawlerConfig, publish_command
 from kubeforge.dataset import iter_documents, read_manifest
 from kubeforge.storage import S3Store, open_store
 from kubeforge_trainer.checkpoint import Checkpoints, CheckpointWriter
-from tests.certificates import TestCa, server_context
 from tests.conftest import Rig
-from tests.tlsproxy import TlsProxy
+from tests.tlsproxy import TlsEndpoint
 from tests.tlsweb import ADDRESSES, TlsWeb
 from tests.workloads.crawls import QUALITY, crawl_policy, run_shard, s3_environment
 
@@ -38,27 +35,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-@dataclass(frozen=True)
-class TlsS3:
-    """The rig's S3 over HTTPS: its endpoint, and the CA that signed its certificate."""
-
-    endpoint: str
-    ca_file: Path
-
-
-@pytest.fixture(scope="module")
-def tls_s3(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsS3]:
-    ca = TestCa(tmp_path_factory.mktemp("s3-ca"))
-    proxy = TlsProxy(rig.s3_endpoint, server_context(ca.leaf("s3", ["127.0.0.1"])))
-    proxy.start()
-    yield TlsS3(proxy.url, ca.ca_file)
-    proxy.stop()
-
-
-def environment(rig: Rig, tls_s3: TlsS3, *, trust: bool) -> dict[str, str]:
+def environment(rig: Rig, tls_s3: TlsEndpoint, *, trust: bool) -> dict[str, str]:
     """A pod's variables for the S3 endpoint over TLS, with its CA bundle if `trust`."""
     bundle = {"AWS_CA_BUNDLE": str(tls_s3.ca_file)} if trust else {}
-    return {**s3_environment(rig, AWS_ENDPOINT_URL=tls_s3.endpoint), **bundle}
+    return {**s3_environment(rig, AWS_ENDPOINT_URL=tls_s3.url), **bundle}
 
 
 def crawl_config(web: TlsWeb, dataset_uri: str, path: Path) -> Path:
@@ -79,7 +59,7 @@ def crawl_config(web: TlsWeb, dataset_uri: str, path: Path) -> Path:
 
 
 def test_a_crawl_is_published_to_s3_over_tls_with_the_storage_ca(
-    rig: Rig, tls_s3: TlsS3, tls_web: TlsWeb, s3: S3Client, bucket: str, tmp_path: Path
+    rig: Rig, tls_s3: TlsEndpoint, tls_web: TlsWeb, s3: S3Client, bucket: str, tmp_path: Path
 ) -> None:
     config = crawl_config(tls_web, f"s3://{bucket}/datasets/tls/v1", tmp_path / "crawler.yaml")
     env = environment(rig, tls_s3, trust=True)
@@ -95,7 +75,7 @@ def test_a_crawl_is_published_to_s3_over_tls_with_the_storage_ca(
 
 
 def test_without_the_storage_ca_the_crawler_refuses_the_endpoint(
-    rig: Rig, tls_s3: TlsS3, tls_web: TlsWeb, s3: S3Client, bucket: str, tmp_path: Path
+    rig: Rig, tls_s3: TlsEndpoint, tls_web: TlsWeb, s3: S3Client, bucket: str, tmp_path: Path
 ) -> None:
     config = crawl_config(tls_web, f"s3://{bucket}/datasets/tls/v1", tmp_path / "crawler.yaml")
     shard = run_shard(config, 0, environment(rig, tls_s3, trust=False), tmp_path)
@@ -105,7 +85,7 @@ def test_without_the_storage_ca_the_crawler_refuses_the_endpoint(
 
 
 def test_checkpoints_are_saved_and_restored_over_tls_with_the_ca(
-    rig: Rig, tls_s3: TlsS3, bucket: str, monkeypatch: pytest.MonkeyPatch
+    rig: Rig, tls_s3: TlsEndpoint, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in environment(rig, tls_s3, trust=True).items():
         monkeypatch.setenv(name, value)
@@ -122,7 +102,7 @@ def test_checkpoints_are_saved_and_restored_over_tls_with_the_ca(
 
 
 def test_without_the_ca_a_checkpoint_cannot_be_written(
-    rig: Rig, tls_s3: TlsS3, bucket: str, monkeypatch: pytest.MonkeyPatch
+    rig: Rig, tls_s3: TlsEndpoint, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in environment(rig, tls_s3, trust=False).items():
         monkeypatch.setenv(name, value)
