@@ -65,10 +65,16 @@ HOST_REFUSALS = frozenset(
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Verifies certificates and host names against the system's CAs and those in `ca_file`."""
+    """Verifies certificates and host names against the system's CAs and those in `ca_file`.
+
+    Raises ValueError when `ca_file` cannot be read or holds no PEM certificate.
+    """
     context = ssl.create_default_context()
     if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except OSError as error:  # ssl.SSLError too: no certificate in the file
+            raise ValueError(f"caFile {ca_file}: {error}") from None
     return context
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubeforge.api.dataingest import CrawlPolicy, DropReason
-from kubeforge.crawlconfig import CrawlerConfig
+from kubeforge.crawlconfig import EXIT_CONFIG, CrawlerConfig
 from kubeforge.dataset import ShardMarker
+from kubeforge_crawler.__main__ import main as crawler_main
 from tests.tlsweb import ADDRESSES, REFUSED_HOSTS, TlsWeb
 from tests.workloads.crawls import QUALITY, crawl_in_process, crawl_policy, fetch, refusal
 
@@ -101,3 +103,23 @@ def test_an_https_to_http_redirect_is_followed_when_allowed(
     counters = tls_crawl(tls_web, tmp_path, seeds, allowHttpsToHttpRedirects=True).counters
     assert counters.documents_kept == 1
     assert [request.path for request in tls_web.log.of("plain")] == ["/robots.txt", "/"]
+
+
+@pytest.mark.parametrize("content", [None, "no certificate here\n"])
+def test_a_ca_file_that_cannot_be_used_is_a_config_error(
+    tls_web: TlsWeb, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    ca_file = tmp_path / "ca.crt"
+    if content is not None:
+        ca_file.write_text(content)
+    config = {
+        "datasetUri": (tmp_path / "dataset").as_uri(),
+        "shards": 1,
+        "sources": {"seeds": [tls_web.url("valid", "/")]},
+        "crawl": crawl_policy(tls_web),
+        "caFile": str(ca_file),
+    }
+    config_path = tmp_path / "crawler.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    assert crawler_main(["--config", str(config_path)]) == EXIT_CONFIG
+    assert f"caFile {ca_file}" in capsys.readouterr().err
