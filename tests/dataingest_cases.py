@@ -174,6 +174,21 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "should match",
     ),
     InvalidSpec(
+        "ca-bundle-two-sources",
+        minimal_with(
+            "storage",
+            caBundle={"configMapKeyRef": {"name": "ca"}, "secretKeyRef": {"name": "ca"}},
+        ),
+        "spec.storage.caBundle",
+        "exactly one of configMapKeyRef and secretKeyRef",
+    ),
+    InvalidSpec(
+        "ca-bundle-no-source",
+        minimal_with("crawl", userAgent=MINIMAL_SPEC["crawl"]["userAgent"], tls={"caBundle": {}}),
+        "spec.crawl.tls.caBundle",
+        "exactly one of configMapKeyRef and secretKeyRef",
+    ),
+    InvalidSpec(
         "duplicate-seed",
         minimal_with("sources", seeds=["https://a.example/", "https://a.example/"]),
         "spec.sources.seeds[1]",
