@@ -29,6 +29,7 @@ from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge_operator import metrics
 from kubeforge_operator.objects import MANAGED_BY, Event, Object
+from kubeforge_operator.workqueue import Stale
 
 T = TypeVar("T", Secret, ConfigMap)
 
@@ -89,17 +90,26 @@ class Kube:
         )
 
     async def patch_status(self, owner: Object, status: Object) -> None:
-        """Merges `status` into the status subresource of `owner` (a TrainingJob or DataIngest)."""
+        """Merges `status` into the status subresource of `owner` (a TrainingJob or DataIngest),
+        only if the object is still the version that was read: a status decided from a stale
+        copy (the watch lags, as after an apiserver restart) would undo what a newer reconcile
+        recorded, such as a counted restart. Raises workqueue.Stale when it is not."""
         resource: Any = resource_registry.load(owner["apiVersion"], owner["kind"])
         meta = owner["metadata"]
         metrics.API_REQUESTS.labels(verb="patch").inc()
-        await self.client.patch(
-            resource.Status,
-            meta["name"],
-            {"status": status},
-            namespace=meta["namespace"],
-            patch_type=PatchType.MERGE,
-        )
+        precondition = {"resourceVersion": meta["resourceVersion"]}
+        try:
+            await self.client.patch(
+                resource.Status,
+                meta["name"],
+                {"metadata": precondition, "status": status},
+                namespace=meta["namespace"],
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as error:
+            if error.status.code != 409:
+                raise
+            raise Stale(f"{owner['kind']} {meta['name']} changed since it was read") from error
 
     async def set_finalizers(self, owner: Object, finalizers: list[str]) -> None:
         """Replaces the finalizers of `owner`, failing (409) if it changed since it was read."""
