@@ -16,6 +16,7 @@ import itertools
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from kubeforge.storage import ObjectStore, S3Store, open_store
 from kubeforge_crawler.checkpoint import load_state
 from kubeforge_crawler.publish import publish
 from kubeforge_crawler.urls import shard_of
-from tests.conftest import Rig
+from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.testweb import (
     ADDRESSES,
@@ -350,3 +351,52 @@ def test_a_shard_killed_mid_crawl_resumes_without_duplicates_or_losses(
     assert kept == collections.Counter(set(web.clusters.values())), "every page once"
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="datasets/web/v1/manifest.json")
     assert listed["KeyCount"] == 1
+
+
+@pytest.mark.integration
+def test_an_s3_outage_of_30_s_mid_crawl_loses_no_document(
+    web: LocalWeb,
+    rig: Rig,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+    shard_processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """The rig's S3 server is killed once a shard has committed a part, and started again 30 s
+    later: the shards' commits wait for it (the store retries with backoff), no shard fails, and
+    the published dataset holds every page once."""
+    if not rig.local:
+        pytest.skip("stops a process of the local rig; this cluster is not one")
+    config = web_config(web, f"s3://{bucket}/datasets/web/v1", SHARDS)
+    config_path = tmp_path / "crawler.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    store = S3Store(bucket, "datasets/web/v1", s3)
+    slow = SHARD_OF_HOST["docs-b"]
+    shard_processes += [
+        run_shard(config_path, shard, s3_environment(rig), tmp_path) for shard in range(SHARDS)
+    ]
+
+    def committed_a_part_and_working() -> bool:
+        state = load_state(store, slow)
+        return state is not None and bool(state.parts) and not state.idle
+
+    wait_for(committed_a_part_and_working, f"shard {slow} to commit its first part", 60)
+    script = REPO_ROOT / "hack" / "dev_cluster.py"
+    subprocess.run([sys.executable, str(script), "kill", "seaweedfs"], check=True)
+    try:
+        time.sleep(30)  # the outage itself: nothing answers, nothing to wait for
+    finally:
+        subprocess.run([sys.executable, str(script), "restart", "seaweedfs"], check=True)
+    wait_for(lambda: all(p.poll() is not None for p in shard_processes), "the shards", 240)
+    assert [process.returncode for process in shard_processes] == [0] * SHARDS
+    publisher = subprocess.run(
+        publish_command(str(config_path), python=sys.executable),
+        env=s3_environment(rig),
+        capture_output=True,
+        check=False,
+    )
+    assert publisher.returncode == 0, publisher.stderr.decode()
+    urls = [document.url for document in iter_documents(store, read_manifest(store))]
+    assert len(urls) == len(set(urls)), "no document twice"
+    kept = collections.Counter(web.clusters.get(url, url) for url in urls)
+    assert kept == collections.Counter(set(web.clusters.values())), "every page once"
