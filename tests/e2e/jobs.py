@@ -108,7 +108,14 @@ def demo_pipeline(
     train["checkpoint"].update(
         uri=f"s3://{bucket}/checkpoints/{job['metadata']['name']}", intervalSteps=checkpoint_every
     )
-    train["env"] = [
+    train["env"] = s3_env(s3)
+    train["resources"] = SMALL_WORKER
+    return ingest, job
+
+
+def s3_env(s3: PodS3) -> list[dict[str, Any]]:
+    """The workers' environment for the store: its endpoint, and credentials from SECRET."""
+    return [
         {"name": "AWS_ENDPOINT_URL", "value": s3.endpoint},
         {"name": "AWS_REGION", "value": S3_REGION},
         *(
@@ -116,8 +123,6 @@ def demo_pipeline(
             for key in s3.secret_data()
         ),
     ]
-    train["resources"] = SMALL_WORKER
-    return ingest, job
 
 
 def s3_json(s3: PodS3, uri: str) -> Any:
