@@ -1,7 +1,8 @@
 """The workload plan: what a TrainingJob runs, decided once for every place it runs.
 
-`plan_training` is a pure function from a TrainingJob to the torchrun command line, environment
-and worker config of its workers. The operator materialises the plan as an Indexed Job of pods;
+`plan_training` is a pure function from a TrainingJob to the command line (torchrun's arguments,
+run by `kubeforge.launch` so that a worker's exit code reaches the pod), environment and worker
+config of its workers. The operator materialises the plan as an Indexed Job of pods;
 the local runner materialises the same plan as local processes. Only the rendezvous host and the
 paths differ between the two, and they are arguments, so the command a pod runs is the command
 that was proven to train.
@@ -20,6 +21,8 @@ RENDEZVOUS_PORT = 29400
 """Port of the c10d rendezvous store that the torchrun agent of worker 0 hosts."""
 
 TRAINER_MODULE = "kubeforge_trainer"
+LAUNCHER = ["python", "-m", "kubeforge.launch"]
+"""torchrun, in-process, exiting with the failed worker's code (`kubeforge.launch`)."""
 
 
 class WorkerConfig(CamelModel):
@@ -71,14 +74,16 @@ def plan_training(
     name = job.metadata.name or ""
     min_nodes = spec.min_replicas or spec.replicas
     max_nodes = spec.max_replicas or spec.replicas
-    torchrun = [
-        "torchrun",
+    launcher = [
+        *LAUNCHER,
         f"--nnodes={min_nodes}:{max_nodes}",
         f"--nproc-per-node={spec.nproc_per_node}",
         "--rdzv-backend=c10d",
         f"--rdzv-endpoint={rendezvous_host}:{rendezvous_port}",
         f"--rdzv-id={job.metadata.uid or name}",
-        f"--max-restarts={spec.failure_policy.max_restarts}",
+        # The operator owns every restart: a failed worker ends its pod, and the group is
+        # replaced and charged once to failurePolicy.maxRestarts (docs/trainingjob-operator.md).
+        "--max-restarts=0",
     ]
     worker_config = None
     if spec.trainer is not None:
@@ -109,7 +114,7 @@ def plan_training(
         min_nodes=min_nodes,
         max_nodes=max_nodes,
         nproc_per_node=spec.nproc_per_node,
-        command=[*torchrun, *program],
+        command=[*launcher, *program],
         env=env,
         worker_config=worker_config,
     )

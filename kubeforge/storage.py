@@ -6,6 +6,11 @@ write is atomic (a reader sees the old object or the new one, never a part), whi
 commit protocols of the dataset format rely on. A large object can also be read as byte ranges
 (`size`, `get_range`), which lets a reader fetch its parts concurrently.
 
+An S3 object of `KUBEFORGE_S3_MULTIPART_THRESHOLD` bytes or more (default 64 MiB) is written as a
+multipart upload of `KUBEFORGE_S3_PART_BYTES` parts (default 64 MiB) sent concurrently: S3 refuses
+a single PUT above 5 GB. The object appears only when the upload completes, so the write stays
+atomic, and a failed upload is aborted (its parts are dropped, nothing is visible).
+
 S3 credentials, endpoint and region come from the environment as boto3 reads them
 (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, or workload
 identity), never from the URI. boto3 is imported only when an `s3://` store is opened, so the
@@ -14,16 +19,25 @@ shared core does not depend on it.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
     from mypy_boto3_s3 import S3Client
 
 SCHEMES = ("s3", "file")
+MIB = 1024 * 1024
+MULTIPART_THRESHOLD_VARIABLE = "KUBEFORGE_S3_MULTIPART_THRESHOLD"
+PART_BYTES_VARIABLE = "KUBEFORGE_S3_PART_BYTES"
+MIN_PART_BYTES = 5 * MIB
+"""S3's smallest part (but for the last one)."""
 
 
 class ObjectNotFound(KeyError):
@@ -147,13 +161,64 @@ class FileStore:
         self._path(key).unlink(missing_ok=True)
 
 
-class S3Store:
-    """A prefix of an S3 bucket (any S3-compatible server); a PUT replaces an object atomically."""
+@dataclass(frozen=True)
+class Multipart:
+    """When and how an S3 object is uploaded in parts."""
 
-    def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
+    threshold_bytes: int = 64 * MIB
+    """Objects of this size or larger are uploaded in parts."""
+    part_bytes: int = 64 * MIB
+    """The size of a part; raised by boto3 where an object would need more than 10,000 parts."""
+    concurrency: int = 8
+    """Parts in flight at once."""
+
+    def __post_init__(self) -> None:
+        if self.part_bytes < MIN_PART_BYTES:
+            raise ValueError(
+                f"a multipart upload's part is at least {MIN_PART_BYTES} bytes (5 MiB), "
+                f"not {self.part_bytes}"
+            )
+        if self.threshold_bytes < 1 or self.concurrency < 1:
+            raise ValueError("the multipart threshold and concurrency are positive")
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str] = os.environ) -> Multipart:
+        """The settings named by KUBEFORGE_S3_MULTIPART_THRESHOLD and KUBEFORGE_S3_PART_BYTES
+        (in bytes), the defaults for those unset."""
+        sizes = {}
+        for field, variable in (
+            ("threshold_bytes", MULTIPART_THRESHOLD_VARIABLE),
+            ("part_bytes", PART_BYTES_VARIABLE),
+        ):
+            if text := environment.get(variable, "").strip():
+                try:
+                    sizes[field] = int(text)
+                except ValueError:
+                    raise ValueError(f"{variable}={text!r} is not a number of bytes") from None
+        return cls(**sizes)
+
+    def transfer_config(self) -> TransferConfig:
+        # Imported here: only the components that talk to S3 install boto3.
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(
+            multipart_threshold=self.threshold_bytes,
+            multipart_chunksize=self.part_bytes,
+            max_concurrency=self.concurrency,
+        )
+
+
+class S3Store:
+    """A prefix of an S3 bucket (any S3-compatible server); a write replaces an object atomically.
+    `multipart` defaults to the settings of the environment (`Multipart.from_environment`)."""
+
+    def __init__(
+        self, bucket: str, prefix: str, client: S3Client, multipart: Multipart | None = None
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
+        self.multipart = multipart or Multipart.from_environment()
         self._uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
 
     @property
@@ -195,7 +260,14 @@ class S3Store:
         return _whole_range(key, start, stop, response["Body"].read())
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        if len(data) < self.multipart.threshold_bytes:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            return
+        # boto3's transfer manager sends the parts concurrently, completes the upload (the object
+        # appears, whole) only once every part is in, and aborts it when a part fails.
+        self.client.upload_fileobj(
+            io.BytesIO(data), self.bucket, self._key(key), Config=self.multipart.transfer_config()
+        )
 
     def exists(self, key: str) -> bool:
         listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)

@@ -1,15 +1,16 @@
 """Checkpoint save and restore against raw S3 put and get of the same bytes.
 
-A GPT's full training state (weights, AdamW moments, schedule, data position, RNG) is encoded
-by the trainer's `state_file`, saved through `Checkpoints.commit` (state object, manifest with its
-xxh3-128, `latest` carrying the manifest, pruning) and restored through `Checkpoints.newest_valid`
-+ `Checkpoints.load` (`latest`, the state in concurrent ranged GETs hashed as they arrive, its
-size alongside, decoding into views). The peers, with the same boto3 client and the very same
-bytes: one `put_object`; one `get_object` (the goal's floor); the same ranged `get_object`s on
-the same number of threads with nothing else done (the floor of a concurrent read); and boto3's
-own concurrent download (`download_fileobj` into memory, same part size and concurrency). Side by
-side in the same rounds: the same state as a checkpoint of the previous format (`torch.save`,
-sha256), restored by the same `Checkpoints` (its `torch.load(weights_only=True)` path).
+A GPT's full training state (weights, AdamW moments, schedule, data position, RNG) is encoded by the
+trainer's `state_file`, saved through `Checkpoints.commit` (state object, a multipart upload of 64
+MiB parts from 64 MiB up as `S3Store` writes it, manifest with its xxh3-128, `latest` carrying the
+manifest, pruning) and restored through `Checkpoints.newest_valid` + `Checkpoints.load` (`latest`,
+the state in concurrent ranged GETs hashed as they arrive, its size alongside, decoding into views).
+The peers, with the same boto3 client and the very same bytes: one `put_object` (which S3 refuses
+above 5 GB); one `get_object` (the goal's floor); the same ranged `get_object`s on the same number
+of threads with nothing else done (the floor of a concurrent read); and boto3's own concurrent
+download (`download_fileobj` into memory, same part size and concurrency). Side by side in the same
+rounds: the same state as a checkpoint of the previous format (`torch.save`, sha256), restored by
+the same `Checkpoints` (its `torch.load(weights_only=True)` path).
 Encoding and `torch.save`, the xxh3-128 and sha256 of the state, and decoding and `torch.load`
 are timed on their own too. Each figure is the median of ROUNDS interleaved rounds. The S3
 server is the rig's SeaweedFS on loopback (`make dev-cluster`). Run from the repository root:

@@ -23,7 +23,7 @@ from kubeforge.api.meta import (
     Int32,
     Int64,
     ObjectMeta,
-    Quantity,
+    ResourceList,
     ResourceNames,
     StatusModel,
     cel_rule,
@@ -311,11 +311,11 @@ class DatasetSource(CamelModel):
 class ResourceRequirements(CamelModel):
     """Compute resources of each worker pod, as in a container's resources."""
 
-    requests: dict[str, Quantity] = Field(
+    requests: ResourceList = Field(
         default_factory=dict,
         description="Minimum resources each worker is scheduled with, e.g. cpu: 8, memory: 64Gi.",
     )
-    limits: dict[str, Quantity] = Field(
+    limits: ResourceList = Field(
         default_factory=dict,
         description="Maximum resources each worker may use, e.g. nvidia.com/gpu: 8 (GPUs are "
         "requested through limits).",
@@ -395,6 +395,22 @@ class FailurePolicy(CamelModel):
         description="Exit codes that fail the job at once with reason PermanentExitCode, "
         "e.g. a configuration error that no restart fixes.",
     )
+    unreachable_node_seconds: Int64 = Field(
+        default=60,
+        ge=0,
+        description="Seconds a worker stays bound to a node that stopped answering (the "
+        "node.kubernetes.io/unreachable or not-ready taint) before Kubernetes evicts it, so that "
+        "its replacement can start elsewhere; the loss is recorded as NodeLost (not charged). "
+        "Kubernetes' own default is 300. Ignored when spec.tolerations already tolerates these "
+        "taints.",
+    )
+    stuck_termination_seconds: Int64 = Field(
+        default=30,
+        ge=0,
+        description="Seconds a worker pod may stay terminating past its grace period (its "
+        "kubelet no longer answers, as on a lost node) before the operator force-deletes it, so "
+        "that the Job controller, which waits for it to be gone, can replace it.",
+    )
 
     @cel_rule(
         "!has(self.retryableExitCodes) || !has(self.permanentExitCodes) || "
@@ -404,6 +420,12 @@ class FailurePolicy(CamelModel):
     )
     def _exit_code_rules_disjoint(self) -> bool:
         return not set(self.retryable_exit_codes) & set(self.permanent_exit_codes)
+
+    def is_permanent(self, exit_code: int | None) -> bool:
+        """Whether a worker that exited with this code fails the job at once (no restart)."""
+        return exit_code in self.permanent_exit_codes or bool(
+            self.retryable_exit_codes and exit_code not in self.retryable_exit_codes
+        )
 
 
 class SchedulingPolicy(CamelModel):
@@ -528,10 +550,20 @@ class TrainingJobSpec(CamelModel):
     start_deadline_seconds: Int64 = Field(
         default=600,
         ge=1,
-        description="Seconds the workers have to be all Running once created (after admission "
-        "and the dataset). A worker stuck in ImagePullBackOff, ErrImagePull, "
-        "CreateContainerConfigError or Unschedulable fails the job when it passes, with reason "
-        "StartDeadlineExceeded.",
+        description="Seconds one start of the worker group may take: from the moment it began "
+        "(the workers' creation after admission and the dataset, or the moment a running group "
+        "lost a worker) to all workers Running. A worker stuck in ImagePullBackOff, "
+        "ErrImagePull, CreateContainerConfigError or Unschedulable fails the job when it "
+        "passes, with reason StartDeadlineExceeded. Counted anew at every restart; never from "
+        "the job's creation.",
+    )
+    termination_grace_period_seconds: Int64 = Field(
+        default=120,
+        ge=0,
+        description="Seconds a worker has after SIGTERM (preemption, eviction, deletion, "
+        "suspension) before it is killed. The built-in trainer commits a checkpoint inside it, "
+        "so it must exceed one checkpoint save: the default is ample for models up to about a "
+        "billion parameters on a fast object store.",
     )
     progress_deadline_seconds: Int64 | None = Field(
         default=None,
@@ -666,7 +698,96 @@ class ProgressStatus(StatusModel):
         default=None, description="The latest committed checkpoint."
     )
     updated_at: AwareDatetime | None = Field(
-        default=None, description="When the trainer last reported."
+        default=None,
+        description="When the training step last advanced (not when the report was written): "
+        "progressDeadlineSeconds counts from it.",
+    )
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description="When this attempt's rank 0 training process started; a new value means "
+        "the worker group started again.",
+    )
+    first_step_at: AwareDatetime | None = Field(
+        default=None, description="When this attempt's first training step finished."
+    )
+
+
+Seconds = Annotated[float, Field(ge=0)]
+"""A duration in seconds."""
+
+
+class GoodputAttempt(StatusModel):
+    """One attempt of the worker group: from the job's first start, or from the failure that
+    ended the attempt before it, to the failure that ends it (or to now)."""
+
+    began_at: AwareDatetime = Field(
+        description="When the attempt began: the workers' first creation, or the failure (the "
+        "restart's time) that ended the attempt before."
+    )
+    started_at: AwareDatetime | None = Field(
+        default=None, description="When its rank 0 training process started, as it reported."
+    )
+    first_step_at: AwareDatetime | None = Field(
+        default=None, description="When its first training step finished."
+    )
+    last_step_at: AwareDatetime | None = Field(
+        default=None, description="When its latest reported training step finished."
+    )
+    last_checkpoint_at: AwareDatetime | None = Field(
+        default=None, description="When the latest checkpoint it committed was committed."
+    )
+    time_to_first_step_seconds: Seconds | None = Field(
+        default=None,
+        description="Seconds from the attempt's beginning to its first training step.",
+    )
+    rework_seconds: Seconds = Field(
+        default=0,
+        description="Seconds of training the failure that began this attempt threw away: what "
+        "the attempt before trained after its last checkpoint, redone from that checkpoint.",
+    )
+    lost_seconds: Seconds | None = Field(
+        default=None,
+        description="Seconds this (re)start cost: from its beginning to its first training step "
+        "(or to its end, when it had none), plus reworkSeconds. Set once known.",
+    )
+
+
+class GoodputStatus(StatusModel):
+    """How much of the job's wall time went into training: productive time over wall time."""
+
+    ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Goodput: productiveSeconds over wallSeconds, 0 to 1.",
+    )
+    wall_seconds: Seconds = Field(
+        default=0,
+        description="Seconds since the workers were first created, to completion once finished.",
+    )
+    productive_seconds: Seconds = Field(
+        default=0,
+        description="Seconds of training that the model kept: wallSeconds less startupSeconds "
+        "and lostSeconds.",
+    )
+    startup_seconds: Seconds = Field(
+        default=0,
+        description="Seconds from the workers' first creation to the first training step.",
+    )
+    lost_seconds: Seconds = Field(
+        default=0,
+        description="Seconds lost to restarts in all, the one under way included: for each, from "
+        "the failure to the first training step after it, plus the training it threw away.",
+    )
+    attempts: list[GoodputAttempt] = Field(
+        default_factory=list,
+        max_length=RESTART_HISTORY_LIMIT + 1,
+        description=f"The first attempt and the latest {RESTART_HISTORY_LIMIT}, oldest first; "
+        "the attempt after each restart shows what that restart cost.",
+    )
+    earlier_lost_seconds: Seconds = Field(
+        default=0,
+        description="Seconds lost to the restarts whose attempts the list above no longer holds.",
     )
 
 
@@ -706,6 +827,11 @@ class TrainingJobStatus(StatusModel):
     )
     completion_time: AwareDatetime | None = Field(
         default=None, description="When the job succeeded or failed."
+    )
+    goodput: GoodputStatus | None = Field(
+        default=None,
+        description="Productive training time over wall time, the time each restart lost and "
+        "each attempt's time to its first step.",
     )
 
 

@@ -2,13 +2,15 @@
 
 Uses the current kubeconfig (KUBECONFIG, or ~/.kube/config, or the in-cluster account) through
 lightkube. Status shows what the operator wrote, read with the API models: phase, the Ready
-condition's reason and message, progress (step, loss, throughput, last checkpoint) and restarts
-with their causes; `status NAME` adds every condition and the restart history. Logs are those of
-the resource's pods, found by the labels the operator puts on them.
+condition's reason and message, progress (step, loss, throughput, last checkpoint), goodput
+(measured again at this clock) and restarts with their causes; `status NAME` adds every
+condition, the restart history and what each restart cost (time lost, time to first step). Logs
+are those of the resource's pods, found by the labels the operator puts on them.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import ApiError, Client, ConfigError
@@ -20,6 +22,8 @@ from rich.table import Table
 from kubeforge.api.dataingest import DATA_INGEST, DataIngest
 from kubeforge.api.meta import GROUP, VERSION, find_condition
 from kubeforge.api.trainingjob import TRAINING_JOB, TrainingJob
+from kubeforge.cli.goodput_text import restart_lines, summary
+from kubeforge.goodput import measure_status
 
 TrainingJobs = create_namespaced_resource(GROUP, VERSION, TRAINING_JOB.kind, TRAINING_JOB.plural)
 DataIngests = create_namespaced_resource(GROUP, VERSION, DATA_INGEST.kind, DATA_INGEST.plural)
@@ -69,6 +73,13 @@ def _progress(resource: Resource) -> str:
     return text
 
 
+def _goodput(resource: Resource) -> str:
+    if isinstance(resource, DataIngest):
+        return "-"
+    goodput = measure_status(resource.status, datetime.now(UTC))
+    return "-" if goodput is None or goodput.ratio is None else f"{goodput.ratio:.1%}"
+
+
 def _restarts(resource: Resource) -> str:
     if isinstance(resource, DataIngest):
         return "-"
@@ -93,7 +104,7 @@ def show_status(
     if not resources:
         console.print("no TrainingJobs or DataIngests found")
         return 1 if name else 0
-    table = Table("NAMESPACE", "KIND", "NAME", "PHASE", "READY", "PROGRESS", "RESTARTS")
+    table = Table("NAMESPACE", "KIND", "NAME", "PHASE", "READY", "PROGRESS", "GOODPUT", "RESTARTS")
     for resource in resources:
         phase = resource.status.phase
         table.add_row(
@@ -103,6 +114,7 @@ def show_status(
             phase.value if phase else "-",
             _ready(resource),
             _progress(resource),
+            _goodput(resource),
             _restarts(resource),
         )
     console.print(table)
@@ -132,6 +144,10 @@ def _details(console: Console, resource: Resource) -> None:
                 f"({charged}) {restart.pod or ''} {detail} {restart.reason or ''}".rstrip(),
                 highlight=False,
             )
+        goodput = measure_status(resource.status, datetime.now(UTC))
+        console.print(summary(goodput), highlight=False)
+        for line in restart_lines(goodput):
+            console.print(line, highlight=False)
 
 
 def show_logs(console: Console, name: str, namespace: str | None, tail: int) -> int:

@@ -1,34 +1,50 @@
-"""A TrainingJob as local processes: one torchrun agent per replica, rendezvous on 127.0.0.1.
+"""A TrainingJob as local processes: one agent per replica, rendezvous on 127.0.0.1.
 
 The command, arguments, environment and worker config are the operator's
 (`kubeforge.plan.plan_training`); only the rendezvous endpoint (127.0.0.1 and a free port), the
-config path, the progress channel (a file instead of a ConfigMap) and, without an S3 endpoint,
-the storage locations (the embedded `file://` store) differ, as they differ between pods too.
-The first agent hosts the c10d rendezvous, as worker 0's pod does.
+config path, the progress channel (a file instead of a ConfigMap), the termination message (a
+file per agent) and, without an S3 endpoint, the storage locations (the embedded `file://` store)
+differ, as they differ between pods too. The first agent hosts the c10d rendezvous, as worker 0's
+pod does.
 
-While the agents run, the runner shows rank 0's progress file, and notices restarts of the
-worker group (torchrun restarts every worker when one fails): new worker processes under an
-agent after the group had formed, with the exit code torchrun logged for the failed one. A
-rerun resumes from the newest checkpoint; a job whose final artifacts exist is not run again.
+The runner supervises the agents as the Job controller and the operator supervise pods. An agent
+(`kubeforge.launch`, torchrun without restarts of its own) exits with its failed worker's exit
+code; the first agent to fail breaks the group, whose other agents stop with it. An exit code
+that `failurePolicy` makes permanent, from any agent of the broken group, fails the run at once
+(PermanentExitCode); otherwise the broken group is one restart, recorded in restarts.json with its
+cause and exit code and charged to `failurePolicy.maxRestarts` (counted per run of the runner;
+past it: BackoffLimitExceeded), and the runner starts the agents again, which resume from the
+newest checkpoint. A rerun resumes the same way; a job whose final artifacts exist is not run
+again. The run's goodput (`kubeforge.goodput`, the operator's computation, with the time a
+broken group was noticed standing for its failure) is folded at every poll and kept in
+goodput.json.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from kubeforge.api.trainingjob import ProgressStatus, TrainingJob
+from kubeforge.api.trainingjob import (
+    GoodputStatus,
+    ProgressStatus,
+    RestartCause,
+    TrainingJob,
+    TrainingJobReason,
+)
 from kubeforge.cli.local_state import (
     ENDPOINT_ENV,
     PublishedDataset,
@@ -38,28 +54,47 @@ from kubeforge.cli.local_state import (
 )
 from kubeforge.cli.processes import Child, Children, children_of
 from kubeforge.cli.view import RunView
+from kubeforge.goodput import measure
+from kubeforge.launch import TERMINATION_LOG_ENV, shell_exit_code
 from kubeforge.plan import TrainingPlan, plan_training
 from kubeforge.progress import FILE_ENV
 from kubeforge.storage import open_store
 
 POLL_SECONDS = 0.5
 RENDEZVOUS_TIMEOUT_SECONDS = 120.0
-RESTART_COALESCE_SECONDS = 10.0
-"""New workers under several agents within this long are one restart of the group."""
+GROUP_STOP_SECONDS = 10.0
+"""How long the other agents of a broken group have to stop on their own (their workers lose
+their peers, in a second or two) before the runner stops them, and then their grace period. An
+agent whose workers finished waits for its peers at torchrun's exit barrier, deaf to SIGTERM."""
 FINAL_METRICS = "final/metrics.json"
-_WORKER_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\)")
+GOODPUT_FILE = "goodput.json"
 
 
 class TrainingFailed(Exception):
-    """An agent exited with an error: torchrun ran out of restarts, or the job cannot run."""
+    """The job cannot run, or it failed: a permanent exit code, or its restart budget spent."""
 
 
 class Restart(BaseModel):
     """One restart of the local worker group, as status.restarts.history records a pod's."""
 
     time: datetime
-    cause: str
+    cause: str = Field(description="A RestartCause (runs before kubeforge.launch: a sentence).")
     exit_code: int | None = None
+    agent: str | None = Field(
+        default=None, description="The agent whose failure broke the group (a pod's name)."
+    )
+    message: str | None = Field(
+        default=None, description="Its termination message: the failed rank and its error."
+    )
+    charged: bool = True
+
+    def describe(self) -> str:
+        text = self.cause
+        if self.exit_code is not None:
+            text += f", exit code {self.exit_code}"
+        if self.agent is not None:
+            text += f" ({self.agent}: {self.message or 'no message'})"
+        return text
 
 
 _RESTARTS = TypeAdapter(list[Restart])
@@ -170,6 +205,12 @@ def read_restarts(directory: Path) -> list[Restart]:
     return _RESTARTS.validate_json(path.read_bytes()) if path.is_file() else []
 
 
+def read_goodput(directory: Path) -> GoodputStatus | None:
+    """The goodput of the latest local run of the job, when one ran."""
+    path = directory / GOODPUT_FILE
+    return GoodputStatus.model_validate_json(path.read_bytes()) if path.is_file() else None
+
+
 def is_finished(local: LocalTrainingPlan) -> bool:
     uri = local.checkpoint_uri
     return uri is not None and open_store(uri).exists(FINAL_METRICS)
@@ -200,27 +241,51 @@ class _LogTail:
         return [match.group(1) for line in lines if (match := _MEASUREMENT.search(line))]
 
 
-@dataclass
-class _Watch:
-    """What the runner has seen of the agents' workers."""
+class _Group:
+    """One start of the agents, and the order they exit in (a thread waits for each)."""
 
-    agents: list[Child]
-    seen_workers: set[int] = field(default_factory=set)
-    formed: bool = False
-    last_restart: float = float("-inf")
-    failures_logged: int = 0
-    killed_for_demo: bool = False
+    def __init__(self, agents: list[Child]) -> None:
+        self.agents = agents
+        self.exited: list[Child] = []
+        self._exits: queue.SimpleQueue[Child] = queue.SimpleQueue()
+        for agent in agents:
+            threading.Thread(target=self._wait, args=(agent,), daemon=True).start()
 
-    def worker_pids(self) -> list[list[int]]:
-        return [children_of(agent.pid) for agent in self.agents]
+    def _wait(self, agent: Child) -> None:
+        agent.process.wait()
+        self._exits.put(agent)
 
-    def failure_codes(self) -> list[int]:
-        text = "".join(
-            agent.log_path.read_text(errors="replace")
-            for agent in self.agents
-            if agent.log_path.exists()
-        )
-        return [int(code) for code in _WORKER_FAILED.findall(text)]
+    def wait_for_exit(self, timeout: float) -> None:
+        """Returns when an agent exits, or after `timeout` seconds."""
+        try:
+            self.exited.append(self._exits.get(timeout=max(0.0, timeout)))
+        except queue.Empty:
+            return
+
+    @property
+    def done(self) -> bool:
+        return len(self.exited) == len(self.agents)
+
+    def failed(self) -> list[Child]:
+        """The agents that exited non-zero, the first (the root cause) first."""
+        return [agent for agent in self.exited if agent.process.returncode != 0]
+
+
+def _termination_log(agent_log: Path) -> Path:
+    return agent_log.with_suffix(".termination-log")
+
+
+def _exit_code(agent: Child) -> int:
+    returncode = agent.process.returncode
+    assert returncode is not None, f"{agent.name} is still running"
+    return shell_exit_code(returncode)
+
+
+def _termination_message(agent: Child) -> str | None:
+    try:
+        return _termination_log(agent.log_path).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def run_training(
@@ -230,7 +295,9 @@ def run_training(
     *,
     kill_worker_at_step: int | None = None,
 ) -> list[Restart]:
-    """Runs the agents to the end; returns the restarts of this run (also in restarts.json).
+    """Runs the agents to the end, restarting a broken group within the job's failurePolicy;
+    returns the restarts of this run (also appended to restarts.json). Raises TrainingFailed
+    on a permanent exit code or when the restarts exceed failurePolicy.maxRestarts.
 
     kill_worker_at_step: SIGKILL one worker of the last agent once rank 0 reports this step (the
     demo's injected failure).
@@ -242,59 +309,110 @@ def run_training(
         document = plan.worker_config.model_dump(mode="json", by_alias=True, exclude_none=True)
         local.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     local.progress_file.unlink(missing_ok=True)
+    started = datetime.now(UTC)
     total = local.job.spec.trainer.steps if local.job.spec.trainer else 0
     task = view.add_training(name, total)
     view.event(
-        f"TrainingJob {name}: {plan.replicas} torchrun agents x {plan.nproc_per_node} "
-        f"processes, checkpoints at {local.checkpoint_uri or '(none)'}"
+        f"TrainingJob {name}: {plan.replicas} agents x {plan.nproc_per_node} processes, "
+        f"checkpoints at {local.checkpoint_uri or '(none)'}"
     )
-    agents: list[Child] = []
-    tails = [
-        _LogTail(local.directory / "logs" / f"agent-{index}.log") for index in range(plan.replicas)
-    ]
-    for index in range(plan.replicas):
-        agents.append(
-            children.start(
-                f"{name} agent {index}",
-                plan.command,
-                local.env,
-                local.directory / "logs" / f"agent-{index}.log",
-            )
+    tails = [_LogTail(_agent_log(local, index)) for index in range(plan.replicas)]
+    restarts: list[Restart] = []
+    goodput: GoodputStatus | None = None
+
+    def fold(report: ProgressStatus | None) -> GoodputStatus:
+        failures = [restart.time for restart in restarts]
+        now = datetime.now(UTC)
+        return measure(goodput, started=started, failures=failures, progress=report, now=now)
+
+    kill_at = kill_worker_at_step
+    while True:
+        group = _Group(_start_agents(local, children))
+        while not group.done and not group.failed():
+            group.wait_for_exit(POLL_SECONDS)  # wakes at once when an agent exits
+            status = _progress(local.progress_file)
+            if status is not None:
+                view.update_training(task, status)
+            goodput = fold(status)
+            for tail in tails:
+                for line in tail.measurements():
+                    view.event(f"TrainingJob {name}: {line}")
+            step = status.step if status is not None and status.step is not None else 0
+            if kill_at is not None and step >= kill_at and _kill_one_worker(group, view, name):
+                kill_at = None
+        if not group.failed():
+            break
+        _let_the_group_stop(group, children)
+        restarts.append(_charge_restart(local, group, len(restarts)))
+        view.event(
+            f"TrainingJob {name}: worker group restarting, {restarts[-1].describe()} "
+            f"({len(restarts)}/{local.job.spec.failure_policy.max_restarts} charged)"
         )
+    children.forget_exited()
+    goodput = fold(_progress(local.progress_file))
+    (local.directory / GOODPUT_FILE).write_text(goodput.model_dump_json(by_alias=True, indent=2))
+    return restarts
+
+
+def _agent_log(local: LocalTrainingPlan, index: int) -> Path:
+    return local.directory / "logs" / f"agent-{index}.log"
+
+
+def _start_agents(local: LocalTrainingPlan, children: Children) -> list[Child]:
+    """Starts one agent per replica, the first (the rendezvous host) first."""
+    name = local.job.metadata.name or ""
+    agents: list[Child] = []
+    for index in range(local.plan.replicas):
+        log = _agent_log(local, index)
+        termination_log = _termination_log(log)
+        termination_log.unlink(missing_ok=True)  # a message is this start's, as in a new pod
+        env = {**local.env, TERMINATION_LOG_ENV: str(termination_log)}
+        agents.append(children.start(f"{name} agent {index}", local.plan.command, env, log))
         if index == 0:
             _wait_for_rendezvous(agents[0], local.rendezvous_port)
-    watch = _Watch(agents)
-    watch.failures_logged = len(watch.failure_codes())  # the logs of earlier runs
-    restarts: list[Restart] = []
-    while True:
-        time.sleep(POLL_SECONDS)
-        status = _progress(local.progress_file)
-        if status is not None:
-            view.update_training(task, status)
-        restart = _notice_restart(watch)
-        if restart is not None:
-            restarts.append(restart)
-            view.event(f"TrainingJob {name}: worker group restarted ({restart.cause})")
-        for tail in tails:
-            for line in tail.measurements():
-                view.event(f"TrainingJob {name}: {line}")
-        step = status.step if status is not None and status.step is not None else 0
-        due = kill_worker_at_step is not None and step >= kill_worker_at_step
-        if due and not watch.killed_for_demo:
-            _kill_one_worker(watch, view, name, step)
-        codes = [agent.poll() for agent in agents]
-        if any(code not in (None, 0) for code in codes):
-            failed = next(a for a, c in zip(agents, codes, strict=True) if c not in (None, 0))
+    return agents
+
+
+def _let_the_group_stop(group: _Group, children: Children) -> None:
+    """Waits a while for the rest of a broken group to stop, then stops what is left."""
+    deadline = time.monotonic() + GROUP_STOP_SECONDS
+    while not group.done and time.monotonic() < deadline:
+        group.wait_for_exit(deadline - time.monotonic())
+    children.stop(grace=GROUP_STOP_SECONDS)  # the group's agents are the only children left
+
+
+def _charge_restart(local: LocalTrainingPlan, group: _Group, charged_before: int) -> Restart:
+    """Records the restart of a broken group in restarts.json and returns it; raises
+    TrainingFailed when an exit code is permanent (from any agent of the group, as the operator
+    reads every pod) or when this restart exceeds failurePolicy.maxRestarts."""
+    name = local.job.metadata.name or ""
+    policy = local.job.spec.failure_policy
+    failed = group.failed()
+    for agent in failed:
+        code = _exit_code(agent)
+        if policy.is_permanent(code):
             raise TrainingFailed(
-                f"TrainingJob {name}: {failed.name} exited with {failed.poll()}, "
-                f"see {failed.log_path}"
+                f"TrainingJob {name}: {agent.name} exited with permanent exit code {code} "
+                f"({TrainingJobReason.PERMANENT_EXIT_CODE.value}: "
+                f"{_termination_message(agent) or 'no message'}), see {agent.log_path}"
             )
-        if all(code == 0 for code in codes):
-            break
-    children.forget_exited()
-    history = read_restarts(local.directory) + restarts
+    first = failed[0]
+    restart = Restart(
+        time=datetime.now(UTC),
+        cause=RestartCause.RETRYABLE_EXIT_CODE.value,
+        exit_code=_exit_code(first),
+        agent=first.name,
+        message=_termination_message(first),
+    )
+    history = [*read_restarts(local.directory), restart]
     (local.directory / "restarts.json").write_bytes(_RESTARTS.dump_json(history, indent=2))
-    return restarts
+    if charged_before + 1 > policy.max_restarts:
+        raise TrainingFailed(
+            f"TrainingJob {name}: {restart.describe()}: restart {charged_before + 1} exceeds "
+            f"failurePolicy.maxRestarts ({policy.max_restarts}) "
+            f"({TrainingJobReason.BACKOFF_LIMIT_EXCEEDED.value}), see {first.log_path}"
+        )
+    return restart
 
 
 def _wait_for_rendezvous(agent: Child, port: int) -> None:
@@ -307,41 +425,14 @@ def _wait_for_rendezvous(agent: Child, port: int) -> None:
         time.sleep(0.2)
 
 
-def _notice_restart(watch: _Watch) -> Restart | None:
-    """A restart when workers appear under an agent after the group formed (once per group)."""
-    current = {pid for pids in watch.worker_pids() for pid in pids}
-    new = current - watch.seen_workers
-    watch.seen_workers |= current
-    if not new:
-        return None
-    if not watch.formed:
-        watch.formed = True
-        return None
-    now = time.monotonic()
-    if now - watch.last_restart < RESTART_COALESCE_SECONDS:
-        return None
-    watch.last_restart = now
-    codes = watch.failure_codes()
-    fresh, watch.failures_logged = codes[watch.failures_logged :], len(codes)
-    exit_code = fresh[0] if fresh else None
-    if watch.killed_for_demo and exit_code == -signal.SIGKILL:
-        cause = "a worker was killed (SIGKILL) by the demo"
-    elif exit_code is not None and exit_code < 0:
-        cause = f"a worker died of signal {signal.Signals(-exit_code).name}"
-    elif exit_code is not None:
-        cause = f"a worker exited with code {exit_code}"
-    else:
-        cause = "the worker group re-formed"
-    return Restart(time=datetime.now(UTC), cause=cause, exit_code=exit_code)
-
-
-def _kill_one_worker(watch: _Watch, view: RunView, name: str, step: int) -> None:
-    workers = watch.worker_pids()[-1]
+def _kill_one_worker(group: _Group, view: RunView, name: str) -> bool:
+    """SIGKILLs a worker of the last agent (the demo's failure); False when it has none yet."""
+    workers = children_of(group.agents[-1].pid)
     if not workers:
-        return
+        return False
     os.kill(workers[0], signal.SIGKILL)
-    watch.killed_for_demo = True
     view.event(
-        f"TrainingJob {name}: killed worker process {workers[0]} (SIGKILL) at step {step}, "
-        "to show elastic recovery from the checkpoint"
+        f"TrainingJob {name}: killed worker process {workers[0]} (SIGKILL), "
+        "to show recovery from the checkpoint"
     )
+    return True

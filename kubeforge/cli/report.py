@@ -2,7 +2,8 @@
 
 Per DataIngest: documents, bytes, pages by status, what was dropped and why, duplicates removed
 (within shards and across them), per shard. Per TrainingJob: the loss curve, the MLP's test
-accuracy, throughput, restarts with their causes, the checkpoints kept, the final artifacts and,
+accuracy, throughput, goodput and the time each restart lost, restarts with their causes, the
+checkpoints kept, the final artifacts and,
 for a GPT, a few texts it writes (`python -m kubeforge_trainer.generate`, run as a program so
 the core never imports torch). Everything is read back from storage, so the report describes
 what a rerun would resume from, not what this process remembers.
@@ -25,10 +26,12 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 from kubeforge.api.trainingjob import ModelArchitecture
+from kubeforge.cli.goodput_text import restart_lines, summary
 from kubeforge.cli.local_state import PublishedDataset
 from kubeforge.cli.local_training import (
     FINAL_METRICS,
     LocalTrainingPlan,
+    read_goodput,
     read_restarts,
 )
 from kubeforge.dataset import Manifest, read_manifest, total_counters
@@ -143,7 +146,7 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
     lines += [
         "| | |",
         "|---|---|",
-        f"| workers | {plan.replicas} torchrun agents x {plan.nproc_per_node} processes |",
+        f"| workers | {plan.replicas} agents x {plan.nproc_per_node} processes |",
         f"| steps | {metrics.get('steps', 'not finished')} |",
         f"| wall time of this run | {result.wall_seconds:.0f} s |",
     ]
@@ -161,10 +164,13 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
     lines.append("")
     if history:
         lines += [f"![training of {name}]({_plot(name, history, directory)})", ""]
+    goodput = read_goodput(local.directory)
+    lines += [f"Latest run's {summary(goodput)}", ""]
+    lines += [f"- {line}" for line in restart_lines(goodput)]
     restarts = read_restarts(local.directory)
-    lines += [f"Restarts of the worker group (all local runs): {len(restarts)}", ""]
+    lines += ["", f"Restarts of the worker group (all local runs): {len(restarts)}", ""]
     for restart in restarts:
-        lines.append(f"- {restart.time:%Y-%m-%d %H:%M:%S} UTC: {restart.cause}")
+        lines.append(f"- {restart.time:%Y-%m-%d %H:%M:%S} UTC: {restart.describe()}")
     lines.append("")
     trainer = local.job.spec.trainer
     gpt = trainer is not None and trainer.model.architecture == ModelArchitecture.GPT

@@ -222,9 +222,10 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
         ],
     }
+    pod_spec["terminationGracePeriodSeconds"] = spec.termination_grace_period_seconds
     optional = {
         "nodeSelector": spec.node_selector,
-        "tolerations": spec.tolerations,
+        "tolerations": [*spec.tolerations, *lost_node_tolerations(job)],
         "affinity": spec.affinity,
         "priorityClassName": spec.priority_class_name,
     }
@@ -239,6 +240,23 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
     if annotations:
         metadata["annotations"] = annotations
     return {"metadata": metadata, "spec": pod_spec}
+
+
+LOST_NODE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+"""The taints the node lifecycle controller puts on a node that stopped answering."""
+
+
+def lost_node_tolerations(job: TrainingJob) -> list[Object]:
+    """How long a worker stays on a node that stopped answering before Kubernetes evicts it
+    (failurePolicy.unreachableNodeSeconds; Kubernetes gives every pod 300 s), for each such
+    taint that spec.tolerations does not already tolerate."""
+    seconds = job.spec.failure_policy.unreachable_node_seconds
+    tolerated = {toleration.get("key") for toleration in job.spec.tolerations}
+    return [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+        for key in LOST_NODE_TAINTS
+        if key not in tolerated
+    ]
 
 
 def pod_failure_policy(job: TrainingJob) -> Object:

@@ -153,6 +153,9 @@ TRAINING_JOB_RESOURCE = CustomResource(
         PrinterColumn("Step", ".status.progress.step", "integer", "Optimiser steps done."),
         PrinterColumn("Loss", ".status.progress.loss", "number", "Latest training loss."),
         PrinterColumn(
+            "Goodput", ".status.goodput.ratio", "number", "Productive time over wall time."
+        ),
+        PrinterColumn(
             "Restarts", ".status.restarts.count", "integer", "Restarts charged to the budget."
         ),
         AGE_COLUMN,

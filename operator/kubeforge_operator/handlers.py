@@ -31,7 +31,7 @@ from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import DESIRED_HASH, MANAGED_BY
 from kubeforge_operator.reconcile import Cache, Reconciler
 from kubeforge_operator.reconciling import Key
-from kubeforge_operator.status import RESTART_RECORDED
+from kubeforge_operator.status import needs_record
 from kubeforge_operator.workqueue import WorkQueue
 
 RESYNC_SECONDS = 300.0
@@ -372,14 +372,11 @@ async def worker_pod_changed(
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
-    """A failed worker pod can be gone before a reconcile saw it fail (the Job controller lets a
-    deleted pod go once it has counted it): its last state is handed to the next reconcile."""
+    """A failed or lost worker pod can be gone before a reconcile saw it (the Job controller
+    lets a deleted pod go once it has counted it; the operator force-deletes a pod stuck on a
+    lost node): its last state is handed to the next reconcile."""
     key = _job_key(namespace, labels)
-    if (
-        type == "DELETED"
-        and body.status.get("phase") == "Failed"
-        and RESTART_RECORDED not in body.metadata.annotations
-    ):
+    if type == "DELETED" and needs_record(_pod_summary(body)):
         memo.runtime.departed_pods.setdefault(key, {})[body.metadata.name] = _pod_summary(body)
     memo.runtime.queues(kwargs).training_jobs.add(key)
 

@@ -12,14 +12,17 @@ and when to look again. The phases follow the work:
     Deduplicating  every shard succeeded; the publish Job deduplicates across them
     Publishing     the manifest is written (status.dataset is set); the publish Job finishes
     Succeeded      the publish Job completed
-    Failed         a shard or the publish Job failed for good
+    Failed         a shard or the publish Job failed for good: BackoffLimitExceeded when its pod
+                   failed on every try, ShardFailed or PublishFailed when it exited with a code
+                   that a retry cannot fix
 
 With `spec.schedule`, a finished run (Succeeded or Failed) is followed by the next one when the
 schedule has fired since the last one fell due (or, before the first, since the first crawl
 started): `currentVersion` goes up by one, the counters and times start again, `lastScheduleTime`
 records when the run fell due, an Event says so, and the phases follow the work again while
 `status.dataset` stays on the latest published version until the new one is. A finished run asks
-to be woken when `nextScheduleTime` comes (the periodic resync catches a missed wake-up).
+to be woken when `nextScheduleTime` comes (the periodic resync catches a missed wake-up);
+meanwhile its `Reconciling` condition is False with reason WaitingForSchedule.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ WAITING_BLOCKERS = {
 }
 """Container waiting reasons that keep a pod from ever starting without a change."""
 BLOCKERS = frozenset({*WAITING_BLOCKERS.values(), Reason.UNSCHEDULABLE})
+RETRIES_USED_UP = frozenset({"BackoffLimitExceeded", "MaxFailedIndexesExceeded", "FailedIndexes"})
+"""The Job's reasons for failing once a pod (of a shard, for the Indexed crawl Job) failed on
+every try its backoff limit allows."""
 COMPONENT_LABEL = "app.kubernetes.io/component"
 
 
@@ -230,6 +236,12 @@ def _failed(job: Object | None) -> Object | None:
     return job_condition(job, "Failed") or job_condition(job, "FailureTarget")
 
 
+def _failure_reason(failed: Object, permanent: Reason) -> Reason:
+    """BackoffLimitExceeded when the Job's retries ran out, else `permanent` (a pod failure
+    policy failed it at once)."""
+    return Reason.BACKOFF_LIMIT_EXCEEDED if failed.get("reason") in RETRIES_USED_UP else permanent
+
+
 def _complete(job: Object | None) -> bool:
     return bool(job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"))
 
@@ -250,7 +262,8 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
         failed_shards = ((crawl or {}).get("status") or {}).get("failedIndexes")
         detail = f" (shards {failed_shards})" if failed_shards else ""
         message = f"the crawl failed{detail}: {failed.get('message') or failed.get('reason')}"
-        return Outcome(Phase.FAILED, Reason.SHARD_FAILED, message), Stage.NONE
+        reason = _failure_reason(failed, Reason.SHARD_FAILED)
+        return Outcome(Phase.FAILED, reason, message), Stage.NONE
     if crawl is None:
         starting = f"starting {shards} shards"
         return Outcome(Phase.CRAWLING, Reason.SHARDS_STARTING, starting), Stage.CRAWL
@@ -263,7 +276,8 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
     failed = _failed(publish)
     if failed is not None:
         message = f"publishing failed: {failed.get('message') or failed.get('reason')}"
-        return Outcome(Phase.FAILED, Reason.PUBLISH_FAILED, message), Stage.NONE
+        reason = _failure_reason(failed, Reason.PUBLISH_FAILED)
+        return Outcome(Phase.FAILED, reason, message), Stage.NONE
     published = observed.published
     if published is None:
         blocked = pod_blocker(observed.pods, "publish")
@@ -280,20 +294,37 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
 
 
 def _conditions(
-    ingest: DataIngest, outcome: Outcome, storage: StorageCheck, published: bool, now: datetime
+    ingest: DataIngest,
+    outcome: Outcome,
+    storage: StorageCheck,
+    status: DataIngestStatus,
+    now: datetime,
 ) -> list[Condition]:
     generation = ingest.metadata.generation
     phase = outcome.phase
     stalled = phase == Phase.FAILED or not storage.ready or outcome.reason in BLOCKERS
 
-    def condition(kind: ConditionType, holds: bool, reason: Reason = outcome.reason) -> Condition:
+    def condition(
+        kind: ConditionType,
+        holds: bool,
+        reason: Reason = outcome.reason,
+        message: str = outcome.message,
+    ) -> Condition:
         return Condition(
             type=kind.value,
             status=ConditionStatus.TRUE if holds else ConditionStatus.FALSE,
             observed_generation=generation,
             last_transition_time=now,
             reason=reason.value,
-            message=outcome.message,
+            message=message,
+        )
+
+    reconciling = condition(ConditionType.RECONCILING, phase not in TERMINAL and not stalled)
+    if phase in TERMINAL and status.next_schedule_time is not None:
+        due = status.next_schedule_time.isoformat()
+        waiting = f"the run of dataset version {status.current_version + 1} falls due at {due}"
+        reconciling = condition(
+            ConditionType.RECONCILING, False, Reason.WAITING_FOR_SCHEDULE, waiting
         )
 
     # Stamped with the generation the bucket was provisioned for: a newer spec is provisioned anew.
@@ -306,9 +337,10 @@ def _conditions(
         message=storage.message,
     )
 
+    published = status.dataset is not None
     wanted = [
         condition(ConditionType.READY, phase == Phase.SUCCEEDED),
-        condition(ConditionType.RECONCILING, phase not in TERMINAL and not stalled),
+        reconciling,
         condition(ConditionType.STALLED, stalled),
         storage_condition,
         condition(ConditionType.CRAWLING, phase == Phase.CRAWLING),
@@ -373,8 +405,8 @@ def decide(ingest: DataIngest, observed: Observed) -> Decision:
         status.completion_time = parse_time(finished) or now
     status.phase = outcome.phase
     status.observed_generation = ingest.metadata.generation
-    status.conditions = _conditions(ingest, outcome, storage, status.dataset is not None, now)
     status.next_schedule_time = next_schedule_time(ingest.model_copy(update={"status": status}))
+    status.conditions = _conditions(ingest, outcome, storage, status, now)
     requeue = None
     if outcome.phase == Phase.PROVISIONING:
         requeue = STORAGE_RETRY_SECONDS

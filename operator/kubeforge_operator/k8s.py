@@ -13,15 +13,15 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 from lightkube.resources.core_v1 import Event as CoreEvent
-from lightkube.resources.core_v1 import Pod, Secret
 from lightkube.types import CascadeType, PatchType
 
 from kubeforge.api.dataingest import DATA_INGEST
@@ -29,6 +29,8 @@ from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge_operator import metrics
 from kubeforge_operator.objects import MANAGED_BY, Event, Object
+
+T = TypeVar("T", Secret, ConfigMap)
 
 FIELD_MANAGER = MANAGED_BY
 TrainingJobResource = create_namespaced_resource(
@@ -109,19 +111,29 @@ class Kube:
             resource, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
         )
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The decoded data of a Secret, or None when there is no such Secret."""
+    async def _get_or_none(self, kind: type[T], namespace: str, name: str) -> T | None:
         metrics.API_REQUESTS.labels(verb="get").inc()
         try:
-            secret = await self.client.get(Secret, name, namespace=namespace)
+            return await self.client.get(kind, name, namespace=namespace)
         except ApiError as error:
             if error.status.code == 404:
                 return None
             raise
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The decoded data of a Secret, or None when there is no such Secret."""
+        secret = await self._get_or_none(Secret, namespace, name)
+        if secret is None:
+            return None
         return {
             key: base64.b64decode(value).decode("utf-8", "replace")
             for key, value in (secret.data or {}).items()
         }
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The data of a ConfigMap, or None when there is no such ConfigMap."""
+        config_map = await self._get_or_none(ConfigMap, namespace, name)
+        return None if config_map is None else dict(config_map.data or {})
 
     async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         metrics.API_REQUESTS.labels(verb="patch").inc()
@@ -135,6 +147,26 @@ class Kube:
             )
         except ApiError as error:
             if error.status.code != 404:  # the pod went away: nothing left to mark
+                raise
+
+    async def force_delete_pod(self, namespace: str, name: str) -> None:
+        """Ends a pod whose kubelet will never confirm it, as the pod garbage collector ends a
+        pod on an out-of-service node: its phase set to Failed (so that the Job controller counts
+        and replaces it at once, without waiting for its tracking finalizer), then deleted with
+        no grace period."""
+        metrics.API_REQUESTS.labels(verb="patch").inc()
+        metrics.API_REQUESTS.labels(verb="delete").inc()
+        try:
+            await self.client.patch(
+                Pod.Status,
+                name,
+                {"status": {"phase": "Failed", "reason": "NodeLost"}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+            await self.client.delete(Pod, name, namespace=namespace, grace_period=0)
+        except ApiError as error:
+            if error.status.code != 404:
                 raise
 
     async def post_event(self, involved: Object, event: Event) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the operator: jobs by phase, reconcile time, restarts, time to first step.
+"""Prometheus metrics of the operator: jobs by phase, reconcile time, restarts, goodput per job,
+seconds lost per restart and time to first step per attempt.
 
 Served by `prometheus_client` on the port given to `python -m kubeforge_operator`.
 """
@@ -7,12 +8,14 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
-from kubeforge.api.trainingjob import TrainingJob, TrainingJobPhase
+from kubeforge.api.trainingjob import TrainingJob, TrainingJobPhase, TrainingJobStatus
+from kubeforge.goodput import measure_status
 from kubeforge_operator.status import Decision
 
 RECONCILE_SECONDS = Histogram(
@@ -32,15 +35,24 @@ API_REQUESTS = Counter(
 )
 TIME_TO_FIRST_STEP = Histogram(
     "kubeforge_trainingjob_time_to_first_step_seconds",
-    "Seconds from a TrainingJob's workers being created to its first reported training step.",
+    "Seconds from the beginning of each attempt of a worker group (the workers' first creation, "
+    "or the failure that restarted them) to its first training step.",
     buckets=(5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+LOST_PER_RESTART = Histogram(
+    "kubeforge_trainingjob_restart_lost_seconds",
+    "Seconds each restart of a worker group cost: from the failure to the first training step "
+    "after it, plus the training since the last checkpoint that it threw away.",
+    buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
 
 _phases: dict[tuple[str, str], TrainingJobPhase] = {}
+_statuses: dict[tuple[str, str], TrainingJobStatus] = {}
 
 
-class _PhaseCollector(Collector):
-    """kubeforge_trainingjobs{phase}: counted when scraped, from the last reconcile of each job."""
+class _JobCollector(Collector):
+    """kubeforge_trainingjobs{phase} and kubeforge_trainingjob_goodput_ratio{namespace,name}:
+    counted when scraped, from the last reconcile of each job (goodput at the scrape's clock)."""
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -52,9 +64,20 @@ class _PhaseCollector(Collector):
         for phase in TrainingJobPhase:
             family.add_metric([phase.value], tally.get(phase, 0))
         yield family
+        goodput = GaugeMetricFamily(
+            "kubeforge_trainingjob_goodput_ratio",
+            "Productive training time over wall time since the workers were first created, 0 to 1.",
+            labels=["namespace", "name"],
+        )
+        now = datetime.now(UTC)
+        for (namespace, name), status in list(_statuses.items()):
+            measured = measure_status(status, now)
+            if measured is not None and measured.ratio is not None:
+                goodput.add_metric([namespace, name], measured.ratio)
+        yield goodput
 
 
-REGISTRY.register(_PhaseCollector())
+REGISTRY.register(_JobCollector())
 
 
 def observe(key: tuple[str, str], job: TrainingJob, decision: Decision) -> None:
@@ -64,12 +87,21 @@ def observe(key: tuple[str, str], job: TrainingJob, decision: Decision) -> None:
         _phases[key] = status.phase
     for cause in decision.new_restarts:
         RESTARTS.labels(cause=cause.value).inc()
-    before = job.status.progress
-    after = status.progress
-    first_step = after is not None and after.step and not (before and before.step)
-    if first_step and status.start_time is not None and after is not None and after.updated_at:
-        TIME_TO_FIRST_STEP.observe((after.updated_at - status.start_time).total_seconds())
+    _statuses[key] = status
+    before = job.status.goodput.attempts if job.status.goodput else []
+    # The first attempt stays first; the later ones began at distinct failures.
+    restarted = {attempt.began_at: attempt for attempt in before[1:]}
+    for index, attempt in enumerate(status.goodput.attempts if status.goodput else []):
+        previous = restarted.get(attempt.began_at) if index else next(iter(before), None)
+        if attempt.time_to_first_step_seconds is not None and (
+            previous is None or previous.time_to_first_step_seconds is None
+        ):
+            TIME_TO_FIRST_STEP.observe(attempt.time_to_first_step_seconds)
+        settled = previous is not None and previous.lost_seconds is not None
+        if index and attempt.lost_seconds is not None and not settled:
+            LOST_PER_RESTART.observe(attempt.lost_seconds)
 
 
 def forget(key: tuple[str, str]) -> None:
     _phases.pop(key, None)
+    _statuses.pop(key, None)

@@ -137,6 +137,9 @@ class Reconciler:
         for pod in decision.recorded_pods:
             if pod not in departed:
                 await self.kube.annotate_pod(namespace, pod, {RESTART_RECORDED: "true"})
+        for pod in decision.force_delete:
+            logger.warning("force-deleting worker pod %s/%s, stuck terminating", namespace, pod)
+            await self.kube.force_delete_pod(namespace, pod)
         # Recorded in status now (status.restarts keeps what it counted), or of an older Job.
         remaining = self.departed_pods.get(key, {})
         for pod_name in departed:

@@ -27,6 +27,7 @@ from kubeforge.api.trainingjob import (
     TrainingJobReason,
     TrainingJobStatus,
 )
+from kubeforge.goodput import measure_status
 from kubeforge_operator.builders import CONTAINER, worker_selector
 from kubeforge_operator.objects import Event, Object, job_condition, parse_time
 
@@ -78,6 +79,8 @@ class Decision:
     action: Action | None = None
     recorded_pods: list[str] = field(default_factory=list)
     new_restarts: list[RestartCause] = field(default_factory=list)
+    force_delete: list[str] = field(default_factory=list)
+    """Worker pods stuck terminating on a node that no longer answers: delete with no grace."""
     requeue_after: float | None = None
 
 
@@ -112,10 +115,54 @@ def _is_active(pod: Object) -> bool:
 
 def _is_ready(pod: Object) -> bool:
     status = pod.get("status") or {}
+    if pod["metadata"].get("deletionTimestamp"):
+        return False  # terminating: it has left its group
     return status.get("phase") == "Running" and any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
+
+
+def _ready_condition(pod: Object) -> Object:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Ready"), {})
+
+
+def _disruption(pod: Object) -> Object | None:
+    """The pod's DisruptionTarget condition when it holds: preemption, eviction, node loss."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    held = (c for c in conditions if c.get("type") == "DisruptionTarget")
+    return next((c for c in held if c.get("status") == "True"), None)
+
+
+def lost_node_since(pod: Object) -> datetime | None:
+    """When the node of a started worker stopped answering, or None while it answers.
+
+    The node lifecycle controller marks every pod of a NotReady or unreachable node not Ready,
+    and only the pod: its containers keep the last state the kubelet reported (running, ready).
+    A kubelet that answers would report its containers not ready too, so a Running pod that is
+    not Ready while its containers are is a pod whose node is gone, not a worker starting.
+    """
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    ready = _ready_condition(pod)
+    if (
+        status.get("phase") != "Running"
+        or ready.get("status") != "False"
+        or not containers
+        or not all(c.get("ready") and "running" in (c.get("state") or {}) for c in containers)
+    ):
+        return None
+    return parse_time(ready.get("lastTransitionTime"))
+
+
+def needs_record(pod: Object) -> bool:
+    """True when the pod is out of its group for good (failed, disrupted, or its node lost) and
+    its loss is not yet counted in status.restarts."""
+    if RESTART_RECORDED in (pod["metadata"].get("annotations") or {}):
+        return False
+    failed = (pod.get("status") or {}).get("phase") == "Failed"
+    return failed or _disruption(pod) is not None or lost_node_since(pod) is not None
 
 
 def _terminated(pod: Object) -> Object:
@@ -129,9 +176,11 @@ def _terminated(pod: Object) -> Object:
 def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None, Object]:
     """Why a worker pod failed: a restart cause, or None when the exit code is permanent."""
     status = pod.get("status") or {}
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
-            return DISRUPTION_CAUSES.get(condition.get("reason", ""), RestartCause.EVICTED), {}
+    disruption = _disruption(pod)
+    if disruption is not None:
+        return DISRUPTION_CAUSES.get(disruption.get("reason", ""), RestartCause.EVICTED), {}
+    if lost_node_since(pod) is not None:
+        return RestartCause.NODE_LOST, {}
     if status.get("reason") == "Evicted":
         return RestartCause.EVICTED, {}
     terminated = _terminated(pod)
@@ -141,11 +190,7 @@ def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None
     # stopped. The operator itself deletes whole worker Jobs, whose pods are no longer current.
     if pod["metadata"].get("deletionTimestamp"):
         return RestartCause.POD_DELETED, terminated
-    code = terminated.get("exitCode")
-    policy = job.spec.failure_policy
-    if code in policy.permanent_exit_codes or (
-        policy.retryable_exit_codes and code not in policy.retryable_exit_codes
-    ):
+    if job.spec.failure_policy.is_permanent(terminated.get("exitCode")):
         return None, terminated
     return RestartCause.RETRYABLE_EXIT_CODE, terminated
 
@@ -209,37 +254,39 @@ class _Decider:
         seen = {(r.pod, r.time) for r in restarts.history}
         re_forming = restarts.history and self.previous.phase == Phase.RESTARTING
         restart_began = restarts.history[-1].time if re_forming else None
-        failed = [
-            pod
-            for pod in self.pods
-            if pod.get("status", {}).get("phase") == "Failed"
-            and RESTART_RECORDED not in (pod["metadata"].get("annotations") or {})
-        ]
-        for pod in sorted(failed, key=self.failure_time):
+        lost = [pod for pod in self.pods if needs_record(pod)]
+        for pod in sorted(lost, key=self.failure_time):
             meta = pod["metadata"]
             self.recorded.append(meta["name"])
+            when = self.failure_time(pod)
+            if (meta["name"], when) in seen:
+                continue  # counted before the operator could mark the pod
+            created = parse_time(meta.get("creationTimestamp"))
+            if restart_began is not None and created is not None and created <= restart_began:
+                continue  # it stopped with its group: its exit code says nothing of the job
             cause, terminated = classify_failure(self.job, pod)
             code = terminated.get("exitCode")
-            when = self.failure_time(pod)
             if cause is None:
                 return Outcome(
                     Phase.FAILED,
                     Reason.PERMANENT_EXIT_CODE,
                     f"pod {meta['name']} exited with permanent exit code {code}",
                 )
-            if (meta["name"], when) in seen:
-                continue  # counted before the operator could mark the pod
-            created = parse_time(meta.get("creationTimestamp"))
-            if restart_began is not None and created is not None and created <= restart_began:
-                continue  # it stopped with its group
             self._count(cause, meta["name"], code, terminated.get("reason"), when)
             restart_began = when
         return None
 
     def failure_time(self, pod: Object) -> datetime:
-        """When the pod's container stopped; without one, when the pod was deleted (or now)."""
-        stopped = _terminated(pod).get("finishedAt") or pod["metadata"].get("deletionTimestamp")
-        return parse_time(stopped) or self.now
+        """When the pod left its group: its container stopped, it was disrupted, its node stopped
+        answering, or it was deleted (in that order of preference; now when none is known)."""
+        disruption = _disruption(pod) or {}
+        stopped = (
+            parse_time(_terminated(pod).get("finishedAt"))
+            or parse_time(disruption.get("lastTransitionTime"))
+            or lost_node_since(pod)
+            or parse_time(pod["metadata"].get("deletionTimestamp"))
+        )
+        return stopped or self.now
 
     def _count(
         self,
@@ -305,16 +352,60 @@ class _Decider:
         self.wake_in(left)
         return None
 
+    def start_began(self, waiting: Sequence[Object]) -> datetime | None:
+        """When the current start of the group began: the latest of the worker Job's start (its
+        creation, or its admission or resumption when it was suspended), the last restart, the
+        moment the group was last seen leaving Running, and the creation of the newest waiting
+        pod (a replacement is created only once the pod it replaces is gone). Never earlier: a
+        group that ran for hours and lost a worker starts anew from that loss."""
+        worker_job = self.observed.worker_job or {}
+        marks = [
+            parse_time((worker_job.get("status") or {}).get("startTime"))
+            or parse_time(worker_job.get("metadata", {}).get("creationTimestamp")),
+            *(parse_time(p["metadata"].get("creationTimestamp")) for p in waiting),
+        ]
+        if self.status.restarts.history:
+            marks.append(self.status.restarts.history[-1].time)
+        running = find_condition(self.previous.conditions, ConditionType.RUNNING)
+        if running is not None and running.status == ConditionStatus.TRUE:
+            marks.append(self.now)  # leaving Running now
+        elif running is not None and (self.status.restarts.history or self.status.progress):
+            marks.append(running.last_transition_time)  # when it left Running (it has run)
+        return max((mark for mark in marks if mark is not None), default=None)
+
+    def stuck_terminating(self) -> list[str]:
+        """Worker pods still terminating stuckTerminationSeconds past their grace period: their
+        kubelet no longer answers, and the Job controller waits for them to be gone."""
+        grace = self.spec.failure_policy.stuck_termination_seconds
+        stuck = []
+        for pod in self.pods:
+            deadline = parse_time(pod["metadata"].get("deletionTimestamp"))
+            finished = (pod.get("status") or {}).get("phase") in {"Failed", "Succeeded"}
+            if deadline is None or finished:
+                continue
+            left = _seconds_left(deadline, grace, self.now)
+            if left is not None and left <= 0:
+                stuck.append(pod["metadata"]["name"])
+            self.wake_in(left)
+        return stuck
+
     def starting(self) -> Outcome:
-        """Not all workers are ready: why, and whether startDeadlineSeconds has passed."""
+        """Not all workers are ready: why, and whether startDeadlineSeconds has passed.
+
+        A worker whose node stopped answering is not starting: the group waits for Kubernetes to
+        evict it (spec.failurePolicy.unreachableNodeSeconds) and for the operator to force-delete
+        it if it is stuck terminating; the start deadline then counts from its replacement."""
+        lost = [p["metadata"]["name"] for p in self.pods if lost_node_since(p) is not None]
+        if lost:
+            return Outcome(
+                Phase.RESTARTING,
+                Reason.NODE_LOST,
+                f"the node of worker {', '.join(sorted(lost))} stopped answering: waiting for "
+                "its eviction and replacement",
+            )
         waiting = [p for p in self.pods if _is_active(p) and not _is_ready(p)]
         blocker = _start_blocker(waiting)
-        since_values = [parse_time(p["metadata"].get("creationTimestamp")) for p in waiting]
-        if not waiting and self.observed.worker_job is not None:
-            since_values = [
-                parse_time(self.observed.worker_job["metadata"].get("creationTimestamp"))
-            ]
-        since = min((s for s in since_values if s is not None), default=None)
+        since = self.start_began(waiting)
         left = _seconds_left(since, self.spec.start_deadline_seconds, self.now)
         if left is not None and left <= 0:
             detail = blocker[1] if blocker else self.last_blocker() or "workers not running"
@@ -331,11 +422,26 @@ class _Decider:
         if self.recorded or (self.status.restarts.history and was_running):
             return Outcome(Phase.RESTARTING, Reason.RESTARTING, "the worker group is re-forming")
         ready = sum(_is_ready(p) for p in self.pods)
+        if self.scaling():
+            return Outcome(
+                Phase.STARTING,
+                Reason.SCALING,
+                f"scaling to {self.spec.replicas} workers: {ready} running",
+            )
         return Outcome(
             Phase.STARTING,
             Reason.WORKERS_STARTING,
             f"{ready}/{self.spec.replicas} workers running",
         )
+
+    def scaling(self) -> bool:
+        """True while a running group re-forms at a new size (the scale subresource changed
+        spec.replicas)."""
+        ready = find_condition(self.previous.conditions, ConditionType.READY)
+        if ready is not None and ready.reason == Reason.SCALING.value:
+            return True
+        desired = self.previous.replicas.desired
+        return self.previous.phase == Phase.RUNNING and desired not in {0, self.spec.replicas}
 
     def last_blocker(self) -> str | None:
         """What last kept a worker from starting, as the Ready condition said it."""
@@ -403,7 +509,8 @@ class _Decider:
                 Reason.WORKERS_RUNNING,
                 f"{finished}/{spec.replicas} workers finished",
             ), None
-        if ready < spec.replicas:
+        elastic = self.elastic_group()
+        if ready < spec.replicas and elastic is None:
             outcome = self.starting()
             return outcome, Action.STOP if outcome.phase == Phase.FAILED else None
         if self.hung():
@@ -418,9 +525,39 @@ class _Decider:
                 "no training step for progressDeadlineSeconds "
                 f"({spec.progress_deadline_seconds} s)",
             ), Action.RESTART
-        return Outcome(
-            Phase.RUNNING, Reason.WORKERS_RUNNING, f"{ready}/{spec.replicas} workers running"
-        ), None
+        message = f"{ready}/{spec.replicas} workers running"
+        if ready < spec.replicas:
+            message += f" (elastic, at least {spec.min_replicas}): {elastic}"
+            if self.scaling():
+                return Outcome(Phase.RUNNING, Reason.SCALING, f"scaling: {message}"), None
+        return Outcome(Phase.RUNNING, Reason.WORKERS_RUNNING, message), None
+
+    def elastic_group(self) -> str | None:
+        """Why an elastic group trains below spec.replicas, when it does: at least minReplicas
+        workers of the current group are ready (all created after the last restart began, so
+        no worker of a broken group is counted) and the others cannot start yet. None when the
+        group is not such a group; the others then get the start deadline as usual."""
+        minimum = self.spec.min_replicas
+        if minimum is None or minimum >= self.spec.replicas or self.recorded:
+            return None
+        if any(lost_node_since(pod) is not None for pod in self.pods):
+            return None
+        history = self.status.restarts.history
+        began = history[-1].time if history else None
+        members = [
+            pod
+            for pod in self.pods
+            if _is_ready(pod)
+            and (
+                began is None
+                or (parse_time(pod["metadata"].get("creationTimestamp")) or began) > began
+            )
+        ]
+        if len(members) < minimum:
+            return None
+        waiting = [p for p in self.pods if _is_active(p) and not _is_ready(p)]
+        blocker = _start_blocker(waiting)
+        return blocker[1] if blocker else "the others are starting"
 
 
 def _conditions(
@@ -474,15 +611,21 @@ def _transition_event(previous: TrainingJobStatus, outcome: Outcome) -> Event | 
 def decide(job: TrainingJob, observed: Observed) -> Decision:
     """The new status of `job` given what is observed, and what to do about it."""
     decider = _Decider(job, observed)
-    outcome, action = decider.outcome()
     status, now = decider.status, observed.now
-    pods = decider.pods
     worker_job = observed.worker_job
     if worker_job is not None and status.start_time is None:
-        status.start_time = parse_time(worker_job["metadata"].get("creationTimestamp")) or now
+        # The Job controller sets startTime when it starts the Job, not while it is suspended
+        # (queued by Kueue): activeDeadlineSeconds does not count the time in the queue.
+        started = parse_time((worker_job.get("status") or {}).get("startTime"))
+        if started is None and not (worker_job.get("spec") or {}).get("suspend"):
+            started = parse_time(worker_job["metadata"].get("creationTimestamp")) or now
+        status.start_time = started
+    outcome, action = decider.outcome()
+    pods = decider.pods
     if outcome.phase in TERMINAL and status.completion_time is None:
         job_completion = parse_time(((worker_job or {}).get("status") or {}).get("completionTime"))
         status.completion_time = job_completion or now
+    status.goodput = measure_status(status, now)
     status.phase = outcome.phase
     status.observed_generation = job.metadata.generation
     status.conditions = _conditions(job.status.conditions, outcome, job.metadata.generation, now)
@@ -494,6 +637,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:
     )
     status.selector = worker_selector(job)
     status.world_size = job.spec.replicas * job.spec.nproc_per_node
+    force_delete = [] if outcome.phase in TERMINAL else decider.stuck_terminating()
     events = decider.events
     transition = _transition_event(job.status, outcome)
     if transition is not None:
@@ -516,5 +660,6 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:
         action=action,
         recorded_pods=decider.recorded,
         new_restarts=decider.new_restarts,
+        force_delete=force_delete,
         requeue_after=min(decider.waits, default=None),
     )

@@ -45,6 +45,8 @@ def test_trainingjob_sample_succeeds_in_real_pods(
     shown = kubeforge("status", name, "-n", restricted_namespace)
     assert "Succeeded" in shown, shown
     assert f"step {STEPS}/{STEPS}" in shown, shown
+    assert "goodput " in shown, shown
+    assert "attempt 1 began " in shown, shown
     logs = kubeforge("logs", name, "-n", restricted_namespace, "--tail", "20")
     for pod in pods:
         assert f"pod {pod.metadata.name}" in logs, logs

@@ -102,12 +102,13 @@ def test_operator_image_has_no_torch() -> None:
 
 
 @pytest.mark.usefixtures("docker_daemon")
-def test_trainer_image_has_cuda_capable_torch_and_torchrun() -> None:
+def test_trainer_image_has_cuda_capable_torch_and_the_launcher() -> None:
     image = built("trainer")
     cuda = run(image, "-c", "import torch; print(torch.version.cuda)", entrypoint=["python"])
     assert cuda.strip() not in ("", "None"), "torch in the trainer image is a CPU-only build"
-    # What a worker pod runs: torchrun, which starts `python -m kubeforge_trainer`.
-    assert "usage: torchrun" in run(image, "--help", entrypoint=["torchrun"])
+    # What a worker pod runs: torchrun through the launcher, which starts the trainer.
+    launcher = run(image, "-m", "kubeforge.launch", "--help", entrypoint=["python"])
+    assert "--nproc-per-node" in launcher
     step = "import torch; w = torch.ones(4, requires_grad=True); (w * 2).sum().backward(); "
     step += "print(w.grad.tolist())"
     assert run(image, "-c", step, entrypoint=["python"]).strip() == "[2.0, 2.0, 2.0, 2.0]"

@@ -8,7 +8,10 @@ the trainer's progress reports are written by the test with the same sink the tr
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -19,8 +22,9 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import REGISTRY
 
-from kubeforge.api.trainingjob import ProgressStatus
+from kubeforge.api.trainingjob import ProgressStatus, TrainingJobStatus
 from kubeforge.progress import ConfigMapSink
 from tests.conftest import Rig
 from tests.integration.conftest import OperatorThread
@@ -29,6 +33,7 @@ from tests.polling import wait_for
 from tests.resources import read_or_none
 
 pytestmark = pytest.mark.integration
+LOST_COUNT = "kubeforge_trainingjob_restart_lost_seconds_count"
 
 
 def trainer_sink(rig: Rig, jobs: Jobs, name: str, config_map: str) -> ConfigMapSink:
@@ -111,6 +116,74 @@ def test_no_progress_for_the_deadline_restarts_the_group_as_hung(
     # The group is replaced by a new worker Job and runs again.
     jobs.running_pods("stuck", 1, replacing=[first])
     jobs.wait_event("stuck", "Hung")
+
+
+def test_goodput_shows_what_a_restart_cost(rig: Rig, jobs: Jobs, operator: OperatorThread) -> None:
+    lost_before = REGISTRY.get_sample_value(LOST_COUNT)
+    jobs.create("measured", spec_with(failurePolicy={"maxRestarts": 2}))
+    (first,) = jobs.running_pods("measured", 1)
+    sink = trainer_sink(rig, jobs, "measured", "measured-progress")
+    began = datetime.now(UTC)
+    sink.write(ProgressStatus(step=10, updated_at=began, started_at=began, first_step_at=began))
+    jobs.wait(
+        "measured",
+        "the first attempt's first step",
+        lambda s: "firstStepAt" in (s.get("goodput") or {}).get("attempts", [{}])[0],
+    )
+    jobs.end_pod(first, 3)
+    jobs.wait("measured", "a restart", lambda s: s.get("restarts", {}).get("count") == 1)
+    jobs.running_pods("measured", 1, replacing=[first])
+    resumed = datetime.now(UTC)
+    sink.write(
+        ProgressStatus(step=11, updated_at=resumed, started_at=resumed, first_step_at=resumed)
+    )
+
+    def restart_settled(status: dict[str, Any]) -> bool:
+        attempts = (status.get("goodput") or {}).get("attempts", [])
+        return len(attempts) == 2 and "lostSeconds" in attempts[1]
+
+    status = jobs.wait("measured", "the restart's lost time", restart_settled)["status"]
+    goodput = TrainingJobStatus.model_validate(status).goodput
+    assert goodput is not None
+    failure = status["restarts"]["history"][0]["time"]
+    first_attempt, restarted = goodput.attempts
+    assert first_attempt.first_step_at == began
+    assert restarted.began_at == datetime.fromisoformat(failure)
+    assert restarted.started_at == restarted.first_step_at == resumed
+    assert restarted.time_to_first_step_seconds == round(
+        (resumed - restarted.began_at).total_seconds(), 1
+    )
+    # No checkpoint: all the first attempt trained, from its first step to the failure, is redone.
+    # (The failure's time has whole seconds: it may read as before the first step.)
+    assert restarted.rework_seconds == max(
+        0, round((restarted.began_at - began).total_seconds(), 1)
+    )
+    assert restarted.lost_seconds == pytest.approx(
+        restarted.time_to_first_step_seconds + restarted.rework_seconds
+    )
+    assert goodput.ratio is None or 0 <= goodput.ratio <= 1
+    assert goodput.productive_seconds == max(
+        0, goodput.wall_seconds - goodput.startup_seconds - goodput.lost_seconds
+    )
+    shown = kubeforge_status(rig, jobs, "measured")
+    assert "GOODPUT" in shown, shown
+    began_at = f"{restarted.began_at:%Y-%m-%d %H:%M:%S}"
+    assert f"restart at {began_at}: first step after " in shown, shown
+    # The operator observes its metrics after it wrote the status.
+    wait_for(
+        lambda: (REGISTRY.get_sample_value(LOST_COUNT) or 0) >= (lost_before or 0) + 1,
+        "the restart's lost time in the metrics",
+    )
+
+
+def kubeforge_status(rig: Rig, jobs: Jobs, name: str) -> str:
+    """What `kubeforge status NAME` prints, as a program on the rig's kubeconfig."""
+    command = [sys.executable, "-m", "kubeforge.cli.main", "status", name, "-n", jobs.namespace]
+    # A wide terminal: rich fits its tables to COLUMNS.
+    environment = {**os.environ, "KUBECONFIG": str(rig.kubeconfig), "COLUMNS": "200"}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def test_active_deadline_fails_the_job(jobs: Jobs, operator: OperatorThread) -> None:

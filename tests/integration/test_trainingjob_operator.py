@@ -3,7 +3,9 @@
 Real: kube-apiserver (CRD schema, CEL rules, status and scale subresources, RBAC objects), the Job
 controller (pods, podFailurePolicy, completion), the scheduler, the garbage collector, and the
 operator itself, run in-process. Simulated: the kubelet; kwok runs the pods, and a test ends a
-pod with the annotation `kubeforge.dev/test-exit-code` (hack/kwok/test-stages.yaml).
+pod with the annotation `kubeforge.dev/test-exit-code` (hack/kwok/test-stages.yaml). That code
+stands for the worker's own, as `kubeforge.launch` passes it through torchrun; that path is proven
+with real processes in tests/workloads/test_launch.py and test_local_run.py, not here.
 """
 
 from __future__ import annotations
@@ -78,16 +80,18 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
     pod_spec = job.spec.template.spec
     container = pod_spec.containers[0]
     namespace = jobs.namespace
-    assert container.command[:7] == [
-        "torchrun",
+    assert container.command[:9] == [
+        "python",
+        "-m",
+        "kubeforge.launch",
         "--nnodes=1:4",
         "--nproc-per-node=8",
         "--rdzv-backend=c10d",
         f"--rdzv-endpoint=gpt-0.gpt.{namespace}.svc:29400",
         f"--rdzv-id={uid}",
-        "--max-restarts=5",
+        "--max-restarts=0",
     ]
-    assert container.command[7:] == [
+    assert container.command[9:] == [
         "-m",
         "kubeforge_trainer",
         "--config",

@@ -32,7 +32,11 @@ class Jobs(CustomResources):
         return sorted(pods.items, key=lambda pod: pod.metadata.name)
 
     def running_pods(
-        self, name: str, count: int, replacing: Collection[client.V1Pod] = ()
+        self,
+        name: str,
+        count: int,
+        replacing: Collection[client.V1Pod] = (),
+        timeout: float = 60,
     ) -> list[client.V1Pod]:
         """Waits for `count` running workers, none of them one of `replacing` (a restart's old
         pods are deleted by the garbage collector a while after their Job)."""
@@ -48,7 +52,7 @@ class Jobs(CustomResources):
             ]
             return running if len(running) == count else None
 
-        return wait_for(probe, f"{count} running workers of {name}")
+        return wait_for(probe, f"{count} running workers of {name}", timeout)
 
     def worker_job(self, name: str) -> client.V1Job:
         return self.batch.read_namespaced_job(name, self.namespace)

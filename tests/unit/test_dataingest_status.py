@@ -64,7 +64,7 @@ def ready(built: DataIngest, *, created: bool = True, unsupported: tuple[str, ..
     return storage_ready(built, created, unsupported)
 
 
-def condition(decision: Decision, kind: str) -> Any:
+def condition(decision: Decision | DataIngest, kind: str) -> Any:
     return next(c for c in decision.status.conditions if c.type == kind)
 
 
@@ -137,15 +137,32 @@ def test_completed_shards_read_the_indexes_of_the_job(text: str, shards: set[int
     assert completed_shards(job(completedIndexes=text)) == shards
 
 
-def test_a_failed_shard_fails_the_ingest() -> None:
+def failed_job(job_reason: str, **status: Any) -> dict[str, Any]:
+    """A Job the Job controller failed with `job_reason`."""
+    failed = job("FailureTarget", "Failed", **status)
+    for kind in failed["status"]["conditions"]:
+        kind.update(reason=job_reason, message="Job has failed")
+    return failed
+
+
+@pytest.mark.parametrize(
+    ("job_reason", "reason"),
+    [
+        ("MaxFailedIndexesExceeded", "BackoffLimitExceeded"),  # a shard failed on every try
+        ("FailedIndexes", "BackoffLimitExceeded"),
+        ("PodFailurePolicy", "ShardFailed"),  # an exit code that a retry cannot fix
+    ],
+)
+def test_a_failed_shard_fails_the_ingest(job_reason: str, reason: str) -> None:
     built = ingest()
-    failed = job("FailureTarget", "Failed", failedIndexes="2")
-    failed["status"]["conditions"][1].update(reason="FailedIndexes", message="Job has failed")
+    failed = failed_job(job_reason, failedIndexes="2")
     decision = decide(built, Observed(NOW, ready(built), failed))
     assert decision.status.phase == "Failed"
     assert decision.stage is Stage.NONE
     failure = condition(decision, "Failed")
-    assert (failure.status, failure.reason) == ("True", "ShardFailed")
+    assert (failure.status, failure.reason) == ("True", reason)
+    assert failure.message == "the crawl failed (shards 2): Job has failed"
+    assert [(e.type, e.reason) for e in decision.events][-1] == ("Warning", reason)
     assert "shards 2" in failure.message
     assert condition(decision, "Stalled").status == "True"
     assert decision.status.completion_time == NOW
@@ -190,13 +207,19 @@ def test_a_written_manifest_publishes_the_dataset_then_the_job_finishes_it() -> 
     assert after.stage is Stage.NONE
 
 
-def test_a_failed_publish_job_fails_the_ingest() -> None:
+@pytest.mark.parametrize(
+    ("job_reason", "reason"),
+    [("BackoffLimitExceeded", "BackoffLimitExceeded"), ("PodFailurePolicy", "PublishFailed")],
+)
+def test_a_failed_publish_job_fails_the_ingest(job_reason: str, reason: str) -> None:
     built = ingest()
-    failed = job("Failed")
-    failed["status"]["conditions"][0].update(reason="BackoffLimitExceeded", message="too many")
+    failed = failed_job(job_reason)
     decision = decide(built, Observed(NOW, ready(built), job("Complete"), failed))
     assert decision.status.phase == "Failed"
-    assert condition(decision, "Failed").reason == "PublishFailed"
+    failure = condition(decision, "Failed")
+    assert (failure.reason, failure.message) == (reason, "publishing failed: Job has failed")
+    # The failure stays as it was decided on every later look.
+    assert condition(decide(then(decision), Observed(NOW, ready(built))), "Failed") == failure
 
 
 def test_the_bucket_is_provisioned_again_only_when_needed() -> None:
@@ -313,9 +336,17 @@ def test_a_finished_run_is_woken_when_the_next_one_falls_due() -> None:
     assert waiting.requeue_after is not None
     assert waiting.requeue_after == pytest.approx(40 * 60, abs=1)
     assert waiting.requeue_after >= 40 * 60  # never before the schedule fires
+    for decision in (done, waiting):
+        reconciling = condition(decision, "Reconciling")
+        assert (reconciling.status, reconciling.reason) == ("False", "WaitingForSchedule")
+        assert reconciling.message == (
+            "the run of dataset version 2 falls due at 2026-11-28T13:00:00+00:00"
+        )
+    assert condition(waiting, "Ready").reason == "Published"
     # Without a schedule a finished ingest never needs another look.
     once = decide(then(decide(done, Observed(later, ready(done)))), Observed(later, ready(done)))
     assert (once.status.next_schedule_time, once.requeue_after) == (None, None)
+    assert condition(once, "Reconciling").reason == "Published"
 
 
 def test_a_due_run_crawls_the_next_version_and_keeps_the_published_one() -> None:
@@ -326,6 +357,10 @@ def test_a_due_run_crawls_the_next_version_and_keeps_the_published_one() -> None
     assert (status.phase, status.current_version) == ("Crawling", 2)
     assert run.stage is Stage.CRAWL
     assert condition(run, "Crawling").reason == "ShardsStarting"
+    assert (condition(run, "Reconciling").status, condition(run, "Reconciling").reason) == (
+        "True",
+        "ShardsStarting",
+    )
     assert status.last_schedule_time == due
     assert status.next_schedule_time == due + timedelta(hours=1)
     assert status.counters == CrawlCounters()
@@ -381,3 +416,4 @@ def test_a_schedule_that_never_fires_never_starts_a_run() -> None:
     assert done.status.next_schedule_time is None
     later = decide(done, Observed(NOW + timedelta(days=400), ready(done)))
     assert (later.status.phase, later.requeue_after) == ("Succeeded", None)
+    assert condition(later, "Reconciling").reason == "Published"

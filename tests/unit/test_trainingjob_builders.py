@@ -89,11 +89,11 @@ def test_worker_config_is_the_trainer_section() -> None:
     assert config["checkpoint"]["uri"] == "s3://ckpt/tj"
 
 
-def test_custom_command_runs_under_torchrun_without_a_config() -> None:
+def test_custom_command_runs_under_the_launcher_without_a_config() -> None:
     job = training_job(trainer=None, command=["-m", "myproject.train", "--lr", "3e-4"])
     built = children(job)
     command = built["Job/tj"]["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[0] == "torchrun"
+    assert command[:3] == ["python", "-m", "kubeforge.launch"]
     assert command[-4:] == ["-m", "myproject.train", "--lr", "3e-4"]
     assert built["ConfigMap/tj-config"]["data"] == {}
 
@@ -105,7 +105,12 @@ def test_full_spec_reaches_the_pod_template() -> None:
     pod = children(job, dataset_uri="s3://d/m.json")["Job/tj"]["spec"]["template"]["spec"]
     spec = job.spec
     assert pod["nodeSelector"] == spec.node_selector
-    assert pod["tolerations"] == spec.tolerations
+    lost_node = [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+        for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+    ]
+    assert pod["tolerations"] == [*spec.tolerations, *lost_node]
+    assert pod["terminationGracePeriodSeconds"] == spec.termination_grace_period_seconds
     assert pod["affinity"] == spec.affinity
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
 
@@ -177,8 +182,62 @@ def test_plan_is_the_same_for_every_place_it_runs() -> None:
     assert local.world_size == 4
 
 
+def test_workers_run_torchrun_under_the_launcher_without_restarts_of_their_own() -> None:
+    job = training_job(
+        replicas=2, minReplicas=1, maxReplicas=3, nprocPerNode=2, failurePolicy={"maxRestarts": 7}
+    )
+    plan = plan_training(job, rendezvous_host="h", config_path="/c.yaml", rendezvous_port=1)
+    assert plan.command == [
+        "python",
+        "-m",
+        "kubeforge.launch",
+        "--nnodes=1:3",
+        "--nproc-per-node=2",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=h:1",
+        "--rdzv-id=tj-uid",
+        "--max-restarts=0",
+        "-m",
+        "kubeforge_trainer",
+        "--config",
+        "/c.yaml",
+    ]
+
+
+def test_the_restart_budget_is_not_in_the_pods_command() -> None:
+    """The operator keeps the budget, so changing it does not replace the running Job."""
+    job = training_job(failurePolicy={"maxRestarts": 1})
+    raised = training_job(failurePolicy={"maxRestarts": 9})
+    assert builders.build_plan(job, None).command == builders.build_plan(raised, None).command
+
+
 def test_the_worker_job_records_the_dataset_it_trains_on() -> None:
     job = training_job()
     worker = children(job, dataset_uri="s3://data/web/v2")["Job/tj"]
     assert worker["metadata"]["annotations"][builders.DATASET_ANNOTATION] == "s3://data/web/v2"
     assert builders.DATASET_ANNOTATION not in children(job)["Job/tj"]["metadata"]["annotations"]
+
+
+def test_a_toleration_of_lost_nodes_in_the_spec_is_kept_as_written() -> None:
+    """unreachableNodeSeconds applies only to the lost-node taints the spec does not tolerate."""
+    mine = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}
+    job = TrainingJob.model_validate(
+        {
+            "metadata": {"name": "tj", "namespace": "ns", "uid": "u"},
+            "spec": {
+                **FULL_SPEC,
+                "tolerations": [mine],
+                "failurePolicy": {"unreachableNodeSeconds": 5},
+            },
+        }
+    )
+    pod = children(job, dataset_uri="s3://d/m.json")["Job/tj"]["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [
+        mine,
+        {
+            "key": "node.kubernetes.io/not-ready",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 5,
+        },
+    ]

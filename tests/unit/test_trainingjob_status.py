@@ -175,7 +175,7 @@ def test_disruptions_are_recorded_but_not_charged(reason: str, cause: str) -> No
 
 
 def failed_at(name: str, at: datetime, *, created: datetime, **metadata: Any) -> dict[str, Any]:
-    """A worker pod whose trainer exited with 1 at `at` (how torchrun ends a broken group)."""
+    """A worker pod whose trainer exited with 1 at `at` (how a worker that lost its peers ends)."""
     terminated = {"exitCode": 1, "reason": "Error", "finishedAt": at.isoformat()}
     failed = pod(name, "Failed", created=created, terminated=terminated)
     failed["metadata"].update(metadata)
@@ -420,3 +420,252 @@ def test_an_unchanged_world_gives_an_unchanged_status() -> None:
     dump = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert dump == job.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert decision.events == []
+
+
+# Long runs: every deadline and budget on a job that is already older than it. The worker Job
+# was created two hours ago, the group has run since; startDeadlineSeconds is one minute.
+HOURS_AGO = NOW - timedelta(hours=2)
+LOST_AT = NOW - timedelta(seconds=1)
+
+
+def long_running(**spec: Any) -> TrainingJob:
+    """A two-worker job whose workers were created two hours ago and have run since."""
+    status = running_status(HOURS_AGO + timedelta(minutes=1))
+    return training_job(status, replicas=2, startDeadlineSeconds=60, **spec)
+
+
+def disrupted(reason: str, phase: str = "Failed", **metadata: Any) -> dict[str, Any]:
+    terminated = {"exitCode": 143, "reason": "Error", "finishedAt": LOST_AT.isoformat()}
+    condition = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": reason,
+        "lastTransitionTime": LOST_AT.isoformat(),
+    }
+    lost = pod(
+        "tj-0",
+        phase,
+        created=HOURS_AGO,
+        terminated=terminated if phase == "Failed" else None,
+        conditions=[condition],
+    )
+    lost["metadata"].update(metadata)
+    return lost
+
+
+def on_lost_node(name: str = "tj-0", since: datetime = LOST_AT) -> dict[str, Any]:
+    """A started worker whose node stopped answering: the node lifecycle controller marked the
+    pod not Ready; its container keeps the kubelet's last report (running, ready)."""
+    lost = pod(name, created=HOURS_AGO)
+    lost["status"]["conditions"] = [
+        {"type": "Ready", "status": "False", "lastTransitionTime": since.isoformat()}
+    ]
+    lost["status"]["containerStatuses"][0]["ready"] = True
+    return lost
+
+
+LOSSES = {
+    "retryable exit code": (
+        lambda: failed_at("tj-0", LOST_AT, created=HOURS_AGO),
+        "RetryableExitCode",
+    ),
+    "preemption": (lambda: disrupted("PreemptionByScheduler"), "Preempted"),
+    "eviction": (lambda: disrupted("EvictionByEvictionAPI"), "Evicted"),
+    "node lost, evicted": (
+        lambda: disrupted("DeletionByTaintManager", "Running", deletionTimestamp=NOW.isoformat()),
+        "NodeLost",
+    ),
+    "node lost, not yet evicted": (on_lost_node, "NodeLost"),
+    "deleted pod": (
+        lambda: failed_at("tj-0", LOST_AT, created=HOURS_AGO, deletionTimestamp=NOW.isoformat()),
+        "PodDeleted",
+    ),
+}
+
+
+@pytest.mark.parametrize(("make_lost", "cause"), LOSSES.values(), ids=LOSSES.keys())
+def test_a_worker_lost_hours_into_a_run_restarts_the_group(make_lost: Any, cause: str) -> None:
+    """Before the fix, a loss two hours in failed the job as StartDeadlineExceeded at once: the
+    start deadline counted from the Job's creation."""
+    peer = pod("tj-1", created=HOURS_AGO)
+    decision = decide(
+        long_running(), Observed(NOW, worker_job(created=HOURS_AGO), [make_lost(), peer])
+    )
+    assert decision.status.phase == "Restarting", condition(decision.status, "Ready").message
+    assert decision.action is None
+    assert decision.status.restarts.history[-1].cause == cause
+    assert decision.status.restarts.history[-1].time == LOST_AT
+
+
+@pytest.mark.parametrize(
+    ("make_lost", "cause"),
+    [value for key, value in LOSSES.items() if key != "node lost, not yet evicted"],
+    ids=[key for key in LOSSES if key != "node lost, not yet evicted"],
+)
+def test_the_start_deadline_counts_from_the_loss_not_from_the_job(
+    make_lost: Any, cause: str
+) -> None:
+    """After a loss two hours in, the replacement may take startDeadlineSeconds from its creation
+    (the Job controller creates it once the lost pod is gone), and no longer."""
+    peer = pod("tj-1", created=HOURS_AGO)
+    lost = decide(long_running(), Observed(NOW, worker_job(created=HOURS_AGO), [make_lost(), peer]))
+    status = lost.status.model_dump(mode="json", by_alias=True)
+    created = NOW + timedelta(seconds=5)
+    replacement = pod("tj-0-r", "Pending", ready=False, created=created, waiting="ErrImagePull")
+    replacement["status"]["containerStatuses"] = []
+    observed = [replacement, pod("tj-1", "Pending", ready=False, created=created)]
+
+    def at(seconds: float) -> Any:
+        moment = created + timedelta(seconds=seconds)
+        job = training_job(status, replicas=2, startDeadlineSeconds=60)
+        return decide(job, Observed(moment, worker_job(created=HOURS_AGO), observed))
+
+    waiting = at(59)
+    assert waiting.status.phase == "Restarting"
+    assert waiting.requeue_after == pytest.approx(1)
+    failed = at(61)
+    assert failed.status.phase == "Failed"
+    assert condition(failed.status, "Failed").reason == "StartDeadlineExceeded"
+
+
+def test_a_worker_on_a_lost_node_is_not_starting_and_is_recorded_once() -> None:
+    """A pod whose node stopped answering waits for its eviction (unreachableNodeSeconds), not
+    for the start deadline, however long the node has been gone."""
+    peer = pod("tj-1", created=HOURS_AGO)
+    first = decide(
+        long_running(), Observed(NOW, worker_job(created=HOURS_AGO), [on_lost_node(), peer])
+    )
+    assert (first.status.restarts.count, first.status.restarts.disruptions) == (0, 1)
+    assert first.recorded_pods == ["tj-0"]
+    assert condition(first.status, "Ready").reason == "NodeLost"
+    marked = on_lost_node()
+    marked["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    status = first.status.model_dump(mode="json", by_alias=True)
+    much_later = decide(
+        training_job(status, replicas=2, startDeadlineSeconds=60),
+        Observed(NOW + timedelta(hours=1), worker_job(created=HOURS_AGO), [marked, peer]),
+    )
+    assert much_later.status.phase == "Restarting"
+    assert much_later.status.restarts.disruptions == 1
+    assert much_later.recorded_pods == []
+
+
+def test_a_pod_stuck_terminating_on_a_lost_node_is_force_deleted() -> None:
+    """Evicted from a node that no longer answers, the pod stays Terminating: the Job controller
+    (podReplacementPolicy Failed) would wait for it forever."""
+    evicted = disrupted("DeletionByTaintManager", "Running", deletionTimestamp=NOW.isoformat())
+    peer = pod("tj-1", created=HOURS_AGO)
+    job = long_running(failurePolicy={"stuckTerminationSeconds": 30})
+    soon = decide(job, Observed(NOW + timedelta(seconds=29), worker_job(), [evicted, peer]))
+    assert soon.force_delete == []
+    assert soon.requeue_after == pytest.approx(1)
+    due = decide(job, Observed(NOW + timedelta(seconds=31), worker_job(), [evicted, peer]))
+    assert due.force_delete == ["tj-0"]
+
+
+def test_a_hung_group_hours_in_restarts_and_its_new_job_gets_a_full_start() -> None:
+    job = long_running(progressDeadlineSeconds=300)
+    stalled = ProgressStatus(step=9000, updated_at=NOW - timedelta(seconds=301))
+    peers = [pod("tj-0", created=HOURS_AGO), pod("tj-1", created=HOURS_AGO)]
+    hung = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), peers, progress=stalled))
+    assert hung.action is Action.RESTART
+    status = hung.status.model_dump(mode="json", by_alias=True)
+    new_job = worker_job(created=NOW + timedelta(seconds=2))
+    pending = [
+        pod(f"tj-{i}", "Pending", ready=False, created=NOW + timedelta(seconds=3)) for i in (0, 1)
+    ]
+    later = decide(
+        training_job(status, replicas=2, startDeadlineSeconds=60),
+        Observed(NOW + timedelta(seconds=50), new_job, pending, progress=stalled),
+    )
+    assert later.status.phase == "Restarting"
+    assert later.action is None
+
+
+def test_a_peer_that_stops_with_its_group_never_fails_the_job_by_its_exit_code() -> None:
+    """Worker 0 fails with a retryable code; worker 1, in the group since the start, exits with
+    a code on the permanent list (its collective broke): one restart, the job goes on."""
+    job = long_running(failurePolicy={"permanentExitCodes": [1]})
+    first = pod(
+        "tj-0",
+        "Failed",
+        created=HOURS_AGO,
+        terminated={"exitCode": 3, "finishedAt": (NOW - timedelta(seconds=2)).isoformat()},
+    )
+    second = failed_at("tj-1", NOW - timedelta(seconds=1), created=HOURS_AGO)
+    decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), [second, first]))
+    assert decision.status.phase == "Restarting"
+    assert decision.status.restarts.count == 1
+
+
+def test_the_active_deadline_counts_from_admission_not_from_the_queue() -> None:
+    """A Job queued by Kueue for two hours starts when admitted (the Job's status.startTime)."""
+    admitted = NOW - timedelta(seconds=30)
+    queued = worker_job(created=HOURS_AGO)
+    queued["status"]["startTime"] = admitted.isoformat()
+    job = training_job(activeDeadlineSeconds=60, scheduling={"queueName": "team-a"})
+    decision = decide(job, Observed(NOW, queued, [pod("tj-0", created=admitted)]))
+    assert decision.status.start_time == admitted
+    assert decision.status.phase == "Running"
+    assert decision.requeue_after == pytest.approx(30)
+
+
+def test_scaling_a_running_group_is_reported_as_scaling() -> None:
+    job = training_job(running_status(HOURS_AGO), replicas=2, minReplicas=1, maxReplicas=3)
+    new = pod("tj-1", "Pending", ready=False, created=NOW)
+    decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), [pod("tj-0"), new]))
+    assert decision.status.phase == "Running"  # elastic: it trains on while the new one joins
+    assert condition(decision.status, "Ready").reason == "Scaling"
+    rigid = training_job(running_status(HOURS_AGO), replicas=2)
+    replaced = decide(rigid, Observed(NOW, worker_job(created=NOW), [new]))
+    assert replaced.status.phase == "Starting"
+    assert condition(replaced.status, "Ready").reason == "Scaling"
+
+
+def test_an_elastic_group_trains_below_its_size_while_a_replacement_cannot_start() -> None:
+    """replicas 2, minReplicas 1: the replacement of a worker lost hours in cannot be scheduled
+    (its node is gone); the group re-forms with one worker and trains, past any start deadline."""
+    job = long_running(minReplicas=1, maxReplicas=2)
+    lost = decide(
+        job,
+        Observed(
+            NOW,
+            worker_job(created=HOURS_AGO),
+            [failed_at("tj-0", LOST_AT, created=HOURS_AGO), pod("tj-1", created=HOURS_AGO)],
+        ),
+    )
+    assert lost.status.phase == "Restarting"
+    # The peer that was in the broken group is not a member of the new one.
+    status = lost.status.model_dump(mode="json", by_alias=True)
+    still_up = decide(
+        training_job(status, replicas=2, startDeadlineSeconds=60, minReplicas=1, maxReplicas=2),
+        Observed(
+            NOW + timedelta(seconds=1),
+            worker_job(created=HOURS_AGO),
+            [pod("tj-1", created=HOURS_AGO)],
+        ),
+    )
+    assert still_up.status.phase == "Restarting"
+    created = NOW + timedelta(seconds=5)
+    unschedulable = pod("tj-0-r", "Pending", ready=False, created=created)
+    unschedulable["status"]["conditions"].append(
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available",
+        }
+    )
+    unschedulable["status"]["containerStatuses"] = []
+    later = decide(
+        training_job(status, replicas=2, startDeadlineSeconds=60, minReplicas=1, maxReplicas=2),
+        Observed(
+            NOW + timedelta(minutes=30),
+            worker_job(created=HOURS_AGO),
+            [pod("tj-1-r", created=created), unschedulable],
+        ),
+    )
+    assert later.status.phase == "Running"
+    assert later.action is None
+    assert "1/2 workers running (elastic, at least 1)" in condition(later.status, "Ready").message
+    assert "Unschedulable" not in condition(later.status, "Ready").reason

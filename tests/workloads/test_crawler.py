@@ -11,10 +11,8 @@ Near-duplicate precision and recall on the planted copies are printed (run with 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +25,7 @@ import pytest
 import yaml
 
 from kubeforge.api.dataingest import CrawlPolicy, DropReason
-from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command, publish_command
+from kubeforge.crawlconfig import publish_command
 from kubeforge.dataset import (
     Document,
     Manifest,
@@ -39,9 +37,7 @@ from kubeforge.dataset import (
 )
 from kubeforge.storage import ObjectStore, S3Store, open_store
 from kubeforge_crawler.checkpoint import load_state
-from kubeforge_crawler.fetch import Downloader, Refused, Response
 from kubeforge_crawler.publish import publish
-from kubeforge_crawler.shard import ShardCrawler
 from kubeforge_crawler.urls import shard_of
 from tests.conftest import Rig
 from tests.polling import wait_for
@@ -54,7 +50,15 @@ from tests.testweb import (
     LocalWeb,
     requests_of,
 )
-from tests.workloads.crawls import crawl_policy, web_config
+from tests.workloads.crawls import (
+    crawl_in_process,
+    crawl_policy,
+    fetch,
+    refusal,
+    run_shard,
+    s3_environment,
+    web_config,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -71,17 +75,6 @@ class Crawl:
     manifest: Manifest
     documents: list[Document]
     requests: dict[str, list[str]]
-
-
-def crawl_in_process(config: CrawlerConfig) -> list[ShardMarker]:
-    """Runs every shard of a crawl concurrently in this process."""
-    store = open_store(config.dataset_uri)
-
-    async def every_shard() -> list[ShardMarker]:
-        crawlers = [ShardCrawler(config, shard, store) for shard in range(config.shards)]
-        return list(await asyncio.gather(*(crawler.run() for crawler in crawlers)))
-
-    return asyncio.run(every_shard())
 
 
 @pytest.fixture(scope="module")
@@ -205,20 +198,6 @@ def test_manifest_and_markers_record_counts_checksums_and_provenance(crawl: Craw
     assert all(marker.user_agent.startswith("KubeforgeTest/") for marker in crawl.markers)
 
 
-def fetch(policy: CrawlPolicy, url: str) -> Response:
-    async def get() -> Response:
-        async with Downloader(policy) as downloader:
-            return await downloader.get(url, media_types=policy.allowed_content_types)
-
-    return asyncio.run(get())
-
-
-def refusal(policy: CrawlPolicy, url: str) -> DropReason:
-    with pytest.raises(Refused) as refused:
-        fetch(policy, url)
-    return refused.value.reason
-
-
 @pytest.mark.parametrize(
     ("path", "reason"),
     [
@@ -311,27 +290,6 @@ def test_a_redirect_to_an_allowlisted_address_is_followed(web: LocalWeb, tmp_pat
     assert marker.counters.dropped_by_reason[DropReason.EXACT_DUPLICATE] == 1
 
 
-def s3_environment(rig: Rig) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AWS_ENDPOINT_URL": rig.s3_endpoint,
-        "AWS_ACCESS_KEY_ID": rig.s3_access_key,
-        "AWS_SECRET_ACCESS_KEY": rig.s3_secret_key,
-        "AWS_REGION": rig.s3_region,
-    }
-
-
-def run_shard(config_path: Path, shard: int, rig: Rig, logs: Path) -> subprocess.Popen[bytes]:
-    """A crawler shard as the operator starts it: the same command, config and variables."""
-    with (logs / f"shard-{shard}.log").open("ab") as log:
-        return subprocess.Popen(
-            crawl_command(str(config_path), python=sys.executable),
-            env={**s3_environment(rig), SHARD_INDEX_ENV: str(shard)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
 @pytest.fixture
 def shard_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     processes: list[subprocess.Popen[bytes]] = []
@@ -356,7 +314,9 @@ def test_a_shard_killed_mid_crawl_resumes_without_duplicates_or_losses(
     config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
     store = S3Store(bucket, "datasets/web/v1", s3)
     victim = SHARD_OF_HOST["docs-b"]  # the slow shard: docs-b asks for a Crawl-delay
-    shard_processes += [run_shard(config_path, shard, rig, tmp_path) for shard in range(SHARDS)]
+    shard_processes += [
+        run_shard(config_path, shard, s3_environment(rig), tmp_path) for shard in range(SHARDS)
+    ]
 
     def committed_a_part_and_working() -> bool:
         state = load_state(store, victim)
@@ -369,7 +329,7 @@ def test_a_shard_killed_mid_crawl_resumes_without_duplicates_or_losses(
     assert killed_state is not None
     assert killed_state.pending, "the shard was killed with work left"
 
-    shard_processes.append(run_shard(config_path, victim, rig, tmp_path))
+    shard_processes.append(run_shard(config_path, victim, s3_environment(rig), tmp_path))
     survivors = [shard_processes[1 - victim], shard_processes[-1]]
     wait_for(lambda: all(p.poll() is not None for p in survivors), "the shards to finish", 90)
     assert [process.returncode for process in survivors] == [0, 0]

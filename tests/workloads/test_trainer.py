@@ -1,11 +1,11 @@
 """The trainer under real torchrun, launched with the command the operator's pods run.
 
-What is real: `torchrun` agents (one per "pod", c10d rendezvous on 127.0.0.1) started with the
-command `kubeforge.plan.plan_training` builds; `python -m kubeforge_trainer` workers training with
-DDP over gloo on the CPU; SeaweedFS from the rig for checkpoints and the GPT's dataset (the
-reference run checkpoints to a local directory, `file://`, the other store); signals and kills
-sent to real processes. Nothing is faked. Models, batches and step counts are small so that the
-module runs in a few minutes on two cores.
+What is real: torchrun agents (`kubeforge.launch`, one per "pod", c10d rendezvous on 127.0.0.1)
+started with the command `kubeforge.plan.plan_training` builds; `python -m kubeforge_trainer`
+workers training with DDP over gloo on the CPU; SeaweedFS from the rig for checkpoints and the
+GPT's dataset (the reference run checkpoints to a local directory, `file://`, the other store);
+signals and kills sent to real processes. Nothing is faked. Models, batches and step counts are
+small so that the module runs in a few minutes on two cores.
 
 Exactness is asserted on the consumed-sample log (which sample every stream position held in
 the attempt that counted), compared with an uninterrupted reference run, never on a loss.
@@ -106,6 +106,10 @@ def test_the_mlp_learns_the_bundled_digits_and_reports_progress(reference: Refer
     assert progress.last_checkpoint.step == STEPS
     assert progress.updated_at is not None
     assert progress.samples_per_second
+    # Goodput's view of the attempt: the process started, then its first step, then its last.
+    assert progress.started_at is not None
+    assert progress.first_step_at is not None
+    assert progress.started_at <= progress.first_step_at <= progress.updated_at
 
 
 def test_every_sample_is_consumed_exactly_once_per_epoch(reference: Reference) -> None:
@@ -120,7 +124,7 @@ def test_every_sample_is_consumed_exactly_once_per_epoch(reference: Reference) -
         assert sorted(consumed.by_position[p] for p in positions) == list(range(samples)), epoch
 
 
-def test_a_killed_worker_restarts_the_group_which_resumes_exactly(
+def test_a_killed_worker_ends_its_pod_with_137_and_the_replaced_group_resumes_exactly(
     rig: Rig, bucket: str, tmp_path: Path, reference: Reference
 ) -> None:
     job = training_job("killed", 2, mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 100}))
@@ -131,10 +135,20 @@ def test_a_killed_worker_restarts_the_group_which_resumes_exactly(
         victims = launch.workers(1)
         assert victims, "the second agent has no worker to kill"
         os.kill(victims[0], signal.SIGKILL)
-        codes = launch.wait()
+        broken = launch.wait()
     finally:
         launch.kill()
-    assert codes == [0, 0], launch.output()
+    # No restart inside the pod: the killed worker's pod ends with its code, as a shell reports
+    # a SIGKILL, and the other pod stops with the group.
+    assert broken[1] == 128 + signal.SIGKILL, launch.output()
+    assert broken[0] != 0, launch.output()
+    replaced = Launch(job, tmp_path, rig)  # the Job controller's new pods
+    try:
+        replaced.start()
+        codes = replaced.wait()
+    finally:
+        replaced.kill()
+    assert codes == [0, 0], replaced.output()
     consumed = ConsumedSamples.read(launch.sample_log)
     assert consumed.world_sizes == [2, 2], "the run should have been restarted once"
     assert consumed.steps == reference.consumed.steps

@@ -1,8 +1,8 @@
 """The trainer's checkpoints in real object storage (SeaweedFS from the rig, and a directory):
 the commit order, what a resume reads and what it skips, how many are kept, checkpoints of the
-previous format (torch.save, sha256), and the concurrent ranged reads a restore is made of. The
-trainer's processes are not needed here; the runs in test_trainer.py resume through the same
-`Checkpoints`.
+previous format (torch.save, sha256), states uploaded in parts (S3 multipart uploads), and the
+concurrent ranged reads a restore is made of. The trainer's processes are not needed here; the
+runs in test_trainer.py resume through the same `Checkpoints`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,21 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
 import xxhash
 
-from kubeforge.storage import FileStore, ObjectNotFound, ObjectStore, S3Store
+from kubeforge.storage import (
+    MIN_PART_BYTES,
+    MULTIPART_THRESHOLD_VARIABLE,
+    PART_BYTES_VARIABLE,
+    FileStore,
+    ObjectNotFound,
+    ObjectStore,
+    S3Store,
+)
 from kubeforge_trainer import state_file
 from kubeforge_trainer.checkpoint import Checkpoints
 from kubeforge_trainer.ranged_read import PART_BYTES, read_object
@@ -143,6 +151,63 @@ def test_a_state_of_several_parts_restores_exactly(bucket: str, s3: S3Client) ->
     assert state["step"] == 7
     assert torch.equal(state["weights"], weights)
     assert torch.equal(state["nested"]["w"], weights[:10])
+
+
+def test_a_state_above_the_threshold_is_uploaded_in_parts_and_restores_exactly(
+    bucket: str, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MULTIPART_THRESHOLD_VARIABLE, str(MIN_PART_BYTES))
+    monkeypatch.setenv(PART_BYTES_VARIABLE, str(MIN_PART_BYTES))
+    weights = torch.randn(3 * MIN_PART_BYTES // 4 + 999, generator=torch.Generator().manual_seed(1))
+    encoded = state_file.encode({"step": 5, "weights": weights})
+    parts = -(-len(encoded) // MIN_PART_BYTES)
+    assert parts == 4
+    checkpoints = Checkpoints(S3Store(bucket, "parts", s3), keep=1)  # settings from the env
+    checkpoints.commit(5, encoded, world_size=1)
+
+    state_key = "parts/step-000000005/state.kft"
+    # A multipart object's ETag ends in its number of parts; the small manifest is one PUT.
+    assert s3.head_object(Bucket=bucket, Key=state_key)["ETag"].strip('"').endswith(f"-{parts}")
+    manifest = s3.head_object(Bucket=bucket, Key="parts/step-000000005/manifest.json")
+    assert "-" not in manifest["ETag"]
+    first = s3.head_object(Bucket=bucket, Key=state_key, PartNumber=1)
+    assert (first["ContentLength"], first.get("PartsCount")) == (MIN_PART_BYTES, parts)
+    assert checkpoints.newest_valid() == 5
+    assert checkpoints.read_verified(5).buffer.numpy().tobytes() == encoded
+    assert torch.equal(checkpoints.load(5)["weights"], weights)
+
+
+class PartLost(Exception):
+    """The injected failure of an upload's part."""
+
+
+def test_a_failed_multipart_upload_is_aborted_and_leaves_the_previous_checkpoint(
+    bucket: str, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MULTIPART_THRESHOLD_VARIABLE, str(MIN_PART_BYTES))
+    monkeypatch.setenv(PART_BYTES_VARIABLE, str(MIN_PART_BYTES))
+    checkpoints = committed_checkpoints(S3Store(bucket, "aborted", s3), (1,))
+    encoded = state_file.encode({"step": 2, "weights": torch.zeros(MIN_PART_BYTES // 2)})
+    sent: list[int] = []
+
+    def lose_the_second_part(params: dict[str, Any], **_: object) -> None:
+        sent.append(params["PartNumber"])
+        if params["PartNumber"] == 2:
+            raise PartLost("part 2 lost")
+
+    # Registered on the real client: the other parts really reach SeaweedFS.
+    s3.meta.events.register("provide-client-params.s3.UploadPart", lose_the_second_part)
+    try:
+        with pytest.raises(PartLost):
+            checkpoints.commit(2, encoded, world_size=1)
+    finally:
+        s3.meta.events.unregister("provide-client-params.s3.UploadPart", lose_the_second_part)
+
+    assert 2 in sent
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert checkpoints.store.list("step-000000002") == []
+    assert checkpoints.newest_valid() == 1
+    assert checkpoints.load(1)["step"] == 1
 
 
 @pytest.fixture(params=["s3", "file"])

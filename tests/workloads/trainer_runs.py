@@ -1,7 +1,7 @@
 """Running the trainer as a TrainingJob's pods would: torchrun agents started with the command
 `kubeforge.plan.plan_training` builds, on loopback, and reading back what they left.
 
-Each agent is a real `torchrun` process (a "pod"); its workers are real `python -m
+Each agent is a real torchrun agent (`kubeforge.launch`, a "pod"); its workers are real `python -m
 kubeforge_trainer` processes using gloo on the CPU. Only the rendezvous host, port and config
 path differ from a pod's. The consumed-sample log (`KUBEFORGE_SAMPLE_LOG`) is read back as the
 position -> sample mapping of the attempts that counted: when a step was trained again after a

@@ -2,7 +2,9 @@
 
 The config file is the `WorkerConfig` the operator mounts (YAML or JSON). The exit status is 0
 when training finished and 143 when a SIGTERM stopped it after a checkpoint, so torchrun and
-the Job see an interrupted run as a failure to retry, never as success.
+the Job see an interrupted run as a failure to retry, never as success. An exception is recorded
+for torchelastic (`@record`), so the launcher (`kubeforge.launch`) can put its first line in the
+pod's termination message.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from kubeforge.plan import WorkerConfig
 from kubeforge_trainer.distributed import init_from_environment
@@ -21,6 +24,7 @@ from kubeforge_trainer.trainer import Trainer
 STOPPED_EXIT_CODE = 128 + 15
 
 
+@record
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kubeforge_trainer", description="Train a kubeforge built-in model."

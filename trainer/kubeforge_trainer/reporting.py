@@ -1,16 +1,19 @@
 """Rank 0's reports: log lines for humans, `status.progress` for the operator, metrics.json.
 
 Reports follow the progress contract (`kubeforge.progress`): `updatedAt` is the time the step
-last advanced, which the operator's hang detection reads, and reports are forced at each
-checkpoint and at the end. The history of measurements is part of the checkpointed state, so
-the final metrics.json covers the whole run across restarts.
+last advanced, which the operator's hang detection reads, `startedAt` and `firstStepAt` (when
+this process started, when its first step finished) tell the operator's goodput one attempt from
+the next, and reports are forced at each checkpoint and at the end. The history of measurements
+is part of the checkpointed state, so the final metrics.json covers the whole run across restarts.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic.alias_generators import to_camel
@@ -19,6 +22,18 @@ from kubeforge.api.trainingjob import CheckpointRecord, ProgressStatus
 from kubeforge.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
+
+
+def process_start_time() -> datetime:
+    """When this process started (Linux's /proc), or now where /proc cannot say."""
+    try:
+        # Field 22, counted after the command name (which may hold spaces), in clock ticks.
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        system = Path("/proc/stat").read_text().splitlines()
+        boot = next(int(line.split()[1]) for line in system if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,8 @@ class Progress:
         self._latest: Measurement | None = None
         self._last_checkpoint: CheckpointRecord | None = None
         self._advanced_at: datetime | None = None
+        self._started_at = process_start_time()
+        self._first_step_at: datetime | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}
@@ -57,6 +74,7 @@ class Progress:
         """A step finished."""
         self.step = step
         self._advanced_at = datetime.now(UTC)
+        self._first_step_at = self._first_step_at or self._advanced_at
         self.reporter.report(self._status())
 
     def measured(self, measurement: Measurement) -> None:
@@ -98,4 +116,6 @@ class Progress:
             checkpoint_wait_seconds=latest.checkpoint_wait_seconds if latest else None,
             last_checkpoint=self._last_checkpoint,
             updated_at=self._advanced_at,
+            started_at=self._started_at,
+            first_step_at=self._first_step_at,
         )

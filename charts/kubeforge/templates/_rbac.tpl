@@ -31,10 +31,16 @@ controller creates the pods), no exec.
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch", "delete"]
 # kopf: watch the worker pods (phase, exit codes, node loss). kubeforge: mark a counted failure
-# with an annotation so it is charged once (k8s.annotate_pod).
+# with an annotation so it is charged once (k8s.annotate_pod); force-delete a worker stuck
+# terminating on a node that no longer answers, as the pod garbage collector would: mark it
+# Failed, then delete it, so that the Job controller can replace it (k8s.force_delete_pod).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch", "patch", "delete"]
+# kubeforge: mark such a stuck pod Failed before deleting it (k8s.force_delete_pod).
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
 # kopf: watch the config and progress ConfigMaps. kubeforge: server-side apply them. `get` is
 # never called: it is held so that the operator may grant it to a job's progress-writer Role
 # (RBAC lets nobody grant what they do not hold; builders.build_progress_role).

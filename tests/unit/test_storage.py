@@ -1,0 +1,38 @@
+"""The multipart settings of S3 stores, as the environment gives them."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubeforge.storage import (
+    MIB,
+    MULTIPART_THRESHOLD_VARIABLE,
+    PART_BYTES_VARIABLE,
+    Multipart,
+)
+
+
+def test_unset_variables_keep_the_defaults_and_set_ones_replace_them() -> None:
+    assert Multipart.from_environment({}) == Multipart(64 * MIB, 64 * MIB)
+    assert Multipart.from_environment({PART_BYTES_VARIABLE: " "}) == Multipart()
+    settings = Multipart.from_environment(
+        {MULTIPART_THRESHOLD_VARIABLE: "1000", PART_BYTES_VARIABLE: str(8 * MIB)}
+    )
+    assert (settings.threshold_bytes, settings.part_bytes) == (1000, 8 * MIB)
+    config = settings.transfer_config()
+    assert (config.multipart_threshold, config.multipart_chunksize) == (1000, 8 * MIB)
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({PART_BYTES_VARIABLE: "64MiB"}, "KUBEFORGE_S3_PART_BYTES='64MiB' is not a number"),
+        ({PART_BYTES_VARIABLE: str(MIB)}, "a multipart upload's part is at least 5242880 bytes"),
+        ({MULTIPART_THRESHOLD_VARIABLE: "0"}, "threshold and concurrency are positive"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_reason(
+    environment: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Multipart.from_environment(environment)
