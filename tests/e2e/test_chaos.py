@@ -15,10 +15,6 @@ spec.trainer.steps, that the group resumed from its checkpoint (no step reported
 is below it), and that no object is left whose owner is gone. The seconds from the fault to the
 first step reported after the resume are printed (`pytest -rP` shows them), never asserted. One
 control plane and one worker (hack/kind.sh's default) suffice: neither fault touches a node.
-
-Today's product fails both (issue 14): the replacement group of a job older than
-startDeadlineSeconds ends the job at once as StartDeadlineExceeded. They are marked as expected
-failures, strictly, so the fix turns them into failures until the marks are removed.
 """
 
 from __future__ import annotations
@@ -127,32 +123,11 @@ def orphans(jobs: Jobs) -> list[str]:
     ]
 
 
-# Strict: once fixed these pass, and then fail here until their mark goes.
-START_DEADLINE_BUG = (
-    "issue 14 part 1, measured here on 2026-12-06: startDeadlineSeconds is measured from the "
-    "worker Job's creation, not from the restart, so the job fails with StartDeadlineExceeded "
-    "as soon as the group restarts"
-)
-DEADLINE_BUG = pytest.mark.xfail(reason=START_DEADLINE_BUG, raises=AssertionError, strict=True)
-DEADLINE_BUG_AND_IN_POD_RESTARTS = pytest.mark.xfail(
-    reason=f"{START_DEADLINE_BUG}; and until kubeforge.launch runs torchrun with "
-    "--max-restarts=0, torchrun restarts a killed worker inside its pod, unseen by the operator",
-    raises=AssertionError,
-    strict=True,
-)
-
-
 @pytest.mark.parametrize(
     ("fault", "cause", "charged"),
     [
-        pytest.param(delete_pod, "PodDeleted", False, id="worker-pod-deleted", marks=DEADLINE_BUG),
-        pytest.param(
-            kill_training_process,
-            "RetryableExitCode",
-            True,
-            id="worker-sigkilled",
-            marks=DEADLINE_BUG_AND_IN_POD_RESTARTS,
-        ),
+        pytest.param(delete_pod, "PodDeleted", False, id="worker-pod-deleted"),
+        pytest.param(kill_training_process, "RetryableExitCode", True, id="worker-sigkilled"),
     ],
 )
 def test_a_run_past_its_deadlines_survives_losing_a_worker(
