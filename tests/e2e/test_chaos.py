@@ -83,7 +83,8 @@ def delete_pod(jobs: Jobs, pod: client.V1Pod) -> None:
 
 
 def kill_training_process(jobs: Jobs, pod: client.V1Pod) -> None:
-    killed = stream(
+    # stream() with its content preloaded leaves the exec websocket open: close it here.
+    session = stream(
         jobs.core.connect_get_namespaced_pod_exec,
         pod.metadata.name,
         jobs.namespace,
@@ -92,7 +93,13 @@ def kill_training_process(jobs: Jobs, pod: client.V1Pod) -> None:
         stdout=True,
         stdin=False,
         tty=False,
+        _preload_content=False,
     )
+    try:
+        session.run_forever(timeout=60)
+        killed = session.read_all()
+    finally:
+        session.close()
     assert killed.split(), f"no training process found in {pod.metadata.name}: {killed!r}"
 
 
