@@ -19,16 +19,18 @@ control plane and one worker (hack/kind.sh's default) suffice: neither fault tou
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 from kubernetes import client
-from kubernetes.stream import stream
 
 from tests.e2e.conftest import PodS3
 from tests.e2e.jobs import TIMEOUT_S, Jobs, new_bucket, s3_env, small_sample
+from tests.helm import tool_binary
 from tests.polling import wait_for
 from tests.resources import GROUP, VERSION
 
@@ -83,23 +85,13 @@ def delete_pod(jobs: Jobs, pod: client.V1Pod) -> None:
 
 
 def kill_training_process(jobs: Jobs, pod: client.V1Pod) -> None:
-    # stream() with its content preloaded leaves the exec websocket open: close it here.
-    session = stream(
-        jobs.core.connect_get_namespaced_pod_exec,
-        pod.metadata.name,
-        jobs.namespace,
-        command=["sh", "-c", KILL_TRAINING_PROCESSES],
-        stderr=True,
-        stdout=True,
-        stdin=False,
-        tty=False,
-        _preload_content=False,
-    )
-    try:
-        session.run_forever(timeout=60)
-        killed = session.read_all()
-    finally:
-        session.close()
+    """`kubectl exec` of the kill into the worker's container, as an operator of the cluster
+    would type it."""
+    killed = subprocess.run(
+        [tool_binary("kubectl"), "--kubeconfig", os.environ["KUBEFORGE_KUBECONFIG"], "exec",
+         "-n", jobs.namespace, pod.metadata.name, "--", "sh", "-c", KILL_TRAINING_PROCESSES],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
     assert killed.split(), f"no training process found in {pod.metadata.name}: {killed!r}"
 
 
