@@ -301,6 +301,49 @@ def shard_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         process.wait()
 
 
+def start_shards(
+    web: LocalWeb,
+    rig: Rig,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> tuple[Path, S3Store]:
+    """Every shard of a crawl of the test web into `bucket`, as pods; returns the config's path
+    and the dataset's store, once the slow shard (docs-b asks for a Crawl-delay) has committed
+    its first part and still has work."""
+    config = web_config(web, f"s3://{bucket}/datasets/web/v1", SHARDS)
+    config_path = tmp_path / "crawler.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    store = S3Store(bucket, "datasets/web/v1", s3)
+    processes += [
+        run_shard(config_path, shard, s3_environment(rig), tmp_path) for shard in range(SHARDS)
+    ]
+    slow = SHARD_OF_HOST["docs-b"]
+
+    def committed_a_part_and_working() -> bool:
+        state = load_state(store, slow)
+        return state is not None and bool(state.parts) and not state.idle
+
+    wait_for(committed_a_part_and_working, f"shard {slow} to commit its first part", 60)
+    return config_path, store
+
+
+def publish_every_page_once(config_path: Path, rig: Rig, store: S3Store, web: LocalWeb) -> None:
+    """Publishes the crawl and checks the dataset holds every page of the web once."""
+    publisher = subprocess.run(
+        publish_command(str(config_path), python=sys.executable),
+        env=s3_environment(rig),
+        capture_output=True,
+        check=False,
+    )
+    assert publisher.returncode == 0, publisher.stderr.decode()
+    urls = [document.url for document in iter_documents(store, read_manifest(store))]
+    assert len(urls) == len(set(urls)), "no document twice"
+    kept = collections.Counter(web.clusters.get(url, url) for url in urls)
+    assert kept == collections.Counter(set(web.clusters.values())), "every page once"
+
+
 @pytest.mark.integration
 def test_a_shard_killed_mid_crawl_resumes_without_duplicates_or_losses(
     web: LocalWeb,
@@ -310,20 +353,8 @@ def test_a_shard_killed_mid_crawl_resumes_without_duplicates_or_losses(
     tmp_path: Path,
     shard_processes: list[subprocess.Popen[bytes]],
 ) -> None:
-    config = web_config(web, f"s3://{bucket}/datasets/web/v1", SHARDS)
-    config_path = tmp_path / "crawler.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
-    store = S3Store(bucket, "datasets/web/v1", s3)
-    victim = SHARD_OF_HOST["docs-b"]  # the slow shard: docs-b asks for a Crawl-delay
-    shard_processes += [
-        run_shard(config_path, shard, s3_environment(rig), tmp_path) for shard in range(SHARDS)
-    ]
-
-    def committed_a_part_and_working() -> bool:
-        state = load_state(store, victim)
-        return state is not None and bool(state.parts) and not state.idle
-
-    wait_for(committed_a_part_and_working, f"shard {victim} to commit its first part", 60)
+    config_path, store = start_shards(web, rig, s3, bucket, tmp_path, shard_processes)
+    victim = SHARD_OF_HOST["docs-b"]  # the slow shard: still working
     shard_processes[victim].send_signal(signal.SIGKILL)
     assert shard_processes[victim].wait() == -signal.SIGKILL
     killed_state = load_state(store, victim)
@@ -336,19 +367,7 @@ def test_a_shard_killed_mid_crawl_resumes_without_duplicates_or_losses(
     assert [process.returncode for process in survivors] == [0, 0]
     resumed = read_shard_marker(store, victim)
     assert resumed.parts[: len(killed_state.parts)] == killed_state.parts
-
-    publisher = subprocess.run(
-        publish_command(str(config_path), python=sys.executable),
-        env=s3_environment(rig),
-        capture_output=True,
-        check=False,
-    )
-    assert publisher.returncode == 0, publisher.stderr.decode()
-    documents = list(iter_documents(store, read_manifest(store)))
-    urls = [document.url for document in documents]
-    assert len(urls) == len(set(urls)), "no document twice"
-    kept = collections.Counter(web.clusters.get(url, url) for url in urls)
-    assert kept == collections.Counter(set(web.clusters.values())), "every page once"
+    publish_every_page_once(config_path, rig, store, web)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="datasets/web/v1/manifest.json")
     assert listed["KeyCount"] == 1
 
@@ -367,20 +386,7 @@ def test_an_s3_outage_of_30_s_mid_crawl_loses_no_document(
     the published dataset holds every page once."""
     if not rig.local:
         pytest.skip("stops a process of the local rig; this cluster is not one")
-    config = web_config(web, f"s3://{bucket}/datasets/web/v1", SHARDS)
-    config_path = tmp_path / "crawler.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
-    store = S3Store(bucket, "datasets/web/v1", s3)
-    slow = SHARD_OF_HOST["docs-b"]
-    shard_processes += [
-        run_shard(config_path, shard, s3_environment(rig), tmp_path) for shard in range(SHARDS)
-    ]
-
-    def committed_a_part_and_working() -> bool:
-        state = load_state(store, slow)
-        return state is not None and bool(state.parts) and not state.idle
-
-    wait_for(committed_a_part_and_working, f"shard {slow} to commit its first part", 60)
+    config_path, store = start_shards(web, rig, s3, bucket, tmp_path, shard_processes)
     script = REPO_ROOT / "hack" / "dev_cluster.py"
     subprocess.run([sys.executable, str(script), "kill", "seaweedfs"], check=True)
     try:
@@ -389,14 +395,4 @@ def test_an_s3_outage_of_30_s_mid_crawl_loses_no_document(
         subprocess.run([sys.executable, str(script), "restart", "seaweedfs"], check=True)
     wait_for(lambda: all(p.poll() is not None for p in shard_processes), "the shards", 240)
     assert [process.returncode for process in shard_processes] == [0] * SHARDS
-    publisher = subprocess.run(
-        publish_command(str(config_path), python=sys.executable),
-        env=s3_environment(rig),
-        capture_output=True,
-        check=False,
-    )
-    assert publisher.returncode == 0, publisher.stderr.decode()
-    urls = [document.url for document in iter_documents(store, read_manifest(store))]
-    assert len(urls) == len(set(urls)), "no document twice"
-    kept = collections.Counter(web.clusters.get(url, url) for url in urls)
-    assert kept == collections.Counter(set(web.clusters.values())), "every page once"
+    publish_every_page_once(config_path, rig, store, web)
