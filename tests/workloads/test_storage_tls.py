@@ -22,7 +22,7 @@ import yaml
 
 from kubeforge.crawlconfig import CrawlerConfig, publish_command
 from kubeforge.dataset import iter_documents, read_manifest
-from kubeforge.storage import S3Store, open_store
+from kubeforge.storage import MAX_ATTEMPTS_VARIABLE, S3Store, open_store
 from kubeforge_trainer.checkpoint import Checkpoints, CheckpointWriter
 from tests.conftest import Rig
 from tests.tlsproxy import TlsEndpoint
@@ -36,8 +36,11 @@ pytestmark = pytest.mark.integration
 
 
 def environment(rig: Rig, tls_s3: TlsEndpoint, *, trust: bool) -> dict[str, str]:
-    """A pod's variables for the S3 endpoint over TLS, with its CA bundle if `trust`."""
-    bundle = {"AWS_CA_BUNDLE": str(tls_s3.ca_file)} if trust else {}
+    """A pod's variables for the S3 endpoint over TLS, with its CA bundle if `trust`. Without
+    it, one attempt per request: a refused certificate is a connection failure, which the store
+    retries for minutes (KUBEFORGE_S3_MAX_ATTEMPTS) in case the server is only away; the tests
+    look at the refusal itself."""
+    bundle = {"AWS_CA_BUNDLE": str(tls_s3.ca_file)} if trust else {MAX_ATTEMPTS_VARIABLE: "1"}
     return {**s3_environment(rig, AWS_ENDPOINT_URL=tls_s3.url), **bundle}
 
 
