@@ -15,6 +15,8 @@ An S3 store outlives an outage of the server of a few minutes: a request that ca
 times out or meets a throttling or 5xx answer is tried again, up to `KUBEFORGE_S3_MAX_ATTEMPTS`
 times (default 20) with botocore's capped exponential backoff (up to 20 s between tries, about
 three minutes in all), so a checkpoint or a dataset part waits for the store instead of failing.
+A certificate the endpoint presents and the client refuses is no outage: that request fails at
+once (`kubeforge.s3tls`), naming the endpoint and how to give the CA that signed it.
 
 S3 credentials, endpoint and region come from the environment as boto3 reads them
 (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, or workload
@@ -296,19 +298,21 @@ DEFAULT_MAX_ATTEMPTS = 20
 
 
 def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Client:
-    """An S3 client configured the way boto3 reads its environment (endpoint included), which
-    retries through outages of the store (KUBEFORGE_S3_MAX_ATTEMPTS)."""
+    """An S3 client configured the way boto3 reads its environment (endpoint and CA bundle
+    included), which retries through outages of the store (KUBEFORGE_S3_MAX_ATTEMPTS) but not
+    through a refused certificate."""
     # Imported here: only the components that talk to S3 install boto3.
     import boto3
     from botocore.config import Config
+
+    from kubeforge.s3tls import refuse_certificates_at_once
 
     text = environ.get(MAX_ATTEMPTS_VARIABLE, "").strip() or str(DEFAULT_MAX_ATTEMPTS)
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{MAX_ATTEMPTS_VARIABLE}={text!r} is not a positive number of attempts")
     attempts = int(text)
     config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
-    client: S3Client = boto3.client("s3", config=config)
-    return client
+    return refuse_certificates_at_once(boto3.client("s3", config=config))
 
 
 def open_store(uri: str) -> ObjectStore:

@@ -96,8 +96,12 @@ def _ensure_bucket(plan: LocalIngestPlan) -> None:
         return
     import boto3  # only a run against S3 needs it
 
+    from kubeforge.s3tls import refuse_certificates_at_once
+
     storage = plan.ingest.spec.storage
-    client = boto3.client("s3", endpoint_url=plan.endpoint, region_name=storage.region)
+    client = refuse_certificates_at_once(
+        boto3.client("s3", endpoint_url=plan.endpoint, region_name=storage.region)
+    )
     existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
     if storage.bucket not in existing:
         client.create_bucket(Bucket=storage.bucket)

@@ -46,6 +46,7 @@ from kubeforge.api.dataingest import (
     StorageSpec,
 )
 from kubeforge.dataset import Manifest, read_manifest, read_shard_marker
+from kubeforge.s3tls import refuse_certificates_at_once
 from kubeforge.storage import ObjectNotFound, S3Store
 
 if TYPE_CHECKING:
@@ -133,16 +134,16 @@ def s3_client(
     storage: StorageSpec, credentials: Credentials | None, ca_file: str | None = None
 ) -> S3Client:
     """A client for the storage's endpoint and region, with these credentials or boto3's own,
-    verifying the endpoint with the CAs in `ca_file` (None: boto3's default)."""
+    verifying the endpoint with the CAs in `ca_file` (None: boto3's default); a refused
+    certificate fails at once, not after every attempt."""
     session = boto3.session.Session(
         aws_access_key_id=credentials.access_key_id if credentials else None,
         aws_secret_access_key=credentials.secret_access_key if credentials else None,
         region_name=storage.region,
     )
-    client: S3Client = session.client(
-        "s3", endpoint_url=storage.endpoint, config=CLIENT_CONFIG, verify=ca_file
+    return refuse_certificates_at_once(
+        session.client("s3", endpoint_url=storage.endpoint, config=CLIENT_CONFIG, verify=ca_file)
     )
-    return client
 
 
 def _code(error: botocore.exceptions.ClientError) -> str:
