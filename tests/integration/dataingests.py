@@ -1,12 +1,14 @@
 """Test helpers for DataIngests on the cluster, their buckets, and their pods run as local
 processes.
 
-kwok pods do not execute, so a test runs what a crawler pod would run as a local process:
-exactly the pod's command (with `python` this interpreter, and paths under the config volume's
-mount pointing at a local copy of the ConfigMap), its environment (Secret references resolved,
-nothing else of the test's AWS_* environment inherited) and, for an Indexed Job, the
-JOB_COMPLETION_INDEX the Job controller would set. When the process ends, the test ends the kwok
-pod with the same exit code.
+kwok pods do not execute, so a test runs what a crawler (or trainer) pod would run as a local
+process: exactly the pod's command (with `python` this interpreter, and paths under the config
+volume's mount pointing at a local copy of the ConfigMap), its environment (Secret references and
+the pod's namespace and name resolved, nothing else of the test's AWS_* environment inherited)
+and, for an Indexed Job, the JOB_COMPLETION_INDEX the Job controller would set. What only a
+cluster gives (a pod's DNS name, the in-cluster API) is replaced by arguments and variables the
+caller gives. When the process ends, the test ends the kwok pod with the same exit
+code.
 """
 
 from __future__ import annotations
@@ -101,8 +103,13 @@ class PodProcesses:
         config: Mapping[str, str],
         secrets: Mapping[str, Mapping[str, str]],
         index: int | None = None,
+        local_arguments: Mapping[str, str] | None = None,
+        local_env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Runs the Job's container as its pod `index` would (config: the ConfigMap's data)."""
+        """Runs the Job's container as its pod `index` would (config: the ConfigMap's data).
+        For what only a cluster has, `local_arguments` replaces whole arguments of the command
+        and `local_env` sets variables."""
+        replaced = local_arguments or {}
         pod = job.spec.template.spec
         (container,) = pod.containers
         volumes = {volume.name: volume for volume in pod.volumes}
@@ -114,14 +121,19 @@ class PodProcesses:
                 for key, value in config.items():
                     (local / key).write_text(value)
                 mounts[mount.mount_path] = local
-        command = [_local_argument(argument, mounts) for argument in container.command]
+        command = [
+            replaced.get(argument) or _local_argument(argument, mounts)
+            for argument in container.command
+        ]
         if command[0] == "python":
             command[0] = sys.executable
-        env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-        env.update(dict(_pod_env(container, secrets)))
+        name = f"{job.metadata.name}-{index if index is not None else 0}"
+        fields = {"metadata.namespace": job.metadata.namespace, "metadata.name": name}
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        env.update(dict(_pod_env(container, secrets, fields)))
         if index is not None:
             env[SHARD_INDEX_ENV] = str(index)
-        name = f"{job.metadata.name}-{index if index is not None else 0}"
+        env.update(local_env or {})
         with (self.logs / f"{name}.log").open("wb") as log:
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.started.append(process)
@@ -149,15 +161,19 @@ def _local_argument(argument: str, mounts: Mapping[str, Path]) -> str:
 
 
 def _pod_env(
-    container: client.V1Container, secrets: Mapping[str, Mapping[str, str]]
+    container: client.V1Container,
+    secrets: Mapping[str, Mapping[str, str]],
+    fields: Mapping[str, str],
 ) -> Iterator[tuple[str, str]]:
     for var in container.env or []:
         if var.value_from is None:
             yield var.name, var.value or ""
-            continue
-        ref = var.value_from.secret_key_ref
-        assert ref is not None, f"{var.name}: only Secret references are resolved locally"
-        yield var.name, secrets[ref.name][ref.key]
+        elif var.value_from.field_ref is not None:
+            yield var.name, fields[var.value_from.field_ref.field_path]
+        else:
+            ref = var.value_from.secret_key_ref
+            assert ref is not None, f"{var.name}: only Secrets and fields are resolved locally"
+            yield var.name, secrets[ref.name][ref.key]
 
 
 def remove_bucket(s3: S3Client, name: str) -> None:

@@ -6,8 +6,9 @@ SubjectAccessReviews, PodSecurity admission at the `restricted` level), the Job,
 garbage-collector controllers, helm (install, uninstall, adoption of existing CRDs), SeaweedFS,
 the local test web, and the operator itself, run in-process and logged in with a token of the
 chart's ServiceAccount (never the admin kubeconfig). Simulated: the kubelet (kwok); the crawler
-shards and the publish stage run as local processes with the pods' commands, and the trainer's
-progress report is written with the trainer's own sink and its ServiceAccount's token.
+shards, the publish stage and the trainer's workers run as local processes with the pods'
+commands and environment, and one progress report is written with the trainer's own sink and its
+ServiceAccount's token.
 
 The CRDs are cluster-wide and shared with every other test, so the release that owns them takes
 them over (`--take-ownership`) with `crds.keep`, and its uninstall must leave them in place.
@@ -34,7 +35,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
 from kubeforge.api.trainingjob import ProgressStatus
-from kubeforge.progress import ConfigMapSink
+from kubeforge.progress import FILE_ENV, ConfigMapSink
 from kubeforge_operator import handlers
 from kubeforge_operator.__main__ import parse_args
 from tests.argocd import health
@@ -47,6 +48,7 @@ from tests.kube import kube_client
 from tests.polling import wait_for
 from tests.resources import GROUP, condition, read_or_none
 from tests.testweb import LocalWeb, build_web, stop_web
+from tests.workloads.trainer_runs import SMALL_GPT, free_port, listening
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -468,8 +470,8 @@ def test_operator_with_the_charts_permissions_runs_both_lifecycles(
     finally:
         remove_bucket(s3, bucket)
 
-    # The secret key went from the Secret to the crawler and publish processes only: no log
-    # line of the operator or of those processes, no status, Event or ConfigMap shows it.
+    # The secret key went from the Secret to the crawler, publish and trainer processes only: no
+    # log line of the operator or of those processes, no status, Event or ConfigMap shows it.
     logs = [path.read_text() for path in sorted(processes.logs.glob("*.log"))]
     texts = [caplog.text, *logs, *written, *api_texts(admin, work)]
     shown = [text for text in texts if rig.s3_secret_key in text]
@@ -499,11 +501,28 @@ def run_both_lifecycles(
     """Runs both; returns what kubeforge had written to the API before the deletions
     (api_texts)."""
     ingests.create("docs", spec)
+    bucket, credentials = spec["storage"]["bucket"], spec["storage"]["credentialsSecretRef"]
     jobs.create(
         "gpt",
         spec_with(
             replicas=2,
+            trainer={"model": SMALL_GPT, "batch": {"globalSize": 16}, "steps": 20},
             dataset={"datasetRef": {"name": "docs"}},
+            checkpoint={"uri": f"s3://{bucket}/checkpoints/gpt", "intervalSteps": 10},
+            # The workers' S3 credentials come from the DataIngest's Secret, as a user gives them.
+            env=[
+                {"name": "AWS_ENDPOINT_URL", "value": rig.s3_endpoint},
+                {"name": "AWS_REGION", "value": rig.s3_region},
+                *(
+                    {
+                        "name": variable,
+                        "valueFrom": {
+                            "secretKeyRef": {"name": credentials["name"], "key": variable}
+                        },
+                    }
+                    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                ),
+            ],
             failurePolicy={"maxRestarts": 3},
             ttlSecondsAfterFinished=3,
         ),
@@ -567,7 +586,11 @@ def run_both_lifecycles(
         "the running workers to go (the failed one stays)",
     )
     jobs.patch_spec("gpt", {"suspend": False})
-    for pod in jobs.running_pods("gpt", 2):
+    # The resumed group trains for real: both workers run as their pods would, reading the
+    # published dataset and checkpointing with the Secret's credentials (their logs are searched).
+    pods = jobs.running_pods("gpt", 2)
+    train_locally(jobs, processes, secrets)
+    for pod in pods:
         jobs.end_pod(pod, 0)
     succeeded = jobs.wait_phase("gpt", "Succeeded")
     assert health(succeeded).status == "Healthy"
@@ -579,6 +602,25 @@ def run_both_lifecycles(
     wait_for(lambda: read_or_none(lambda: ingests.get("docs")) is None, "the deletion", 60)
     ingests.wait_event("docs", "DataDeleted")
     return written
+
+
+def train_locally(jobs: Jobs, processes: PodProcesses, secrets: dict[str, dict[str, str]]) -> None:
+    """Runs the TrainingJob gpt's two workers as local processes, to the end of training. The
+    rendezvous is on a free loopback port (no pod DNS here); progress goes to a file."""
+    workers = jobs.worker_job("gpt")
+    (volume,) = [v for v in workers.spec.template.spec.volumes if v.name == "config"]
+    config = jobs.core.read_namespaced_config_map(volume.config_map.name, jobs.namespace).data
+    (container,) = workers.spec.template.spec.containers
+    (endpoint,) = [a for a in container.command if a.startswith("--rdzv-endpoint=")]
+    port = free_port()
+    arguments = {endpoint: f"--rdzv-endpoint=127.0.0.1:{port}"}
+    env = {FILE_ENV: str(processes.logs / "progress.json"), "OMP_NUM_THREADS": "1"}
+    started = []
+    for index in range(2):
+        started.append(processes.start(workers, config, secrets, index, arguments, env))
+        if index == 0:  # the first agent hosts the rendezvous, as worker 0's pod does
+            wait_for(lambda: listening(port), f"the rendezvous on port {port}", timeout=120)
+    processes.wait(started, timeout=240)
 
 
 def api_texts(api: client.ApiClient, namespace: str) -> list[str]:

@@ -114,7 +114,7 @@ class Launch:
                     subprocess.Popen(plan.command, env=env, stdout=log, stderr=subprocess.STDOUT)
                 )
             if index == 0:  # the first agent hosts the rendezvous, as worker 0's pod does
-                wait_for(lambda: _listening(port), f"the rendezvous on port {port}", timeout=120)
+                wait_for(lambda: listening(port), f"the rendezvous on port {port}", timeout=120)
 
     def wait(self, timeout: float = 150) -> list[int]:
         """The agents' exit codes, once all have exited."""
@@ -149,7 +149,8 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
