@@ -71,6 +71,7 @@ FULL_SPEC: dict[str, Any] = {
         {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "id"}}},
     ],
     "checkpoint": {"uri": "s3://checkpoints/gpt", "intervalSteps": 500, "intervalSeconds": 900},
+    "storage": {"caBundle": {"configMapKeyRef": {"name": "s3-ca", "key": "bundle.pem"}}},
     "failurePolicy": {
         "maxRestarts": 5,
         "retryableExitCodes": [1, 134],
@@ -294,6 +295,25 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         minimal_with(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
         "spec.env[1]",
         "duplicate value",
+    ),
+    InvalidSpec(
+        "storage-ca-bundle-of-two-sources",
+        minimal_with(
+            storage={
+                "caBundle": {"configMapKeyRef": {"name": "ca"}, "secretKeyRef": {"name": "ca"}}
+            }
+        ),
+        "spec.storage.caBundle",
+        "exactly one of configMapKeyRef and secretKeyRef",
+    ),
+    InvalidSpec(
+        "storage-ca-bundle-and-aws-ca-bundle-variable",
+        minimal_with(
+            storage={"caBundle": {"secretKeyRef": {"name": "ca"}}},
+            env=[{"name": "AWS_CA_BUNDLE", "value": "/etc/ssl/ca.pem"}],
+        ),
+        "spec.env",
+        "storage.caBundle sets AWS_CA_BUNDLE",
     ),
     InvalidSpec(
         "negative-ttl",

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, AwareDatetime, Field
 
 from kubeforge.api.meta import (
     DNS1123_SUBDOMAIN,
+    CaBundle,
     CamelModel,
     Condition,
     Int32,
@@ -312,37 +313,6 @@ class UserAgent(CamelModel):
     def header(self) -> str:
         """The User-Agent header: `product/1.0 (+contact)`."""
         return f"{self.product}/1.0 (+{self.contact})"
-
-
-class KeyRef(CamelModel):
-    """One key of a ConfigMap or Secret in the DataIngest's namespace."""
-
-    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the object.")
-    key: str = Field(
-        default="ca.crt",
-        min_length=1,
-        max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
-        description="Key whose value is the PEM bundle.",
-    )
-
-
-class CaBundle(CamelModel):
-    """PEM CA certificates trusted in addition to the system's, from a ConfigMap or a Secret."""
-
-    config_map_key_ref: KeyRef | None = Field(
-        default=None, description="A ConfigMap key holding the bundle."
-    )
-    secret_key_ref: KeyRef | None = Field(
-        default=None, description="A Secret key holding the bundle."
-    )
-
-    @cel_rule(
-        "has(self.configMapKeyRef) != has(self.secretKeyRef)",
-        "exactly one of configMapKeyRef and secretKeyRef must be given",
-    )
-    def _one_source(self) -> bool:
-        return (self.config_map_key_ref is None) != (self.secret_key_ref is None)
 
 
 class TlsPolicy(CamelModel):

@@ -1,4 +1,5 @@
-"""What every kubeforge resource shares: model bases, CEL rules, conditions and object metadata.
+"""What every kubeforge resource shares: model bases, CEL rules, conditions, object metadata and
+CA bundle references.
 
 Resource modules (`trainingjob`, later `dataingest`) build on these pieces; the CRD generator
 turns the models' JSON schema into a structural schema. Field names are snake_case in Python and
@@ -244,6 +245,37 @@ class ObjectMeta(CamelModel):
     generation: int | None = Field(
         default=None, description="Sequence number of the desired state (spec), set by the server."
     )
+
+
+class KeyRef(CamelModel):
+    """One key of a ConfigMap or Secret in the resource's namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the object.")
+    key: str = Field(
+        default="ca.crt",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key whose value is the PEM bundle.",
+    )
+
+
+class CaBundle(CamelModel):
+    """PEM CA certificates trusted in addition to the system's, from a ConfigMap or a Secret."""
+
+    config_map_key_ref: KeyRef | None = Field(
+        default=None, description="A ConfigMap key holding the bundle."
+    )
+    secret_key_ref: KeyRef | None = Field(
+        default=None, description="A Secret key holding the bundle."
+    )
+
+    @cel_rule(
+        "has(self.configMapKeyRef) != has(self.secretKeyRef)",
+        "exactly one of configMapKeyRef and secretKeyRef must be given",
+    )
+    def _one_source(self) -> bool:
+        return (self.config_map_key_ref is None) != (self.secret_key_ref is None)
 
 
 class ConditionStatus(StrEnum):

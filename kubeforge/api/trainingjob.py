@@ -17,6 +17,7 @@ from pydantic import AfterValidator, AwareDatetime, Field
 from kubeforge.api.meta import (
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
+    CaBundle,
     CamelModel,
     CelRule,
     Condition,
@@ -45,6 +46,9 @@ RESTART_HISTORY_LIMIT = 10
 
 EXIT_CODE_RULES_LIMIT = 64
 """The most exit codes one failure-policy list holds (bounds the apiserver's CEL cost)."""
+ENV_LIMIT = 256
+"""The most variables spec.env holds, and its longest name (bounds the CEL cost of looking
+through them)."""
 
 DEFAULT_LOG_INTERVAL_STEPS = 100
 """Steps between the built-in trainer's measurements unless trainer.logIntervalSteps says."""
@@ -325,7 +329,7 @@ class ResourceRequirements(CamelModel):
 class EnvVar(CamelModel):
     """An environment variable of the worker containers."""
 
-    name: str = Field(min_length=1, description="Name of the variable.")
+    name: str = Field(min_length=1, max_length=ENV_LIMIT, description="Name of the variable.")
     value: str | None = Field(default=None, description="Value of the variable.")
     value_from: dict[str, Any] | None = Field(
         default=None,
@@ -364,6 +368,18 @@ class CheckpointPolicy(CamelModel):
     )
     def _has_interval(self) -> bool:
         return self.interval_steps is not None or self.interval_seconds is not None
+
+
+class StoragePolicy(CamelModel):
+    """How the workers reach object storage (the dataset, checkpoints). The endpoint, region and
+    credentials come from env (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID from a Secret) or
+    from workload identity."""
+
+    ca_bundle: CaBundle | None = Field(
+        default=None,
+        description="CA certificates that an https S3 endpoint signed by a private CA is verified "
+        "with in the worker pods (mounted, and named by AWS_CA_BUNDLE), instead of the system's.",
+    )
 
 
 class FailurePolicy(CamelModel):
@@ -536,6 +552,7 @@ class TrainingJobSpec(CamelModel):
     )
     env: Annotated[list[EnvVar], AfterValidator(_env_names_unique)] = Field(
         default_factory=list,
+        max_length=ENV_LIMIT,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         description="Environment variables added to the worker containers.",
     )
@@ -543,6 +560,10 @@ class TrainingJobSpec(CamelModel):
         default=None,
         description="Where and how often to checkpoint. Omitted: no checkpoints, so a restart "
         "starts training over.",
+    )
+    storage: StoragePolicy | None = Field(
+        default=None,
+        description="How the workers reach object storage over TLS (storage.caBundle).",
     )
     failure_policy: FailurePolicy = defaulted(
         FailurePolicy, "How failures are counted and when they end the job."
@@ -599,6 +620,19 @@ class TrainingJobSpec(CamelModel):
     )
     def _runs_one_program(self) -> bool:
         return (self.trainer is None) != (self.command is None)
+
+    @cel_rule(
+        "!has(self.storage) || !has(self.storage.caBundle) || !has(self.env) || "
+        "!self.env.exists(v, v.name == 'AWS_CA_BUNDLE')",
+        "storage.caBundle sets AWS_CA_BUNDLE: env must not set it too",
+        field_path=".env",
+    )
+    def _one_storage_ca(self) -> bool:
+        return (
+            self.storage is None
+            or self.storage.ca_bundle is None
+            or all(variable.name != "AWS_CA_BUNDLE" for variable in self.env)
+        )
 
     @cel_rule(
         "!has(self.minReplicas) || self.minReplicas <= self.replicas",

@@ -156,8 +156,15 @@ def plan_local_training(
     dataset: PublishedDataset | None,
     rendezvous_port: int,
 ) -> LocalTrainingPlan:
-    """The operator's plan for this machine (pure: nothing is started)."""
+    """The operator's plan for this machine (pure: nothing is started). A `storage.caBundle`
+    lives in the cluster: here the workers verify S3 with the file AWS_CA_BUNDLE names, and
+    without one the run stops (TrainingFailed) before it starts."""
     name = job.metadata.name or ""
+    if job.spec.storage and job.spec.storage.ca_bundle and not environ.get("AWS_CA_BUNDLE"):
+        raise TrainingFailed(
+            f"TrainingJob {name}: storage.caBundle is a ConfigMap or Secret of a cluster, which "
+            "a local run cannot read; set AWS_CA_BUNDLE to a PEM file of the CA instead"
+        )
     directory = state.training_dir(name).resolve()
     endpoint = training_endpoint(job, environ)
     checkpoint = job.spec.checkpoint

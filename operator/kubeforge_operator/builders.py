@@ -186,11 +186,22 @@ def _env(job: TrainingJob, plan: TrainingPlan) -> list[Object]:
         for var in job.spec.env
         if var.value_from is not None
     ]
+    if _storage_ca_volume(job):
+        env.append(objects.STORAGE_CA_ENV)
     return env
+
+
+def _storage_ca_volume(job: TrainingJob) -> list[tuple[Object, Object]]:
+    """spec.storage.caBundle's volume and mount, if it is set."""
+    bundle = job.spec.storage.ca_bundle if job.spec.storage else None
+    if bundle is None:
+        return []
+    return [objects.ca_bundle_volume(objects.STORAGE_CA_VOLUME, bundle, objects.STORAGE_CA_FILE)]
 
 
 def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
     spec = job.spec
+    ca_volumes = _storage_ca_volume(job)
     pod_labels = labels(job, "worker")
     annotations: dict[str, str] = {}
     pod_spec: Object = {
@@ -213,6 +224,7 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
                     # which NCCL and DataLoader workers share memory (the runtime gives 64Mi).
                     {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
                     {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108
+                    *(mount for _, mount in ca_volumes),
                 ],
             }
         ],
@@ -220,6 +232,7 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
             {"name": "config", "configMap": {"name": config_map_name(job)}},
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            *(volume for volume, _ in ca_volumes),
         ],
     }
     pod_spec["terminationGracePeriodSeconds"] = spec.termination_grace_period_seconds

@@ -24,11 +24,9 @@ label. Nothing here talks to the API server.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 import yaml
 
-from kubeforge.api.dataingest import CaBundle, DataIngest
+from kubeforge.api.dataingest import DataIngest
 from kubeforge.api.meta import GROUP
 from kubeforge.crawlconfig import (
     CRAWL_CA_FILE,
@@ -54,8 +52,6 @@ SHARD_RETRIES = 3
 """Pod failures one shard may have before the crawl fails (a shard resumes where it stopped)."""
 PUBLISH_RETRIES = 3
 IMMUTABLE_JOB_FIELDS = ("completionMode", "backoffLimitPerIndex", "podFailurePolicy", "template")
-STORAGE_CA_FILE = "/etc/kubeforge-ca/storage/ca.crt"
-"""Where a crawler pod finds `storage.caBundle`; AWS_CA_BUNDLE names it."""
 
 
 def config_map_name(ingest: DataIngest) -> str:
@@ -102,7 +98,7 @@ def _env(ingest: DataIngest) -> list[Object]:
     if storage.region:
         env.append({"name": "AWS_REGION", "value": storage.region})
     if storage.ca_bundle:
-        env.append({"name": "AWS_CA_BUNDLE", "value": STORAGE_CA_FILE})
+        env.append(objects.STORAGE_CA_ENV)
     secret = storage.credentials_secret_ref
     if secret is not None:
         env += [
@@ -118,28 +114,13 @@ def _env(ingest: DataIngest) -> list[Object]:
     return env
 
 
-def _ca_volume(name: str, bundle: CaBundle, file: str) -> tuple[Object, Object]:
-    """The volume holding a CA bundle's key as the file `file`, and its mount."""
-    path = PurePosixPath(file)
-    config_map, secret = bundle.config_map_key_ref, bundle.secret_key_ref
-    volume: Object = {"name": name}
-    if config_map is not None:
-        items = [{"key": config_map.key, "path": path.name}]
-        volume["configMap"] = {"name": config_map.name, "items": items}
-    else:
-        assert secret is not None, "a CaBundle has exactly one source"
-        items = [{"key": secret.key, "path": path.name}]
-        volume["secret"] = {"secretName": secret.name, "items": items}
-    return volume, {"name": name, "mountPath": str(path.parent), "readOnly": True}
-
-
 def _ca_volumes(ingest: DataIngest) -> list[tuple[Object, Object]]:
     bundles = {
         "crawl-ca": (ingest.spec.crawl.tls.ca_bundle, CRAWL_CA_FILE),
-        "storage-ca": (ingest.spec.storage.ca_bundle, STORAGE_CA_FILE),
+        objects.STORAGE_CA_VOLUME: (ingest.spec.storage.ca_bundle, objects.STORAGE_CA_FILE),
     }
     return [
-        _ca_volume(name, bundle, file)
+        objects.ca_bundle_volume(name, bundle, file)
         for name, (bundle, file) in bundles.items()
         if bundle is not None
     ]

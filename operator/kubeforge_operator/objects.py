@@ -5,7 +5,9 @@ metadata on every object: the `app.kubernetes.io/*` labels plus the owner's own 
 reference to the resource (so deleting it collects them), and the hash of the object's desired
 content (`kubeforge.dev/desired-hash`), which lets a reconcile skip objects that are already as
 desired without asking the API server. Pods of both run under the restricted PodSecurity profile.
-Everything here is pure.
+A CA bundle (`CaBundle`: a ConfigMap or Secret key) reaches a pod the same way for both: a volume
+holding the one key as `ca.crt` under /etc/kubeforge-ca/; the S3 endpoint's is named by
+AWS_CA_BUNDLE, which boto3 reads. Everything here is pure.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 from kubeforge.api.dataingest import DataIngest
-from kubeforge.api.meta import GROUP
+from kubeforge.api.meta import GROUP, CaBundle
 from kubeforge.api.trainingjob import TrainingJob
 
 Object = dict[str, Any]
@@ -42,6 +45,26 @@ IGNORE_DISRUPTIONS: Object = {
     "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
 }
 """A podFailurePolicy rule: preemption, eviction and node loss never count as failures."""
+
+STORAGE_CA_VOLUME = "storage-ca"
+STORAGE_CA_FILE = "/etc/kubeforge-ca/storage/ca.crt"
+"""Where a pod finds `storage.caBundle`, the CAs its S3 endpoint is verified with."""
+STORAGE_CA_ENV: Object = {"name": "AWS_CA_BUNDLE", "value": STORAGE_CA_FILE}
+
+
+def ca_bundle_volume(name: str, bundle: CaBundle, file: str) -> tuple[Object, Object]:
+    """The volume holding a CA bundle's key as the file `file`, and its mount."""
+    path = PurePosixPath(file)
+    config_map, secret = bundle.config_map_key_ref, bundle.secret_key_ref
+    volume: Object = {"name": name}
+    if config_map is not None:
+        items = [{"key": config_map.key, "path": path.name}]
+        volume["configMap"] = {"name": config_map.name, "items": items}
+    else:
+        assert secret is not None, "a CaBundle has exactly one source"
+        items = [{"key": secret.key, "path": path.name}]
+        volume["secret"] = {"secretName": secret.name, "items": items}
+    return volume, {"name": name, "mountPath": str(path.parent), "readOnly": True}
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,13 @@ import botocore.exceptions
 from botocore.config import Config
 
 from kubeforge.api.dataingest import (
-    CaBundle,
     CrawlCounters,
     DataIngestReason,
     EncryptionMode,
     SecretKeyNames,
     StorageSpec,
 )
+from kubeforge.api.meta import CaBundle
 from kubeforge.dataset import Manifest, read_manifest, read_shard_marker
 from kubeforge.s3tls import refuse_certificates_at_once
 from kubeforge.storage import ObjectNotFound, S3Store

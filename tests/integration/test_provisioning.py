@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kubeforge.api.dataingest import CaBundle, DataIngestReason, StorageSpec
+from kubeforge.api.dataingest import DataIngestReason, StorageSpec
+from kubeforge.api.meta import CaBundle
 from kubeforge_operator.provisioning import (
     Credentials,
     StorageFailure,

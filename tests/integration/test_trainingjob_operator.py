@@ -62,6 +62,7 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
         nprocPerNode=8,
         resources={"limits": {"nvidia.com/gpu": 8, "memory": "64Gi"}},
         env=[{"name": "WANDB_MODE", "value": "offline"}],
+        storage={"caBundle": {"secretKeyRef": {"name": "s3-ca"}}},
         failurePolicy={"maxRestarts": 5, "permanentExitCodes": [2]},
     )
     created = jobs.create("gpt", spec)
@@ -101,6 +102,9 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
     assert env["WANDB_MODE"].value == "offline"
     assert env["KUBEFORGE_PROGRESS_CONFIGMAP"].value == "gpt-progress"
     assert env["POD_NAMESPACE"].value_from.field_ref.field_path == "metadata.namespace"
+    assert env["AWS_CA_BUNDLE"].value == "/etc/kubeforge-ca/storage/ca.crt"
+    (ca_volume,) = [volume for volume in pod_spec.volumes if volume.name == "storage-ca"]
+    assert ca_volume.secret.secret_name == "s3-ca"
     assert container.resources.limits == {"nvidia.com/gpu": "8", "memory": "64Gi"}
     assert pod_spec.subdomain == "gpt"
     assert pod_spec.service_account_name == "gpt-trainer"

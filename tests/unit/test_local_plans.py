@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from kubeforge.api.dataingest import DataIngest
-from kubeforge.api.trainingjob import TrainingJob
+from kubeforge.api.trainingjob import StoragePolicy, TrainingJob
 from kubeforge.cli.demo import demo_file
 from kubeforge.cli.local_ingest import plan_ingest
 from kubeforge.cli.local_state import PublishedDataset, StateDir
-from kubeforge.cli.local_training import plan_local_training
+from kubeforge.cli.local_training import TrainingFailed, plan_local_training
 from kubeforge.cli.resources import load_resources
 from kubeforge.progress import CONFIGMAP_ENV, FILE_ENV, NAMESPACE_ENV
 from kubeforge_operator import builders, ingest_builders
@@ -115,3 +116,14 @@ def test_crawler_shards_and_publish_run_the_pods_commands_and_config(tmp_path: P
     # The pod's Indexed Job sets the shard; the environment names the S3 store here.
     assert shard_env["JOB_COMPLETION_INDEX"] == "1"
     assert shard_env["AWS_ENDPOINT_URL"] == ENDPOINT
+
+
+def test_a_local_run_verifies_s3_with_the_ca_file_of_its_environment(tmp_path: Path) -> None:
+    _, job = _gpt_demo()
+    storage = StoragePolicy.model_validate({"caBundle": {"configMapKeyRef": {"name": "s3-ca"}}})
+    job = job.model_copy(update={"spec": job.spec.model_copy(update={"storage": storage})})
+    with pytest.raises(TrainingFailed, match="set AWS_CA_BUNDLE to a PEM file of the CA"):
+        plan_local_training(job, StateDir(tmp_path), ENVIRON, None, 29999)
+    environ = {**ENVIRON, "AWS_CA_BUNDLE": "/etc/ssl/s3-ca.pem"}
+    local = plan_local_training(job, StateDir(tmp_path), environ, None, 29999)
+    assert local.env["AWS_CA_BUNDLE"] == "/etc/ssl/s3-ca.pem"

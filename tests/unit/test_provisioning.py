@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kubeforge.api.dataingest import CaBundle, DataIngestReason, SecretKeyNames
+from kubeforge.api.dataingest import DataIngestReason, SecretKeyNames
+from kubeforge.api.meta import CaBundle
 from kubeforge_operator.provisioning import (
     Credentials,
     StorageFailure,

@@ -115,6 +115,36 @@ def test_full_spec_reaches_the_pod_template() -> None:
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
 
 
+def test_the_storage_ca_bundle_is_mounted_and_named_by_aws_ca_bundle() -> None:
+    bundle = {"secretKeyRef": {"name": "s3-ca", "key": "bundle.pem"}}
+    job = children(training_job(storage={"caBundle": bundle}))["Job/tj"]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {var["name"]: var.get("value") for var in container["env"]}
+    assert env["AWS_CA_BUNDLE"] == "/etc/kubeforge-ca/storage/ca.crt"
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["storage-ca"]["secret"] == {
+        "secretName": "s3-ca",
+        "items": [{"key": "bundle.pem", "path": "ca.crt"}],
+    }
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    assert mounts["storage-ca"] == {
+        "name": "storage-ca",
+        "mountPath": "/etc/kubeforge-ca/storage",
+        "readOnly": True,
+    }
+    from_config_map = training_job(storage={"caBundle": {"configMapKeyRef": {"name": "s3-ca"}}})
+    volume = children(from_config_map)["Job/tj"]["spec"]["template"]["spec"]["volumes"][-1]
+    assert volume["configMap"] == {"name": "s3-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+
+
+def test_without_a_storage_ca_bundle_the_workers_trust_the_system_cas() -> None:
+    pod = children(training_job())["Job/tj"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "AWS_CA_BUNDLE" not in {var["name"] for var in container["env"]}
+    assert "storage-ca" not in {volume["name"] for volume in pod["volumes"]}
+
+
 def test_kueue_decides_suspend_once_the_job_exists() -> None:
     queued = training_job(scheduling={"queueName": "team-a"})
     first = children(queued)["Job/tj"]
