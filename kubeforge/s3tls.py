@@ -4,10 +4,10 @@ botocore's retry modes take every SSLError for a connection failure (it subclass
 ConnectionError) and try the request again: a store opened without the CA that signed its
 endpoint's certificate would spin through all its attempts (minutes, with
 KUBEFORGE_S3_MAX_ATTEMPTS' default) before failing with the same error. A certificate that fails
-verification fails again, so `refuse_certificates_at_once` hooks botocore's `needs-retry` event
-ahead of its retry handler and raises `CertificateRefused` on the first such failure. Other TLS
-errors (a handshake cut short while the server restarts) and other connection failures are
-retried as before.
+verification (an unknown issuer, an expiry, another host's name) fails again, so
+`refuse_certificates_at_once` hooks botocore's `needs-retry` event ahead of its retry handler
+and raises `CertificateRefused` on the first such failure. Other TLS errors (a handshake cut
+short while the server restarts) and other connection failures are retried as before.
 
 Imported only where boto3 is installed: by the components that talk to S3.
 """
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import botocore.exceptions
+from urllib3.util.ssl_match_hostname import CertificateError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -59,7 +60,8 @@ def _refuse_at_once(caught_exception: BaseException | None = None, **_: Any) -> 
     if not isinstance(caught_exception, botocore.exceptions.SSLError):
         return
     for cause in _causes(caught_exception):
-        if isinstance(cause, ssl.SSLCertVerificationError):
+        # urllib3 matches an IP address's certificate to the host itself: its own error.
+        if isinstance(cause, ssl.SSLCertVerificationError | CertificateError):
             url = urlsplit(str(caught_exception.kwargs.get("endpoint_url", "")))
             raise CertificateRefused(
                 endpoint=f"{url.scheme}://{url.netloc}", error=cause

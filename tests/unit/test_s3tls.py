@@ -1,7 +1,8 @@
 """A refused certificate fails an S3 request at once; other TLS failures are still retried.
 
 Real: the S3 client the components make (`s3_client_from_environment`, its default attempts)
-against servers on loopback: one presents a certificate no trusted CA signed, one closes each
+against servers on loopback: one presents a certificate that is self-signed, issued for another
+host or expired, one closes each
 connection before the TLS handshake (a store restarting behind its TLS terminator). botocore's
 `before-send` event, emitted once per request sent, counts the attempts.
 """
@@ -21,7 +22,7 @@ import pytest
 
 from kubeforge.s3tls import CertificateRefused
 from kubeforge.storage import MAX_ATTEMPTS_VARIABLE, s3_client_from_environment
-from tests.certificates import self_signed, server_context
+from tests.certificates import Leaf, TestCa, self_signed, server_context
 
 
 @contextmanager
@@ -75,11 +76,30 @@ def put_attempts(
     return len(attempts), raised.value
 
 
+def certificate(case: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> Leaf:
+    """The endpoint's certificate of a case; the client trusts the test CA but for self-signed."""
+    if case == "self-signed":
+        return self_signed(directory, "endpoint", ["127.0.0.1"])
+    ca = TestCa(directory)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.ca_file))
+    if case == "wrong-host":
+        return ca.leaf("endpoint", ["s3.other.test"])
+    return ca.leaf("endpoint", ["127.0.0.1"], expired=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("self-signed", "CERTIFICATE_VERIFY_FAILED"),
+        ("wrong-host", "hostname '127.0.0.1' doesn't match 's3.other.test'"),
+        ("expired", "certificate has expired"),
+    ],
+)
 def test_a_refused_certificate_fails_the_first_attempt_naming_the_endpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    case: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(MAX_ATTEMPTS_VARIABLE, raising=False)  # the default: 20
-    context = server_context(self_signed(tmp_path, "endpoint", ["127.0.0.1"]))
+    context = server_context(certificate(case, tmp_path, monkeypatch))
 
     def handshake(connection: socket.socket) -> None:
         context.wrap_socket(connection, server_side=True).close()
@@ -90,7 +110,7 @@ def test_a_refused_certificate_fails_the_first_attempt_naming_the_endpoint(
     assert isinstance(error, CertificateRefused)
     message = str(error)
     assert f"the S3 endpoint {endpoint} presented a certificate that was refused" in message
-    assert "CERTIFICATE_VERIFY_FAILED" in message
+    assert reason in message
     assert "AWS_CA_BUNDLE" in message
     assert isinstance(error.__cause__, botocore.exceptions.SSLError)
 
