@@ -71,12 +71,19 @@ def checkpointed_job(s3: PodS3, bucket: str) -> dict[str, Any]:
     return job
 
 
-def running_worker(jobs: Jobs, name: str) -> client.V1Pod:
-    pods = jobs.core.list_namespaced_pod(
-        jobs.namespace, label_selector=f"batch.kubernetes.io/job-name={name}"
+def worker_pods(jobs: Jobs, name: str) -> list[client.V1Pod]:
+    selector = f"batch.kubernetes.io/job-name={name}"
+    pods: list[client.V1Pod] = jobs.core.list_namespaced_pod(
+        jobs.namespace, label_selector=selector
     ).items
+    return pods
+
+
+def running_worker(jobs: Jobs, name: str) -> client.V1Pod:
     return next(
-        p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        p
+        for p in worker_pods(jobs, name)
+        if p.status.phase == "Running" and not p.metadata.deletion_timestamp
     )
 
 
@@ -155,6 +162,7 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
         past_deadlines_with_a_checkpoint, f"{name} running past its deadlines", TIMEOUT_S
     )
     victim = running_worker(jobs, name)
+    group = {pod.metadata.name for pod in worker_pods(jobs, name)}
     faulted_at = datetime.now(UTC)
     fault(jobs, victim)
 
@@ -171,9 +179,12 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     wait_for(restarted_and_finished, f"{name} to finish after the fault", TIMEOUT_S)
     status = jobs.wait_succeeded(name, STEPS)
     restarts = status["restarts"]
-    assert [(r["pod"], r["cause"], r["charged"]) for r in restarts["history"]] == [
-        (victim.metadata.name, cause, charged)
-    ], restarts
+    assert [(r["cause"], r["charged"]) for r in restarts["history"]] == [(cause, charged)], restarts
+    # A deleted pod is known at once by its deletion. A killed process is not: its peer loses the
+    # collective and exits within the same moment, and either stop may reach the operator first,
+    # so the restart names the group's first stop the operator saw, one of the two.
+    blamed = restarts["history"][0]["pod"]
+    assert blamed == victim.metadata.name if cause == "PodDeleted" else blamed in group, restarts
     assert (restarts["count"], restarts["disruptions"]) == (int(charged), int(not charged))
     after_fault = [(when, step) for when, step in resumed if when > faulted_at]
     assert after_fault, resumed
