@@ -12,13 +12,13 @@ has run past both and committed a checkpoint, then breaks one worker:
 - its node is taken by a pod of a higher PriorityClass that fits only without one worker: real
   kube-scheduler preemption, recorded as Preempted and not charged (the preemptor ends after a
   few seconds, so the replacement finds room);
-- its container runs out of memory under its limit (a process beside the trainer fills it, the
-  trainer being the OOM killer's choice): OOMKilled, charged.
+- its container runs out of memory under its limit (its /dev/shm is filled, and the kernel kills
+  the trainer): OOMKilled, charged.
 
 Each asserts the final phase, the one restart with its cause and charge, the final step equal to
-spec.trainer.steps, that the group resumed from its checkpoint (no step reported after the fault
+spec.trainer.steps, that the group resumed from its checkpoint (no step reported by the new group
 is below it), and that no object is left whose owner is gone. The seconds from the fault to the
-first step reported after the resume are printed (`pytest -rP` shows them), never asserted. One
+new group's first step are printed (`pytest -rP` shows them), never asserted. One
 control plane and one worker (hack/kind.sh's default) suffice: no fault stops a node.
 """
 
@@ -62,19 +62,8 @@ trainer_pids() {
 pids=$(trainer_pids)
 """
 KILL_TRAINING_PROCESSES = TRAINER_PIDS + "kill -KILL $pids && echo $pids\n"
-# The trainers get the highest OOM score, then a Python process touches 64 MiB after 64 MiB
-# until they are gone.
-EXHAUST_MEMORY = (
-    TRAINER_PIDS
-    + """for pid in $pids; do echo 1000 >"/proc/$pid/oom_score_adj"; done
-exec python3 -c '
-import os, sys
-chunks = []
-while any(os.path.exists("/proc/" + pid) for pid in sys.argv[1:]):
-    chunks.append(b"x" * (64 << 20))
-' $pids
-"""
-)
+# More than the worker's memory limit, written to its shared-memory emptyDir.
+EXHAUST_MEMORY = "head -c 8G /dev/zero >/dev/shm/kubeforge-e2e-fill"
 PREEMPTOR = "kubeforge-e2e-preemptor"
 
 
@@ -187,10 +176,10 @@ def preemptor_class(e2e_api: client.ApiClient) -> Iterator[None]:
 
 
 def exhaust_memory(jobs: Jobs, victim: client.V1Pod) -> None:
-    """Fills the worker container's memory limit from a process beside the trainer, which is
-    made the OOM killer's first choice, as a trainer whose memory grows would be killed. (Under
-    cgroup v2 the kubelet kills the whole container; under v1 the kernel picks the trainer.)
-    The exec ends with the container, so its exit status says nothing."""
+    """Fills the worker's memory limit through its /dev/shm (a memory-backed emptyDir, whose
+    pages count against the container as DataLoader workers' shared tensors do): the kernel's
+    OOM killer ends the container's largest process, the trainer, and the kubelet reports the
+    container OOMKilled. The exec ends with the container, so its exit status says nothing."""
     subprocess.run(
         [tool_binary("kubectl"), "--kubeconfig", os.environ["KUBEFORGE_KUBECONFIG"], "exec",
          "-n", jobs.namespace, victim.metadata.name, "--", "sh", "-c", EXHAUST_MEMORY],
@@ -264,14 +253,25 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     faulted_at = datetime.now(UTC)
     fault(jobs, victim)
 
-    # Each report once the restart is recorded: (when its step advanced, the step).
+    # Each report once the restart is recorded: (when its step advanced, the step); and when the
+    # last worker of the new group was created (the old group had stopped by then).
     resumed: list[tuple[datetime, int]] = []
+    regrouped: list[datetime] = []
 
     def restarted_and_finished() -> bool:
         status = jobs.status(name)
         progress = status.get("progress") or {}
         if status.get("restarts", {}).get("history") and progress.get("updatedAt"):
             resumed.append((parse_time(progress["updatedAt"]), progress["step"]))
+        if not regrouped:
+            live = [
+                pod.metadata.creation_timestamp
+                for pod in worker_pods(jobs, name)
+                if pod.status.phase not in ("Succeeded", "Failed")
+                and not pod.metadata.deletion_timestamp
+            ]
+            if live and min(live) > faulted_at:
+                regrouped.append(max(live))
         return status.get("phase") in ("Succeeded", "Failed")
 
     wait_for(restarted_and_finished, f"{name} to finish after the fault", TIMEOUT_S)
@@ -286,8 +286,9 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     known = cause not in ("RetryableExitCode", "Preempted")
     assert blamed == victim.metadata.name if known else blamed in group, restarts
     assert (restarts["count"], restarts["disruptions"]) == (int(charged), int(not charged))
-    after_fault = [(when, step) for when, step in resumed if when > faulted_at]
-    assert after_fault, resumed
+    assert regrouped, "no new group of workers was seen"
+    after_fault = [(when, step) for when, step in resumed if when > regrouped[0]]
+    assert after_fault, (regrouped, resumed)
     assert min(step for _, step in after_fault) >= checkpoint_step, after_fault
     # The replaced group's Job and pods go by garbage collection, a while after the restart.
     left: list[str] = []
