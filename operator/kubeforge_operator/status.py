@@ -51,6 +51,10 @@ DISRUPTION_CAUSES = {
     "DeletionByPodGC": RestartCause.NODE_LOST,
 }
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED}
+# kube-controller-manager's pod-failure back-off for Jobs (DefaultJobPodFailureBackOff and
+# MaxJobPodFailureBackOff in pkg/controller/job), which no Job field changes.
+JOB_POD_FAILURE_BACKOFF_S = 10
+JOB_POD_FAILURE_BACKOFF_MAX_S = 360
 
 
 class Action(enum.Enum):
@@ -373,12 +377,32 @@ class _Decider:
         ]
         if self.status.restarts.history:
             marks.append(self.status.restarts.history[-1].time)
+        marks.append(self.replacements_due())
         running = find_condition(self.previous.conditions, ConditionType.RUNNING)
         if running is not None and running.status == ConditionStatus.TRUE:
             marks.append(self.now)  # leaving Running now
         elif running is not None and (self.status.restarts.history or self.status.progress):
             marks.append(running.last_transition_time)  # when it left Running (it has run)
         return max((mark for mark in marks if mark is not None), default=None)
+
+    def replacements_due(self) -> datetime | None:
+        """When the Job controller creates the replacements of the worker Job's failed pods.
+
+        It holds them back by its pod-failure back-off: 10 s after the last failure, doubled for
+        each further pod that failed since a pod of the Job last succeeded, up to 6 minutes. A
+        training Job's pods succeed only at its end, so the back-off grows all run long (each
+        broken group adds every worker's failure), and a start deadline that counted the wait
+        would end a run at its third or fourth restart. The start counts from the end of it.
+        """
+        failed = [
+            self.failure_time(pod)
+            for pod in self.pods
+            if (pod.get("status") or {}).get("phase") == "Failed"
+        ]
+        if not failed:
+            return None
+        backoff = JOB_POD_FAILURE_BACKOFF_S * 2 ** (len(failed) - 1)
+        return max(failed) + timedelta(seconds=min(backoff, JOB_POD_FAILURE_BACKOFF_MAX_S))
 
     def stuck_terminating(self) -> list[str]:
         """Worker pods still terminating stuckTerminationSeconds past their grace period: their

@@ -684,3 +684,34 @@ def test_an_elastic_group_trains_below_its_size_while_a_replacement_cannot_start
     assert later.action is None
     assert "1/2 workers running (elastic, at least 1)" in condition(later.status, "Ready").message
     assert "Unschedulable" not in condition(later.status, "Ready").reason
+
+
+def test_the_start_deadline_waits_out_the_job_controllers_back_off() -> None:
+    """At a run's third restart, hours in, the Job controller holds the replacement back for
+    40 s (10 s, doubled for each of the Job's two earlier failed pods): a start deadline of
+    60 s counts from the end of that wait, not from the failure."""
+    earlier = [
+        failed_at(f"tj-0-{n}", HOURS_AGO + timedelta(hours=n / 2), created=HOURS_AGO)
+        for n in (1, 2)
+    ]
+    for counted in earlier:
+        counted["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    third = failed_at("tj-0", NOW, created=HOURS_AGO + timedelta(hours=1))
+    peer = pod("tj-1", created=HOURS_AGO)
+    broken = decide(
+        long_running(), Observed(NOW, worker_job(created=HOURS_AGO), [*earlier, third, peer])
+    )
+    third["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    status = broken.status.model_dump(mode="json", by_alias=True)
+
+    def at(seconds: float) -> Any:
+        job = training_job(status, replicas=2, startDeadlineSeconds=60)
+        observed = Observed(NOW + timedelta(seconds=seconds), worker_job(created=HOURS_AGO), [
+            *earlier, third, pod("tj-1", "Running", ready=False, created=HOURS_AGO)
+        ])  # fmt: skip
+        return decide(job, observed)
+
+    waiting = at(90)
+    assert waiting.status.phase == "Restarting", condition(waiting.status, "Ready").message
+    assert waiting.requeue_after == pytest.approx(10)
+    assert at(101).status.phase == "Failed"
