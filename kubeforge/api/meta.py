@@ -1,6 +1,7 @@
-"""What every kubeforge resource shares: model bases, CEL rules, conditions and object metadata.
+"""What every kubeforge resource shares: model bases, CEL rules, conditions, object metadata, a
+pod's compute resources and why a pod cannot start.
 
-Resource modules (`trainingjob`, later `dataingest`) build on these pieces; the CRD generator
+Resource modules (`trainingjob`, `dataingest`) build on these pieces; the CRD generator
 turns the models' JSON schema into a structural schema. Field names are snake_case in Python and
 camelCase on the wire (`model_dump(by_alias=True)`), as Kubernetes APIs are.
 
@@ -244,6 +245,30 @@ class ObjectMeta(CamelModel):
     generation: int | None = Field(
         default=None, description="Sequence number of the desired state (spec), set by the server."
     )
+
+
+class ResourceRequirements(CamelModel):
+    """Compute resources of each worker pod, as in a container's resources."""
+
+    requests: ResourceList = Field(
+        default_factory=dict,
+        description="Minimum resources each worker is scheduled with, e.g. cpu: 8, memory: 64Gi.",
+    )
+    limits: ResourceList = Field(
+        default_factory=dict,
+        description="Maximum resources each worker may use, e.g. nvidia.com/gpu: 8 (GPUs are "
+        "requested through limits).",
+    )
+
+
+class PodStartFailure(StrEnum):
+    """Why a pod of a resource cannot start without a change: a container's waiting reason or the
+    scheduler's. Each resource reports them as reasons of its own conditions, with these values."""
+
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    ERR_IMAGE_PULL = "ErrImagePull"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    UNSCHEDULABLE = "Unschedulable"
 
 
 class ConditionStatus(StrEnum):
