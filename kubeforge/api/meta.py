@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self, TypeVar
@@ -328,6 +328,14 @@ def set_condition(conditions: Sequence[Condition], condition: Condition) -> list
         )
     updated = [condition if c.type == condition.type else c for c in conditions]
     return updated if previous is not None else [*updated, condition]
+
+
+def set_conditions(conditions: Sequence[Condition], wanted: Iterable[Condition]) -> list[Condition]:
+    """A copy of `conditions` with each of `wanted` set in place of its type's (`set_condition`)."""
+    updated = list(conditions)
+    for condition in wanted:
+        updated = set_condition(updated, condition)
+    return updated
 
 
 def unique(values: list[ItemT]) -> list[ItemT]:

@@ -42,21 +42,10 @@ from kubeforge.api.dataingest import (
     DatasetStatus,
     StorageStatus,
 )
-from kubeforge.api.meta import Condition, ConditionStatus, find_condition
+from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_conditions
 from kubeforge_operator import ingest_schedule
-from kubeforge_operator.base.jobs import (
-    created_at,
-    job_complete,
-    job_failed,
-    stamp_completion,
-    stamp_start,
-)
-from kubeforge_operator.base.outcome import (
-    Outcome,
-    condition_writer,
-    transition_event,
-    with_conditions,
-)
+from kubeforge_operator.base import jobs
+from kubeforge_operator.base.outcome import Outcome, condition_writer, transition_event
 from kubeforge_operator.base.pods import is_start_blocker, start_blocker
 from kubeforge_operator.objects import Event, Object
 
@@ -233,7 +222,7 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[IngestOutcome, Sta
         return Outcome(Phase.PROVISIONING, storage.reason, storage.message), Stage.NONE
     shards = ingest.spec.shards
     crawl, publish = observed.crawl_job, observed.publish_job
-    failed = job_failed(crawl)
+    failed = jobs.failed(crawl)
     if failed is not None:
         failed_shards = ((crawl or {}).get("status") or {}).get("failedIndexes")
         detail = f" (shards {failed_shards})" if failed_shards else ""
@@ -243,13 +232,13 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[IngestOutcome, Sta
     if crawl is None:
         starting = f"starting {shards} shards"
         return Outcome(Phase.CRAWLING, Reason.SHARDS_STARTING, starting), Stage.CRAWL
-    if not job_complete(crawl):
+    if not jobs.complete(crawl):
         blocked = pod_blocker(observed.pods, "crawl")
         if blocked is not None:
             return Outcome(Phase.CRAWLING, *blocked), Stage.CRAWL
         done = f"{len(completed_shards(crawl))}/{shards} shards done"
         return Outcome(Phase.CRAWLING, Reason.SHARDS_RUNNING, done), Stage.CRAWL
-    failed = job_failed(publish)
+    failed = jobs.failed(publish)
     if failed is not None:
         message = f"publishing failed: {failed.get('message') or failed.get('reason')}"
         reason = _failure_reason(failed, Reason.PUBLISH_FAILED)
@@ -263,7 +252,7 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[IngestOutcome, Sta
         return Outcome(Phase.DEDUPLICATING, Reason.DEDUPLICATION_RUNNING, message), Stage.PUBLISH
     dataset = published.dataset
     summary = f"dataset {dataset.uri}: {dataset.documents} documents"
-    if not job_complete(publish):
+    if not jobs.complete(publish):
         message = f"{summary} written; waiting for the publish Job to finish"
         return Outcome(Phase.PUBLISHING, Reason.PUBLISHED, message), Stage.PUBLISH
     return Outcome(Phase.SUCCEEDED, Reason.PUBLISHED, f"published {summary}"), Stage.NONE
@@ -307,7 +296,7 @@ def _conditions(
         ),
         condition(ConditionType.FAILED, phase == Phase.FAILED),
     ]
-    return with_conditions(ingest.status.conditions, wanted)
+    return set_conditions(ingest.status.conditions, wanted)
 
 
 def _events(ingest: DataIngest, outcome: IngestOutcome, storage: StorageCheck) -> list[Event]:
@@ -351,8 +340,8 @@ def decide(ingest: DataIngest, observed: Observed) -> Decision:
             status.counters = observed.shard_counters
     crawl_job = observed.crawl_job
     if crawl_job is not None:
-        stamp_start(status, created_at(crawl_job, now))
-    stamp_completion(status, outcome.phase in TERMINAL, observed.publish_job, now)
+        jobs.stamp_start(status, jobs.created_at(crawl_job, now))
+    jobs.stamp_completion(status, outcome.phase in TERMINAL, observed.publish_job, now)
     status.phase = outcome.phase
     status.observed_generation = ingest.metadata.generation
     status.next_schedule_time = next_schedule_time(ingest.model_copy(update={"status": status}))

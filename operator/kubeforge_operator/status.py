@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from kubeforge.api.meta import Condition, ConditionStatus, find_condition
+from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_conditions
 from kubeforge.api.trainingjob import (
     RESTART_HISTORY_LIMIT,
     ProgressStatus,
@@ -28,19 +28,8 @@ from kubeforge.api.trainingjob import (
     TrainingJobStatus,
 )
 from kubeforge.goodput import measure_status
-from kubeforge_operator.base.jobs import (
-    created_at,
-    job_complete,
-    job_failed,
-    stamp_completion,
-    stamp_start,
-)
-from kubeforge_operator.base.outcome import (
-    Outcome,
-    condition_writer,
-    transition_event,
-    with_conditions,
-)
+from kubeforge_operator.base import jobs
+from kubeforge_operator.base.outcome import Outcome, condition_writer, transition_event
 from kubeforge_operator.base.pods import is_start_blocker, start_blocker
 from kubeforge_operator.builders import CONTAINER, worker_selector
 from kubeforge_operator.objects import Event, Object, job_condition, parse_time
@@ -308,9 +297,9 @@ class _Decider:
     def job_outcome(self) -> JobOutcome | None:
         """What the worker Job itself says: complete or failed."""
         worker_job = self.observed.worker_job
-        if job_complete(worker_job):
+        if jobs.complete(worker_job):
             return Outcome(Phase.SUCCEEDED, Reason.COMPLETED, "all workers completed")
-        failed = job_failed(worker_job)
+        failed = jobs.failed(worker_job)
         if failed is None:
             return None
         reasons = {
@@ -565,7 +554,7 @@ def _conditions(
         condition(ConditionType.FAILED, phase == Phase.FAILED),
         condition(ConditionType.SUSPENDED, phase == Phase.SUSPENDED),
     ]
-    return with_conditions(previous, wanted)
+    return set_conditions(previous, wanted)
 
 
 def _transition_event(previous: TrainingJobStatus, outcome: JobOutcome) -> Event | None:
@@ -584,11 +573,11 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:
         # (queued by Kueue): activeDeadlineSeconds does not count the time in the queue.
         started = parse_time((worker_job.get("status") or {}).get("startTime"))
         if started is None and not (worker_job.get("spec") or {}).get("suspend"):
-            started = created_at(worker_job, now)
-        stamp_start(status, started)
+            started = jobs.created_at(worker_job, now)
+        jobs.stamp_start(status, started)
     outcome, action = decider.outcome()
     pods = decider.pods
-    stamp_completion(status, outcome.phase in TERMINAL, worker_job, now)
+    jobs.stamp_completion(status, outcome.phase in TERMINAL, worker_job, now)
     status.goodput = measure_status(status, now)
     status.phase = outcome.phase
     status.observed_generation = job.metadata.generation

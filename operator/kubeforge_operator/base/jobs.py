@@ -15,12 +15,12 @@ class Timed(Protocol):
     completion_time: datetime | None
 
 
-def job_complete(job: Object | None) -> bool:
+def complete(job: Object | None) -> bool:
     """True when the Job succeeded (or its success criteria are met, before its pods are gone)."""
     return bool(job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"))
 
 
-def job_failed(job: Object | None) -> Object | None:
+def failed(job: Object | None) -> Object | None:
     """The Job's Failed condition (or FailureTarget, before its pods are gone), None while it has
     not failed."""
     return job_condition(job, "Failed") or job_condition(job, "FailureTarget")

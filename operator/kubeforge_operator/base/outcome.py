@@ -7,13 +7,13 @@ change of phase or of the Ready condition's reason is told in one Event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_condition
+from kubeforge.api.meta import Condition, ConditionStatus, find_condition
 from kubeforge_operator.objects import Event
 
 PhaseT = TypeVar("PhaseT", bound=StrEnum)
@@ -64,14 +64,6 @@ def condition_writer(
     outcome: Outcome[PhaseT, ReasonT], generation: int | None, now: datetime
 ) -> ConditionWriter:
     return ConditionWriter(outcome.reason, outcome.message, generation, now)
-
-
-def with_conditions(previous: Sequence[Condition], wanted: Iterable[Condition]) -> list[Condition]:
-    """The previous conditions with each wanted one set in place of its type's."""
-    conditions = list(previous)
-    for condition in wanted:
-        conditions = set_condition(conditions, condition)
-    return conditions
 
 
 def transition_event(
