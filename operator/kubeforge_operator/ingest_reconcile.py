@@ -130,9 +130,11 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
         self._read.pop(key, None)
         ingest_metrics.forget(key)
 
+    def _jobs(self, key: Key) -> dict[str, Object]:
+        return {job["metadata"]["name"]: job for job in self.cache.jobs.get(key) or ()}
+
     async def deleting(self, key: Key, body: Object, ingest: DataIngest) -> float | None:
-        jobs = {job["metadata"]["name"]: job for job in self.cache.jobs.get(key) or ()}
-        return await self._finalize(key, body, ingest, jobs)
+        return await self._finalize(key, body, ingest, self._jobs(key))
 
     async def read(self, key: Key, body: Object, ingest: DataIngest) -> IngestRead:
         """Also keeps the finalizer and provisions the bucket: the finalizer is there before
@@ -145,8 +147,7 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
         if starting or storage is None or needs_provisioning(ingest, storage):
             storage = await self._provision(ingest, version)
         live, stale = {}, []
-        for job in self.cache.jobs.get(key) or ():
-            name = job["metadata"]["name"]
+        for name, job in self._jobs(key).items():
             if job["metadata"].get("deletionTimestamp"):
                 continue
             if ingest_builders.job_version(job) == version:
