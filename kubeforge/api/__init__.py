@@ -4,7 +4,8 @@ These models are the single source of truth for the API. The operator generates 
 them (`kubeforge_operator.crds`), and the workloads and the local runner validate resources with
 them, so a spec the apiserver refuses is refused locally with the same message.
 
-- `meta`: pieces every resource shares (camelCase models, CEL rules, conditions, object metadata).
+- `meta`: pieces every resource shares (camelCase models, CEL rules, conditions, object metadata,
+  a pod's compute resources, the reasons a pod cannot start).
 - `trainingjob`: the TrainingJob resource.
 - `dataingest`: the DataIngest resource.
 """

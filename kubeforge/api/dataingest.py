@@ -27,14 +27,15 @@ from kubeforge.api.meta import (
     Int32,
     Int64,
     ObjectMeta,
+    PodStartFailure,
     ResourceNames,
+    ResourceRequirements,
     StatusModel,
     cel_rule,
     defaulted,
     immutable,
     unique,
 )
-from kubeforge.api.trainingjob import ResourceRequirements
 
 DATA_INGEST = ResourceNames(
     kind="DataIngest",
@@ -126,10 +127,10 @@ class DataIngestReason(StrEnum):
     WAITING_FOR_SCHEDULE = "WaitingForSchedule"  # a finished run, until spec.schedule's next
     SCHEDULED_RUN = "ScheduledRun"
     # A crawl or publish pod cannot start.
-    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
-    ERR_IMAGE_PULL = "ErrImagePull"
-    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
-    UNSCHEDULABLE = "Unschedulable"
+    IMAGE_PULL_BACK_OFF = PodStartFailure.IMAGE_PULL_BACK_OFF.value
+    ERR_IMAGE_PULL = PodStartFailure.ERR_IMAGE_PULL.value
+    CREATE_CONTAINER_CONFIG_ERROR = PodStartFailure.CREATE_CONTAINER_CONFIG_ERROR.value
+    UNSCHEDULABLE = PodStartFailure.UNSCHEDULABLE.value
     # Done.
     PUBLISHED = "Published"
     # Terminal failures: an exit code that a retry cannot fix, or a pod that failed on every try.

@@ -1,7 +1,7 @@
-"""What every kubeforge resource shares: model bases, CEL rules, conditions, object metadata and
-CA bundle references.
+"""What every kubeforge resource shares: model bases, CEL rules, conditions, object metadata, a
+pod's compute resources, why a pod cannot start, and CA bundle references.
 
-Resource modules (`trainingjob`, later `dataingest`) build on these pieces; the CRD generator
+Resource modules (`trainingjob`, `dataingest`) build on these pieces; the CRD generator
 turns the models' JSON schema into a structural schema. Field names are snake_case in Python and
 camelCase on the wire (`model_dump(by_alias=True)`), as Kubernetes APIs are.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self, TypeVar
@@ -247,6 +247,30 @@ class ObjectMeta(CamelModel):
     )
 
 
+class ResourceRequirements(CamelModel):
+    """Compute resources of each worker pod, as in a container's resources."""
+
+    requests: ResourceList = Field(
+        default_factory=dict,
+        description="Minimum resources each worker is scheduled with, e.g. cpu: 8, memory: 64Gi.",
+    )
+    limits: ResourceList = Field(
+        default_factory=dict,
+        description="Maximum resources each worker may use, e.g. nvidia.com/gpu: 8 (GPUs are "
+        "requested through limits).",
+    )
+
+
+class PodStartFailure(StrEnum):
+    """Why a pod of a resource cannot start without a change: a container's waiting reason or the
+    scheduler's. Each resource reports them as reasons of its own conditions, with these values."""
+
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    ERR_IMAGE_PULL = "ErrImagePull"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    UNSCHEDULABLE = "Unschedulable"
+
+
 class KeyRef(CamelModel):
     """One key of a ConfigMap or Secret in the resource's namespace."""
 
@@ -335,6 +359,14 @@ def set_condition(conditions: Sequence[Condition], condition: Condition) -> list
         )
     updated = [condition if c.type == condition.type else c for c in conditions]
     return updated if previous is not None else [*updated, condition]
+
+
+def set_conditions(conditions: Sequence[Condition], wanted: Iterable[Condition]) -> list[Condition]:
+    """A copy of `conditions` with each of `wanted` set in place of its type's (`set_condition`)."""
+    updated = list(conditions)
+    for condition in wanted:
+        updated = set_condition(updated, condition)
+    return updated
 
 
 def unique(values: list[ItemT]) -> list[ItemT]:

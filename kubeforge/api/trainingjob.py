@@ -24,8 +24,9 @@ from kubeforge.api.meta import (
     Int32,
     Int64,
     ObjectMeta,
-    ResourceList,
+    PodStartFailure,
     ResourceNames,
+    ResourceRequirements,
     StatusModel,
     cel_rule,
     defaulted,
@@ -89,10 +90,10 @@ class TrainingJobReason(StrEnum):
     QUEUED = "Queued"
     WORKERS_STARTING = "WorkersStarting"
     # A worker cannot start; these fail the job once startDeadlineSeconds has passed.
-    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
-    ERR_IMAGE_PULL = "ErrImagePull"
-    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
-    UNSCHEDULABLE = "Unschedulable"
+    IMAGE_PULL_BACK_OFF = PodStartFailure.IMAGE_PULL_BACK_OFF.value
+    ERR_IMAGE_PULL = PodStartFailure.ERR_IMAGE_PULL.value
+    CREATE_CONTAINER_CONFIG_ERROR = PodStartFailure.CREATE_CONTAINER_CONFIG_ERROR.value
+    UNSCHEDULABLE = PodStartFailure.UNSCHEDULABLE.value
     # Running, changing shape, paused, done.
     WORKERS_RUNNING = "WorkersRunning"
     SCALING = "Scaling"
@@ -310,20 +311,6 @@ class DatasetSource(CamelModel):
     )
     def _one_source(self) -> bool:
         return (self.dataset_ref is None) != (self.uri is None)
-
-
-class ResourceRequirements(CamelModel):
-    """Compute resources of each worker pod, as in a container's resources."""
-
-    requests: ResourceList = Field(
-        default_factory=dict,
-        description="Minimum resources each worker is scheduled with, e.g. cpu: 8, memory: 64Gi.",
-    )
-    limits: ResourceList = Field(
-        default_factory=dict,
-        description="Maximum resources each worker may use, e.g. nvidia.com/gpu: 8 (GPUs are "
-        "requested through limits).",
-    )
 
 
 class EnvVar(CamelModel):

@@ -1,5 +1,5 @@
-"""The one reconcile of a DataIngest: keep its finalizer, provision its bucket, run its Jobs and
-report.
+"""The one reconcile of a DataIngest, on the shared skeleton (base.reconcile): keep its finalizer,
+provision its bucket, run its Jobs and report.
 
 `IngestReconciler.reconcile(key)` reads the ingest and its children (the crawler ConfigMap, the
 crawl and publish Jobs) from the operator's in-memory indexes, like the TrainingJob reconcile.
@@ -30,8 +30,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from kubeforge.api.dataingest import (
     CrawlCounters,
     DataIngest,
@@ -42,9 +40,11 @@ from kubeforge.api.meta import GROUP
 from kubeforge.crawlconfig import dataset_uri
 from kubeforge.dataset import MANIFEST_KEY, RAW_PREFIXES, Manifest, total_counters
 from kubeforge_operator import ingest_builders, ingest_metrics, provisioning
+from kubeforge_operator.base.reconcile import Key, Reconcile, apply_drifted
 from kubeforge_operator.ingest_status import (
     STORAGE_RETRY_SECONDS,
     TERMINAL,
+    Decision,
     Observed,
     Published,
     Reason,
@@ -60,7 +60,6 @@ from kubeforge_operator.ingest_status import (
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import Event, Object
 from kubeforge_operator.provisioning import Credentials, StorageFailure
-from kubeforge_operator.reconciling import Key, apply_drifted, first, report_status
 
 FINALIZER = f"{GROUP}/delete-data"
 logger = logging.getLogger(__name__)
@@ -107,30 +106,39 @@ def dataset_status(ingest: DataIngest, version: int, manifest: Manifest) -> Data
     )
 
 
-class IngestReconciler:
+@dataclass(frozen=True)
+class IngestRead:
+    """What a reconcile read of an ingest: what `decide` sees, and what acting on it needs."""
+
+    observed: Observed
+    live: dict[str, Object]
+    """The Jobs of the version the reconcile works on, by name."""
+    stale: list[str]
+    """The Jobs of another version (the previous run's), to delete before the new run's."""
+
+
+class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
     def __init__(
         self, cache: IngestCache, kube: Kube, *, crawler_image: str = ingest_builders.DEFAULT_IMAGE
     ) -> None:
+        super().__init__(kube, "DataIngest", DataIngest.model_validate, cache.ingests)
         self.crawler_image = crawler_image
         self.cache = cache
-        self.kube = kube
         self._read: dict[Key, _Read] = {}
 
-    async def reconcile(self, key: Key) -> float | None:
-        body = first(self.cache.ingests.get(key))
-        if body is None:
-            self._read.pop(key, None)
-            ingest_metrics.forget(key)
-            return None
-        try:
-            ingest = DataIngest.model_validate(body)
-        except ValidationError as error:
-            # The apiserver validates with the same rules; this is an older or foreign object.
-            logger.error("DataIngest %s/%s is not valid, not reconciled: %s", *key, error)
-            return None
-        jobs = {job["metadata"]["name"]: job for job in self.cache.jobs.get(key) or ()}
-        if body["metadata"].get("deletionTimestamp"):
-            return await self._finalize(key, body, ingest, jobs)
+    def forget(self, key: Key) -> None:
+        self._read.pop(key, None)
+        ingest_metrics.forget(key)
+
+    def _jobs(self, key: Key) -> dict[str, Object]:
+        return {job["metadata"]["name"]: job for job in self.cache.jobs.get(key) or ()}
+
+    async def deleting(self, key: Key, body: Object, ingest: DataIngest) -> float | None:
+        return await self._finalize(key, body, ingest, self._jobs(key))
+
+    async def read(self, key: Key, body: Object, ingest: DataIngest) -> IngestRead:
+        """Also keeps the finalizer and provisions the bucket: the finalizer is there before
+        anything can be written to the bucket, and the bucket's check is what `decide` reads."""
         await self._keep_finalizer(body, ingest)
         now = datetime.now(UTC)
         starting = scheduled_run(ingest, now) is not None
@@ -139,7 +147,7 @@ class IngestReconciler:
         if starting or storage is None or needs_provisioning(ingest, storage):
             storage = await self._provision(ingest, version)
         live, stale = {}, []
-        for name, job in jobs.items():
+        for name, job in self._jobs(key).items():
             if job["metadata"].get("deletionTimestamp"):
                 continue
             if ingest_builders.job_version(job) == version:
@@ -160,22 +168,34 @@ class IngestReconciler:
             published=published,
             pods=list(self.cache.pods.get(key) or ()),
         )
-        decision = decide(ingest, observed)
-        for name in stale:
+        return IngestRead(observed, live, stale)
+
+    def decide(self, ingest: DataIngest, observed: IngestRead) -> Decision:
+        return decide(ingest, observed.observed)
+
+    async def act(
+        self,
+        key: Key,
+        body: Object,
+        ingest: DataIngest,
+        observed: IngestRead,
+        decision: Decision,
+    ) -> bool:
+        for name in observed.stale:
             # The previous run's Job: its deletion brings the ingest back here to create the new.
             await self.kube.delete_job(key[0], name)
-        if decision.stage is not Stage.NONE and not stale:
+        if decision.stage is not Stage.NONE and not observed.stale:
             spec = ingest.spec.model_copy(update={"image": ingest.spec.image or self.crawler_image})
             building = ingest.model_copy(update={"spec": spec, "status": decision.status})
             children = ingest_builders.build_children(
                 building, publish=decision.stage is Stage.PUBLISH
             )
-            await apply_drifted(self.kube, children, self.cache.owned.get(key) or (), live)
-        await report_status(self.kube, body, ingest.status, decision.status)
+            owned = self.cache.owned.get(key) or ()
+            await apply_drifted(self.kube, children, owned, observed.live)
+        return True
+
+    def measure(self, key: Key, ingest: DataIngest, decision: Decision) -> None:
         ingest_metrics.observe(key, decision.status)
-        for event in decision.events:
-            await self.kube.post_event(body, event)
-        return decision.requeue_after
 
     async def _credentials(self, ingest: DataIngest) -> Credentials | None:
         """From the Secret the storage names; None means boto3's own (environment, identity)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kubeforge.api.dataingest import (
@@ -42,13 +42,17 @@ from kubeforge.api.dataingest import (
     DatasetStatus,
     StorageStatus,
 )
-from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_condition
+from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_conditions
 from kubeforge_operator import ingest_schedule
-from kubeforge_operator.objects import Event, Object, job_condition, parse_time
+from kubeforge_operator.base import jobs
+from kubeforge_operator.base.outcome import Outcome, condition_writer, transition_event
+from kubeforge_operator.base.pods import is_start_blocker, start_blocker
+from kubeforge_operator.objects import Event, Object
 
 Phase = DataIngestPhase
 Reason = DataIngestReason
 ConditionType = DataIngestConditionType
+IngestOutcome = Outcome[Phase, Reason]
 
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED}
 STORAGE_RETRY_SECONDS = 30.0
@@ -67,13 +71,6 @@ class Stage(enum.Enum):
     PUBLISH = "publish"  # and the publish Job
 
 
-WAITING_BLOCKERS = {
-    "ImagePullBackOff": Reason.IMAGE_PULL_BACK_OFF,
-    "ErrImagePull": Reason.ERR_IMAGE_PULL,
-    "CreateContainerConfigError": Reason.CREATE_CONTAINER_CONFIG_ERROR,
-}
-"""Container waiting reasons that keep a pod from ever starting without a change."""
-BLOCKERS = frozenset({*WAITING_BLOCKERS.values(), Reason.UNSCHEDULABLE})
 RETRIES_USED_UP = frozenset({"BackoffLimitExceeded", "MaxFailedIndexesExceeded", "FailedIndexes"})
 """The Job's reasons for failing once a pod (of a shard, for the Indexed crawl Job) failed on
 every try its backoff limit allows."""
@@ -118,13 +115,6 @@ class Decision:
     stage: Stage
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    phase: Phase
-    reason: Reason
-    message: str
 
 
 def storage_ready(ingest: DataIngest, created: bool, unsupported: Sequence[str]) -> StorageCheck:
@@ -209,31 +199,10 @@ def completed_shards(crawl_job: Object | None) -> set[int]:
 
 def pod_blocker(pods: Sequence[Object], component: str) -> tuple[Reason, str] | None:
     """Why a pod of a stage (`crawl` or `publish`) cannot start, or None."""
-    for pod in pods:
-        meta = pod["metadata"]
-        if (meta.get("labels") or {}).get(COMPONENT_LABEL) != component:
-            continue
-        if meta.get("deletionTimestamp"):
-            continue
-        status = pod.get("status") or {}
-        for container in status.get("containerStatuses") or []:
-            waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in WAITING_BLOCKERS:
-                detail = f"{waiting['reason']}: {waiting.get('message', '')}".strip().rstrip(":")
-                return WAITING_BLOCKERS[waiting["reason"]], f"pod {meta['name']}: {detail}"
-        for condition in status.get("conditions") or []:
-            if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
-                "PodScheduled",
-                "False",
-                "Unschedulable",
-            ):
-                message = f"pod {meta['name']}: {condition.get('message', '')}".strip()
-                return Reason.UNSCHEDULABLE, message
-    return None
-
-
-def _failed(job: Object | None) -> Object | None:
-    return job_condition(job, "Failed") or job_condition(job, "FailureTarget")
+    of_stage = (
+        p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == component
+    )
+    return start_blocker(of_stage, Reason)
 
 
 def _failure_reason(failed: Object, permanent: Reason) -> Reason:
@@ -242,11 +211,7 @@ def _failure_reason(failed: Object, permanent: Reason) -> Reason:
     return Reason.BACKOFF_LIMIT_EXCEEDED if failed.get("reason") in RETRIES_USED_UP else permanent
 
 
-def _complete(job: Object | None) -> bool:
-    return bool(job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"))
-
-
-def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
+def _outcome(ingest: DataIngest, observed: Observed) -> tuple[IngestOutcome, Stage]:
     previous = ingest.status
     if previous.phase in TERMINAL:
         condition = find_condition(previous.conditions, ConditionType.READY)
@@ -257,7 +222,7 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
         return Outcome(Phase.PROVISIONING, storage.reason, storage.message), Stage.NONE
     shards = ingest.spec.shards
     crawl, publish = observed.crawl_job, observed.publish_job
-    failed = _failed(crawl)
+    failed = jobs.failed(crawl)
     if failed is not None:
         failed_shards = ((crawl or {}).get("status") or {}).get("failedIndexes")
         detail = f" (shards {failed_shards})" if failed_shards else ""
@@ -267,13 +232,13 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
     if crawl is None:
         starting = f"starting {shards} shards"
         return Outcome(Phase.CRAWLING, Reason.SHARDS_STARTING, starting), Stage.CRAWL
-    if not _complete(crawl):
+    if not jobs.complete(crawl):
         blocked = pod_blocker(observed.pods, "crawl")
         if blocked is not None:
             return Outcome(Phase.CRAWLING, *blocked), Stage.CRAWL
         done = f"{len(completed_shards(crawl))}/{shards} shards done"
         return Outcome(Phase.CRAWLING, Reason.SHARDS_RUNNING, done), Stage.CRAWL
-    failed = _failed(publish)
+    failed = jobs.failed(publish)
     if failed is not None:
         message = f"publishing failed: {failed.get('message') or failed.get('reason')}"
         reason = _failure_reason(failed, Reason.PUBLISH_FAILED)
@@ -287,7 +252,7 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
         return Outcome(Phase.DEDUPLICATING, Reason.DEDUPLICATION_RUNNING, message), Stage.PUBLISH
     dataset = published.dataset
     summary = f"dataset {dataset.uri}: {dataset.documents} documents"
-    if not _complete(publish):
+    if not jobs.complete(publish):
         message = f"{summary} written; waiting for the publish Job to finish"
         return Outcome(Phase.PUBLISHING, Reason.PUBLISHED, message), Stage.PUBLISH
     return Outcome(Phase.SUCCEEDED, Reason.PUBLISHED, f"published {summary}"), Stage.NONE
@@ -295,29 +260,15 @@ def _outcome(ingest: DataIngest, observed: Observed) -> tuple[Outcome, Stage]:
 
 def _conditions(
     ingest: DataIngest,
-    outcome: Outcome,
+    outcome: IngestOutcome,
     storage: StorageCheck,
     status: DataIngestStatus,
     now: datetime,
 ) -> list[Condition]:
     generation = ingest.metadata.generation
     phase = outcome.phase
-    stalled = phase == Phase.FAILED or not storage.ready or outcome.reason in BLOCKERS
-
-    def condition(
-        kind: ConditionType,
-        holds: bool,
-        reason: Reason = outcome.reason,
-        message: str = outcome.message,
-    ) -> Condition:
-        return Condition(
-            type=kind.value,
-            status=ConditionStatus.TRUE if holds else ConditionStatus.FALSE,
-            observed_generation=generation,
-            last_transition_time=now,
-            reason=reason.value,
-            message=message,
-        )
+    stalled = phase == Phase.FAILED or not storage.ready or is_start_blocker(outcome.reason)
+    condition = condition_writer(outcome, generation, now)
 
     reconciling = condition(ConditionType.RECONCILING, phase not in TERMINAL and not stalled)
     if phase in TERMINAL and status.next_schedule_time is not None:
@@ -328,13 +279,8 @@ def _conditions(
         )
 
     # Stamped with the generation the bucket was provisioned for: a newer spec is provisioned anew.
-    storage_condition = Condition(
-        type=ConditionType.STORAGE_READY.value,
-        status=ConditionStatus.TRUE if storage.ready else ConditionStatus.FALSE,
-        observed_generation=storage.generation,
-        last_transition_time=now,
-        reason=storage.reason.value,
-        message=storage.message,
+    storage_condition = replace(condition, generation=storage.generation)(
+        ConditionType.STORAGE_READY, storage.ready, storage.reason, storage.message
     )
 
     published = status.dataset is not None
@@ -350,13 +296,10 @@ def _conditions(
         ),
         condition(ConditionType.FAILED, phase == Phase.FAILED),
     ]
-    conditions = list(ingest.status.conditions)
-    for wanted_condition in wanted:
-        conditions = set_condition(conditions, wanted_condition)
-    return conditions
+    return set_conditions(ingest.status.conditions, wanted)
 
 
-def _events(ingest: DataIngest, outcome: Outcome, storage: StorageCheck) -> list[Event]:
+def _events(ingest: DataIngest, outcome: IngestOutcome, storage: StorageCheck) -> list[Event]:
     previous = ingest.status
     events = []
     last = last_storage_check(ingest)
@@ -365,12 +308,10 @@ def _events(ingest: DataIngest, outcome: Outcome, storage: StorageCheck) -> list
         unsupported = storage.reason == Reason.STORAGE_FEATURE_UNSUPPORTED
         kind = "Warning" if unsupported else "Normal"
         events.append(Event(kind, storage.reason.value, storage.message))
-    ready = find_condition(previous.conditions, ConditionType.READY)
-    if previous.phase != outcome.phase or (ready and ready.reason) != outcome.reason.value:
-        warning = outcome.phase == Phase.FAILED or not storage.ready or outcome.reason in BLOCKERS
-        message = f"{outcome.phase.value}: {outcome.message}"
-        events.append(Event("Warning" if warning else "Normal", outcome.reason.value, message))
-    return events
+    blocked = is_start_blocker(outcome.reason)
+    warning = outcome.phase == Phase.FAILED or not storage.ready or blocked
+    transition = transition_event(previous.phase, previous.conditions, outcome, warning)
+    return events if transition is None else [*events, transition]
 
 
 def decide(ingest: DataIngest, observed: Observed) -> Decision:
@@ -398,11 +339,9 @@ def decide(ingest: DataIngest, observed: Observed) -> Decision:
         elif observed.shard_counters is not None:
             status.counters = observed.shard_counters
     crawl_job = observed.crawl_job
-    if crawl_job is not None and status.start_time is None:
-        status.start_time = parse_time(crawl_job["metadata"].get("creationTimestamp")) or now
-    if outcome.phase in TERMINAL and status.completion_time is None:
-        finished = ((observed.publish_job or {}).get("status") or {}).get("completionTime")
-        status.completion_time = parse_time(finished) or now
+    if crawl_job is not None:
+        jobs.stamp_start(status, jobs.created_at(crawl_job, now))
+    jobs.stamp_completion(status, outcome.phase in TERMINAL, observed.publish_job, now)
     status.phase = outcome.phase
     status.observed_generation = ingest.metadata.generation
     status.next_schedule_time = next_schedule_time(ingest.model_copy(update={"status": status}))

@@ -23,17 +23,22 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 from lightkube.resources.core_v1 import Event as CoreEvent
 from lightkube.types import CascadeType, PatchType
+from prometheus_client import Counter
 
 from kubeforge.api.dataingest import DATA_INGEST
 from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
-from kubeforge_operator import metrics
 from kubeforge_operator.objects import MANAGED_BY, Event, Object
 from kubeforge_operator.workqueue import Stale
 
 T = TypeVar("T", Secret, ConfigMap)
 
 FIELD_MANAGER = MANAGED_BY
+API_REQUESTS = Counter(
+    "kubeforge_api_requests_total",
+    "Requests the reconcile sent to the API server (kopf's watches aside), by verb.",
+    ["verb"],
+)
 TrainingJobResource = create_namespaced_resource(
     GROUP, VERSION, TRAINING_JOB.kind, TRAINING_JOB.plural
 )
@@ -56,7 +61,7 @@ class Kube:
     async def apply(self, obj: Object) -> None:
         # Any kind the builders make; lightkube's overloads want one statically known class.
         resource: Any = resource_registry.load(obj["apiVersion"], obj["kind"])
-        metrics.API_REQUESTS.labels(verb="apply").inc()
+        API_REQUESTS.labels(verb="apply").inc()
         await self.client.patch(
             resource,
             obj["metadata"]["name"],
@@ -69,7 +74,7 @@ class Kube:
 
     async def delete_job(self, namespace: str, name: str, *, foreground: bool = False) -> None:
         """Deletes a Job and its pods: in the background, or (foreground) before the Job goes."""
-        metrics.API_REQUESTS.labels(verb="delete").inc()
+        API_REQUESTS.labels(verb="delete").inc()
         cascade = CascadeType.FOREGROUND if foreground else CascadeType.BACKGROUND
         try:
             await self.client.delete(Job, name, namespace=namespace, cascade=cascade)
@@ -78,13 +83,13 @@ class Kube:
                 raise
 
     async def suspend_worker_job(self, namespace: str, name: str) -> None:
-        metrics.API_REQUESTS.labels(verb="patch").inc()
+        API_REQUESTS.labels(verb="patch").inc()
         await self.client.patch(
             Job, name, {"spec": {"suspend": True}}, namespace=namespace, patch_type=PatchType.MERGE
         )
 
     async def delete_training_job(self, namespace: str, name: str) -> None:
-        metrics.API_REQUESTS.labels(verb="delete").inc()
+        API_REQUESTS.labels(verb="delete").inc()
         await self.client.delete(
             TrainingJobResource, name, namespace=namespace, cascade=CascadeType.BACKGROUND
         )
@@ -96,7 +101,7 @@ class Kube:
         recorded, such as a counted restart. Raises workqueue.Stale when it is not."""
         resource: Any = resource_registry.load(owner["apiVersion"], owner["kind"])
         meta = owner["metadata"]
-        metrics.API_REQUESTS.labels(verb="patch").inc()
+        API_REQUESTS.labels(verb="patch").inc()
         precondition = {"resourceVersion": meta["resourceVersion"]}
         try:
             await self.client.patch(
@@ -116,13 +121,13 @@ class Kube:
         resource: Any = resource_registry.load(owner["apiVersion"], owner["kind"])
         meta = owner["metadata"]
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
-        metrics.API_REQUESTS.labels(verb="patch").inc()
+        API_REQUESTS.labels(verb="patch").inc()
         await self.client.patch(
             resource, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
         )
 
     async def _get_or_none(self, kind: type[T], namespace: str, name: str) -> T | None:
-        metrics.API_REQUESTS.labels(verb="get").inc()
+        API_REQUESTS.labels(verb="get").inc()
         try:
             return await self.client.get(kind, name, namespace=namespace)
         except ApiError as error:
@@ -146,7 +151,7 @@ class Kube:
         return None if config_map is None else dict(config_map.data or {})
 
     async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
-        metrics.API_REQUESTS.labels(verb="patch").inc()
+        API_REQUESTS.labels(verb="patch").inc()
         try:
             await self.client.patch(
                 Pod,
@@ -164,8 +169,8 @@ class Kube:
         pod on an out-of-service node: its phase set to Failed (so that the Job controller counts
         and replaces it at once, without waiting for its tracking finalizer), then deleted with
         no grace period."""
-        metrics.API_REQUESTS.labels(verb="patch").inc()
-        metrics.API_REQUESTS.labels(verb="delete").inc()
+        API_REQUESTS.labels(verb="patch").inc()
+        API_REQUESTS.labels(verb="delete").inc()
         try:
             await self.client.patch(
                 Pod.Status,
@@ -208,5 +213,5 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        metrics.API_REQUESTS.labels(verb="create").inc()
+        API_REQUESTS.labels(verb="create").inc()
         await self.client.create(CoreEvent.from_dict(body))  # type: ignore[call-overload]

@@ -28,11 +28,6 @@ RESTARTS = Counter(
     "Restarts of TrainingJob worker groups, by cause.",
     ["cause"],
 )
-API_REQUESTS = Counter(
-    "kubeforge_api_requests_total",
-    "Requests the reconcile sent to the API server (kopf's watches aside), by verb.",
-    ["verb"],
-)
 TIME_TO_FIRST_STEP = Histogram(
     "kubeforge_trainingjob_time_to_first_step_seconds",
     "Seconds from the beginning of each attempt of a worker group (the workers' first creation, "

@@ -1,11 +1,12 @@
-"""The one reconcile of a TrainingJob: observe, decide, act, report.
+"""The one reconcile of a TrainingJob, on the shared skeleton (base.reconcile): read, decide, act,
+report.
 
 `Reconciler.reconcile(key)` reads the job and its children from the operator's in-memory indexes
 (kept current by watches, see handlers.py), so a reconcile that finds everything as desired makes
 no API call at all. It applies only the children whose desired hash differs from what is there,
 recreates the worker Job when an immutable part of it changed, acts on the status decision
-(restart, stop, delete), patches status only when it changed, marks counted pod failures and
-posts the Events of the transition.
+(restart, stop, delete), patches status only when it changed, then marks counted pod failures,
+force-deletes workers stuck terminating and posts the Events of the transition.
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from kubeforge import progress
 from kubeforge.api.trainingjob import TrainingJob
 from kubeforge_operator import builders, metrics
+from kubeforge_operator.base.reconcile import Key, Reconcile, apply_drifted, first
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import Object
-from kubeforge_operator.reconciling import Key, apply_drifted, first, report_status
-from kubeforge_operator.status import RESTART_RECORDED, TERMINAL, Action, Observed, decide
+from kubeforge_operator.status import (
+    RESTART_RECORDED,
+    TERMINAL,
+    Action,
+    Decision,
+    Observed,
+    decide,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,37 +80,43 @@ def resolve_dataset(
     return str(dataset["uri"]), None
 
 
-class Reconciler:
+@dataclass(frozen=True)
+class Read:
+    """What a reconcile read of a job: what `decide` sees, and what acting on it needs."""
+
+    observed: Observed
+    dataset_uri: str | None
+    departed: dict[str, Object]
+    """Failed pods deleted before a reconcile saw them, by name (see Reconciler)."""
+
+
+class Reconciler(Reconcile[TrainingJob, Read, Decision]):
     def __init__(
         self, cache: Cache, kube: Kube, departed_pods: dict[Key, dict[str, Object]] | None = None
     ) -> None:
         """departed_pods: failed pods deleted before a reconcile saw them (the pod watch adds
         them); a reconcile decides on them with the others, then forgets them."""
+        super().__init__(kube, "TrainingJob", TrainingJob.model_validate, cache.training_jobs)
         self.cache = cache
-        self.kube = kube
         self.departed_pods = {} if departed_pods is None else departed_pods
 
     async def reconcile(self, key: Key) -> float | None:
         started = time.perf_counter()
         try:
-            return await self._reconcile(key)
+            return await super().reconcile(key)
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def _reconcile(self, key: Key) -> float | None:
-        namespace, name = key
-        body = first(self.cache.training_jobs.get(key))
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            metrics.forget(key)
-            return None
-        try:
-            job = TrainingJob.model_validate(body)
-        except ValidationError as error:
-            # The apiserver validates with the same rules; this is an older or foreign object.
-            logger.error("TrainingJob %s/%s is not valid, not reconciled: %s", *key, error)
-            return None
+    def forget(self, key: Key) -> None:
+        metrics.forget(key)
+
+    async def deleting(self, key: Key, body: Object, resource: TrainingJob) -> float | None:
+        metrics.forget(key)  # its children go with it (owner references): nothing to do
+        return None
+
+    async def read(self, key: Key, body: Object, resource: TrainingJob) -> Read:
         worker_job = _current_worker_job(self.cache.worker_jobs.get(key) or ())
-        dataset_uri, waiting = resolve_dataset(job, self.cache.datasets)
+        dataset_uri, waiting = resolve_dataset(resource, self.cache.datasets)
         started_on = ((worker_job or {}).get("metadata", {}).get("annotations") or {}).get(
             builders.DATASET_ANNOTATION
         )
@@ -122,34 +134,49 @@ class Reconciler:
             progress=progress.decode(next(iter(self.cache.progress.get(key) or ()), None)),
             waiting_for_dataset=waiting,
         )
-        decision = decide(job, observed)
+        return Read(observed, dataset_uri, departed)
+
+    def decide(self, resource: TrainingJob, observed: Read) -> Decision:
+        return decide(resource, observed.observed)
+
+    async def act(
+        self, key: Key, body: Object, resource: TrainingJob, observed: Read, decision: Decision
+    ) -> bool:
+        namespace, name = key
+        worker_job = observed.observed.worker_job
         if decision.action is Action.DELETE:
             await self.kube.delete_training_job(namespace, name)
-            return None
+            return False
         if decision.action is Action.RESTART and worker_job is not None:
             await self.kube.delete_job(namespace, name)
-        elif decision.status.phase not in TERMINAL and waiting is None:
-            await self._apply_children(job, dataset_uri, worker_job)
+        elif (
+            decision.status.phase not in TERMINAL and observed.observed.waiting_for_dataset is None
+        ):
+            await self._apply_children(resource, observed.dataset_uri, worker_job)
         running = worker_job is not None and not (worker_job.get("spec") or {}).get("suspend")
         if decision.action is Action.STOP and running:
             await self.kube.suspend_worker_job(namespace, name)
-        await report_status(self.kube, body, job.status, decision.status)
+        return True
+
+    async def after_status(self, key: Key, observed: Read, decision: Decision) -> None:
+        """Marks the pods whose failure the stored status counts (a mark made before it is stored
+        would lose the count if the patch failed), then force-deletes the stuck ones."""
+        namespace = key[0]
         for pod in decision.recorded_pods:
-            if pod not in departed:
+            if pod not in observed.departed:
                 await self.kube.annotate_pod(namespace, pod, {RESTART_RECORDED: "true"})
         for pod in decision.force_delete:
             logger.warning("force-deleting worker pod %s/%s, stuck terminating", namespace, pod)
             await self.kube.force_delete_pod(namespace, pod)
         # Recorded in status now (status.restarts keeps what it counted), or of an older Job.
         remaining = self.departed_pods.get(key, {})
-        for pod_name in departed:
+        for pod_name in observed.departed:
             remaining.pop(pod_name, None)
         if not remaining:
             self.departed_pods.pop(key, None)
-        for event in decision.events:
-            await self.kube.post_event(body, event)
-        metrics.observe(key, job, decision)
-        return decision.requeue_after
+
+    def measure(self, key: Key, resource: TrainingJob, decision: Decision) -> None:
+        metrics.observe(key, resource, decision)
 
     async def _apply_children(
         self, job: TrainingJob, dataset_uri: str | None, worker_job: Object | None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_condition
+from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_conditions
 from kubeforge.api.trainingjob import (
     RESTART_HISTORY_LIMIT,
     ProgressStatus,
@@ -28,21 +28,20 @@ from kubeforge.api.trainingjob import (
     TrainingJobStatus,
 )
 from kubeforge.goodput import measure_status
+from kubeforge_operator.base import jobs
+from kubeforge_operator.base.outcome import Outcome, condition_writer, transition_event
+from kubeforge_operator.base.pods import is_start_blocker, start_blocker
 from kubeforge_operator.builders import CONTAINER, worker_selector
 from kubeforge_operator.objects import Event, Object, job_condition, parse_time
 
 Phase = TrainingJobPhase
 Reason = TrainingJobReason
 ConditionType = TrainingJobConditionType
+JobOutcome = Outcome[Phase, Reason]
 
 RESTART_RECORDED = "kubeforge.dev/restart-recorded"
 """Annotation on a failed worker pod once its failure is counted in status.restarts."""
 
-WAITING_BLOCKERS = {
-    "ImagePullBackOff": Reason.IMAGE_PULL_BACK_OFF,
-    "ErrImagePull": Reason.ERR_IMAGE_PULL,
-    "CreateContainerConfigError": Reason.CREATE_CONTAINER_CONFIG_ERROR,
-}
 DISRUPTION_CAUSES = {
     "PreemptionByScheduler": RestartCause.PREEMPTED,
     "EvictionByEvictionAPI": RestartCause.EVICTED,
@@ -51,6 +50,10 @@ DISRUPTION_CAUSES = {
     "DeletionByPodGC": RestartCause.NODE_LOST,
 }
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED}
+# kube-controller-manager's pod-failure back-off for Jobs (DefaultJobPodFailureBackOff and
+# MaxJobPodFailureBackOff in pkg/controller/job), which no Job field changes.
+JOB_POD_FAILURE_BACKOFF_S = 10
+JOB_POD_FAILURE_BACKOFF_MAX_S = 360
 
 
 class Action(enum.Enum):
@@ -82,15 +85,6 @@ class Decision:
     force_delete: list[str] = field(default_factory=list)
     """Worker pods stuck terminating on a node that no longer answers: delete with no grace."""
     requeue_after: float | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The phase and the reason and message of its conditions."""
-
-    phase: Phase
-    reason: Reason
-    message: str
 
 
 def _current_pods(observed: Observed) -> list[Object]:
@@ -195,26 +189,6 @@ def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None
     return RestartCause.RETRYABLE_EXIT_CODE, terminated
 
 
-def _start_blocker(pods: Sequence[Object]) -> tuple[Reason, str] | None:
-    """The first reason a worker cannot start: a waiting container or an unschedulable pod."""
-    for pod in pods:
-        name = pod["metadata"]["name"]
-        status = pod.get("status") or {}
-        for container in status.get("containerStatuses") or []:
-            waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in WAITING_BLOCKERS:
-                message = f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
-                return WAITING_BLOCKERS[waiting["reason"]], message.rstrip(":")
-        for condition in status.get("conditions") or []:
-            if (
-                condition.get("type") == "PodScheduled"
-                and condition.get("status") == "False"
-                and condition.get("reason") == "Unschedulable"
-            ):
-                return Reason.UNSCHEDULABLE, f"pod {name}: {condition.get('message', '')}"
-    return None
-
-
 def _seconds_left(since: datetime | None, limit: int | None, now: datetime) -> float | None:
     if since is None or limit is None:
         return None
@@ -241,9 +215,8 @@ class _Decider:
         if seconds is not None and seconds > 0:
             self.waits.append(seconds)
 
-    def record_failures(self) -> Outcome | None:
-        """Records each newly failed pod once, in the order they failed; a permanent exit code
-        ends the job.
+    def record_failures(self) -> JobOutcome | None:
+        """Records each newly failed pod once, in blame order; a permanent exit code ends the job.
 
         One failure breaks the whole group: the other workers lose their peers (or the
         rendezvous on worker 0) and stop too. So a failure starts a restart only when the pod
@@ -255,7 +228,7 @@ class _Decider:
         re_forming = restarts.history and self.previous.phase == Phase.RESTARTING
         restart_began = restarts.history[-1].time if re_forming else None
         lost = [pod for pod in self.pods if needs_record(pod)]
-        for pod in sorted(lost, key=self.failure_time):
+        for pod in sorted(lost, key=self.blame_order):
             meta = pod["metadata"]
             self.recorded.append(meta["name"])
             when = self.failure_time(pod)
@@ -275,6 +248,14 @@ class _Decider:
             self._count(cause, meta["name"], code, terminated.get("reason"), when)
             restart_began = when
         return None
+
+    def blame_order(self, pod: Object) -> tuple[bool, datetime]:
+        """Which of the stopped pods names the restart: a cause of its own (a disruption, an
+        OOM kill, a deletion, a lost node) before a plain exit code, since a plain exit code is
+        also how the peers of a broken group end; then the earliest."""
+        cause, _ = classify_failure(self.job, pod)
+        plain_exit = cause in (None, RestartCause.RETRYABLE_EXIT_CODE)
+        return plain_exit, self.failure_time(pod)
 
     def failure_time(self, pod: Object) -> datetime:
         """When the pod left its group: its container stopped, it was disrupted, its node stopped
@@ -317,12 +298,12 @@ class _Decider:
             )
         )
 
-    def job_outcome(self) -> Outcome | None:
+    def job_outcome(self) -> JobOutcome | None:
         """What the worker Job itself says: complete or failed."""
         worker_job = self.observed.worker_job
-        if job_condition(worker_job, "Complete") or job_condition(worker_job, "SuccessCriteriaMet"):
+        if jobs.complete(worker_job):
             return Outcome(Phase.SUCCEEDED, Reason.COMPLETED, "all workers completed")
-        failed = job_condition(worker_job, "Failed") or job_condition(worker_job, "FailureTarget")
+        failed = jobs.failed(worker_job)
         if failed is None:
             return None
         reasons = {
@@ -333,7 +314,7 @@ class _Decider:
         reason = reasons.get(failed.get("reason", ""), Reason.BACKOFF_LIMIT_EXCEEDED)
         return Outcome(Phase.FAILED, reason, failed.get("message") or reason.value)
 
-    def deadlines(self) -> Outcome | None:
+    def deadlines(self) -> JobOutcome | None:
         spec, status = self.spec, self.status
         if status.restarts.count > spec.failure_policy.max_restarts:
             return Outcome(
@@ -366,12 +347,32 @@ class _Decider:
         ]
         if self.status.restarts.history:
             marks.append(self.status.restarts.history[-1].time)
+        marks.append(self.replacements_due())
         running = find_condition(self.previous.conditions, ConditionType.RUNNING)
         if running is not None and running.status == ConditionStatus.TRUE:
             marks.append(self.now)  # leaving Running now
         elif running is not None and (self.status.restarts.history or self.status.progress):
             marks.append(running.last_transition_time)  # when it left Running (it has run)
         return max((mark for mark in marks if mark is not None), default=None)
+
+    def replacements_due(self) -> datetime | None:
+        """When the Job controller creates the replacements of the worker Job's failed pods.
+
+        It holds them back by its pod-failure back-off: 10 s after the last failure, doubled for
+        each further pod that failed since a pod of the Job last succeeded, up to 6 minutes. A
+        training Job's pods succeed only at its end, so the back-off grows all run long (each
+        broken group adds every worker's failure), and a start deadline that counted the wait
+        would end a run at its third or fourth restart. The start counts from the end of it.
+        """
+        failed = [
+            self.failure_time(pod)
+            for pod in self.pods
+            if (pod.get("status") or {}).get("phase") == "Failed"
+        ]
+        if not failed:
+            return None
+        backoff = JOB_POD_FAILURE_BACKOFF_S * 2 ** (len(failed) - 1)
+        return max(failed) + timedelta(seconds=min(backoff, JOB_POD_FAILURE_BACKOFF_MAX_S))
 
     def stuck_terminating(self) -> list[str]:
         """Worker pods still terminating stuckTerminationSeconds past their grace period: their
@@ -389,7 +390,7 @@ class _Decider:
             self.wake_in(left)
         return stuck
 
-    def starting(self) -> Outcome:
+    def starting(self) -> JobOutcome:
         """Not all workers are ready: why, and whether startDeadlineSeconds has passed.
 
         A worker whose node stopped answering is not starting: the group waits for Kubernetes to
@@ -404,7 +405,7 @@ class _Decider:
                 "its eviction and replacement",
             )
         waiting = [p for p in self.pods if _is_active(p) and not _is_ready(p)]
-        blocker = _start_blocker(waiting)
+        blocker = start_blocker(waiting, Reason)
         since = self.start_began(waiting)
         left = _seconds_left(since, self.spec.start_deadline_seconds, self.now)
         if left is not None and left <= 0:
@@ -446,8 +447,7 @@ class _Decider:
     def last_blocker(self) -> str | None:
         """What last kept a worker from starting, as the Ready condition said it."""
         ready = find_condition(self.previous.conditions, ConditionType.READY)
-        blockers = {reason.value for reason in [*WAITING_BLOCKERS.values(), Reason.UNSCHEDULABLE]}
-        return ready.message if ready is not None and ready.reason in blockers else None
+        return ready.message if ready is not None and is_start_blocker(ready.reason) else None
 
     def hung(self) -> bool:
         """True when progress has not advanced for progressDeadlineSeconds."""
@@ -465,7 +465,7 @@ class _Decider:
         self.wake_in(left)
         return left is not None and left <= 0
 
-    def outcome(self) -> tuple[Outcome, Action | None]:
+    def outcome(self) -> tuple[JobOutcome, Action | None]:
         spec = self.spec
         # Also once finished: the last report can reach the operator's cache after the Job's end.
         if self.observed.progress is not None:
@@ -556,26 +556,16 @@ class _Decider:
         if len(members) < minimum:
             return None
         waiting = [p for p in self.pods if _is_active(p) and not _is_ready(p)]
-        blocker = _start_blocker(waiting)
+        blocker = start_blocker(waiting, Reason)
         return blocker[1] if blocker else "the others are starting"
 
 
 def _conditions(
-    previous: Sequence[Condition], outcome: Outcome, generation: int | None, now: datetime
+    previous: Sequence[Condition], outcome: JobOutcome, generation: int | None, now: datetime
 ) -> list[Condition]:
     phase = outcome.phase
-
-    def condition(kind: ConditionType, holds: bool) -> Condition:
-        return Condition(
-            type=kind.value,
-            status=ConditionStatus.TRUE if holds else ConditionStatus.FALSE,
-            observed_generation=generation,
-            last_transition_time=now,
-            reason=outcome.reason.value,
-            message=outcome.message,
-        )
-
-    blocked = outcome.reason in set(WAITING_BLOCKERS.values()) | {Reason.UNSCHEDULABLE}
+    condition = condition_writer(outcome, generation, now)
+    blocked = is_start_blocker(outcome.reason)
     wanted = [
         condition(ConditionType.READY, phase in {Phase.RUNNING, Phase.SUCCEEDED}),
         condition(
@@ -588,24 +578,13 @@ def _conditions(
         condition(ConditionType.FAILED, phase == Phase.FAILED),
         condition(ConditionType.SUSPENDED, phase == Phase.SUSPENDED),
     ]
-    conditions = list(previous)
-    for wanted_condition in wanted:
-        conditions = set_condition(conditions, wanted_condition)
-    return conditions
+    return set_conditions(previous, wanted)
 
 
-def _transition_event(previous: TrainingJobStatus, outcome: Outcome) -> Event | None:
-    previous_reason = next(
-        (c.reason for c in previous.conditions if c.type == ConditionType.READY.value), None
-    )
-    if previous.phase == outcome.phase and previous_reason == outcome.reason.value:
-        return None
-    warning = outcome.phase == Phase.FAILED or outcome.reason in set(WAITING_BLOCKERS.values()) | {
-        Reason.UNSCHEDULABLE,
-        Reason.HUNG,
-    }
-    message = f"{outcome.phase.value}: {outcome.message}"
-    return Event("Warning" if warning else "Normal", outcome.reason.value, message)
+def _transition_event(previous: TrainingJobStatus, outcome: JobOutcome) -> Event | None:
+    reason = outcome.reason
+    warning = outcome.phase == Phase.FAILED or is_start_blocker(reason) or reason == Reason.HUNG
+    return transition_event(previous.phase, previous.conditions, outcome, warning)
 
 
 def decide(job: TrainingJob, observed: Observed) -> Decision:
@@ -618,13 +597,11 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:
         # (queued by Kueue): activeDeadlineSeconds does not count the time in the queue.
         started = parse_time((worker_job.get("status") or {}).get("startTime"))
         if started is None and not (worker_job.get("spec") or {}).get("suspend"):
-            started = parse_time(worker_job["metadata"].get("creationTimestamp")) or now
-        status.start_time = started
+            started = jobs.created_at(worker_job, now)
+        jobs.stamp_start(status, started)
     outcome, action = decider.outcome()
     pods = decider.pods
-    if outcome.phase in TERMINAL and status.completion_time is None:
-        job_completion = parse_time(((worker_job or {}).get("status") or {}).get("completionTime"))
-        status.completion_time = job_completion or now
+    jobs.stamp_completion(status, outcome.phase in TERMINAL, worker_job, now)
     status.goodput = measure_status(status, now)
     status.phase = outcome.phase
     status.observed_generation = job.metadata.generation

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
@@ -117,6 +118,31 @@ def test_a_worker_failing_after_the_start_deadline_restarts_the_group(
     status = jobs.wait_phase("late", "Running")["status"]
     assert status["restarts"]["history"][-1]["cause"] == "RetryableExitCode"
     never_failed(jobs, "late")
+
+
+def test_restarts_late_in_a_run_wait_out_the_job_controllers_back_off(
+    jobs: Jobs, operator: OperatorThread
+) -> None:
+    """Three retryable failures, each past a start deadline of 15 s: the real Job controller
+    holds each replacement back for 10, 20, then 40 s (its pod-failure back-off, never reset in
+    a run whose pods succeed only at its end), and the job restarts three times without failing.
+    The exit codes come from kwok's test annotation: the Job controller's side is what is proven
+    here, torchrun's is in the workloads and e2e tiers."""
+    jobs.create("thrice", spec_with(replicas=2, startDeadlineSeconds=15))
+    pods = jobs.running_pods("thrice", 2)
+    jobs.wait_phase("thrice", "Running")
+    older_than_start_deadline(jobs, "thrice", 15)
+    for restart in (1, 2, 3):
+        jobs.end_pod(pods[0], 3)
+        jobs.wait("thrice", f"restart {restart}", partial(restarts_counted, restart))
+        pods = jobs.running_pods("thrice", 2, replacing=pods[:1], timeout=120)
+        jobs.wait_phase("thrice", "Running")
+    assert jobs.worker_job("thrice").status.failed == 3
+    never_failed(jobs, "thrice")
+
+
+def restarts_counted(count: int, status: dict[str, Any]) -> bool:
+    return bool(status.get("restarts", {}).get("count") == count)
 
 
 def test_preemption_by_the_scheduler_after_the_start_deadline_is_not_charged(

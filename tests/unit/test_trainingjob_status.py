@@ -196,6 +196,21 @@ def test_workers_that_stop_with_a_broken_group_are_one_restart() -> None:
     assert [e.reason for e in decision.events].count("RetryableExitCode") == 1
 
 
+def test_a_cause_of_its_own_names_the_restart_over_a_peers_plain_exit() -> None:
+    """Worker 1 is OOM-killed; worker 0 loses its peer and its plain exit reaches the kubelet's
+    status first (an earlier finishedAt, by the second's rounding): the restart is OOMKilled."""
+    started = NOW - timedelta(minutes=5)
+    job = training_job(replicas=2, status=running_status(started))
+    peer = failed_at("tj-0", NOW - timedelta(seconds=2), created=started)
+    terminated = {"exitCode": 137, "reason": "OOMKilled", "finishedAt": NOW.isoformat()}
+    killed = pod("tj-1", "Failed", created=started, terminated=terminated)
+    decision = decide(job, Observed(NOW, worker_job(), [peer, killed]))
+    restarts = decision.status.restarts
+    assert [(r.pod, r.cause) for r in restarts.history] == [("tj-1", "OOMKilled")]
+    assert restarts.count == 1
+    assert sorted(decision.recorded_pods) == ["tj-0", "tj-1"]
+
+
 def test_a_worker_stopping_after_its_group_broke_is_not_charged_again() -> None:
     started = NOW - timedelta(minutes=5)
     job = training_job(replicas=2, status=running_status(started))
@@ -669,3 +684,34 @@ def test_an_elastic_group_trains_below_its_size_while_a_replacement_cannot_start
     assert later.action is None
     assert "1/2 workers running (elastic, at least 1)" in condition(later.status, "Ready").message
     assert "Unschedulable" not in condition(later.status, "Ready").reason
+
+
+def test_the_start_deadline_waits_out_the_job_controllers_back_off() -> None:
+    """At a run's third restart, hours in, the Job controller holds the replacement back for
+    40 s (10 s, doubled for each of the Job's two earlier failed pods): a start deadline of
+    60 s counts from the end of that wait, not from the failure."""
+    earlier = [
+        failed_at(f"tj-0-{n}", HOURS_AGO + timedelta(hours=n / 2), created=HOURS_AGO)
+        for n in (1, 2)
+    ]
+    for counted in earlier:
+        counted["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    third = failed_at("tj-0", NOW, created=HOURS_AGO + timedelta(hours=1))
+    peer = pod("tj-1", created=HOURS_AGO)
+    broken = decide(
+        long_running(), Observed(NOW, worker_job(created=HOURS_AGO), [*earlier, third, peer])
+    )
+    third["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    status = broken.status.model_dump(mode="json", by_alias=True)
+
+    def at(seconds: float) -> Any:
+        job = training_job(status, replicas=2, startDeadlineSeconds=60)
+        observed = Observed(NOW + timedelta(seconds=seconds), worker_job(created=HOURS_AGO), [
+            *earlier, third, pod("tj-1", "Running", ready=False, created=HOURS_AGO)
+        ])  # fmt: skip
+        return decide(job, observed)
+
+    waiting = at(90)
+    assert waiting.status.phase == "Restarting", condition(waiting.status, "Ready").message
+    assert waiting.requeue_after == pytest.approx(10)
+    assert at(101).status.phase == "Failed"
