@@ -2,9 +2,9 @@
 names it in the termination message.
 
 What is real: the command `kubeforge.plan.plan_training` builds (torch's elastic agent in the
-launcher's process, c10d rendezvous on 127.0.0.1), worker processes that fail as a custom
-`spec.command` and as the built-in trainer do. The termination message goes to a file named by
-KUBEFORGE_TERMINATION_LOG instead of /dev/termination-log. Nothing is faked.
+launcher's process, meeting in the rendezvous store process on 127.0.0.1), worker processes that
+fail as a custom `spec.command` and as the built-in trainer do. The termination message goes to a
+file named by KUBEFORGE_TERMINATION_LOG instead of /dev/termination-log. Nothing is faked.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 
 from kubeforge.launch import TERMINATION_LOG_ENV
 from kubeforge.plan import plan_training
-from tests.workloads.trainer_runs import free_port, training_job
+from tests.workloads.trainer_runs import free_port, start_store, training_job
 
 LAUNCH_TIMEOUT = 180
 
@@ -38,12 +38,13 @@ def _launch(
 ) -> tuple[int, str, str]:
     """Runs the plan's command for one pod; returns its exit code, termination message, output."""
     config = tmp_path / "trainer.yaml"
+    port = free_port()
     plan = plan_training(
         training_job("launched", 1, spec),
         rendezvous_host="127.0.0.1",
         config_path=str(config),
         dataset_uri=dataset_uri,
-        rendezvous_port=free_port(),
+        rendezvous_port=port,
     )
     if plan.worker_config is not None:
         document = plan.worker_config.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -57,9 +58,14 @@ def _launch(
         "TMPDIR": str(tmp_path),
         TERMINATION_LOG_ENV: str(termination_log),
     }
-    finished = subprocess.run(
-        plan.command, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT
-    )
+    store = start_store(plan, port, env, tmp_path / "rendezvous.log")
+    try:
+        finished = subprocess.run(
+            plan.command, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT
+        )
+    finally:
+        store.kill()
+        store.wait()
     return finished.returncode, termination_log.read_text(), finished.stdout + finished.stderr
 
 

@@ -41,7 +41,7 @@ from kubeforge.dataset import (
     write_manifest,
     write_part,
 )
-from kubeforge.plan import plan_training
+from kubeforge.plan import TrainingPlan, plan_training
 from kubeforge.storage import ObjectStore
 from tests.conftest import Rig
 from tests.polling import wait_for
@@ -114,10 +114,7 @@ class Launch:
             "TMPDIR": str(self.workdir),  # torchrun's own log directories land here
         }
         if self.store is None:
-            with (self.workdir / "rendezvous.log").open("ab") as log:
-                command = plan.rendezvous_command
-                self.store = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-            wait_for(lambda: _listening(port), f"the rendezvous on port {port}", timeout=120)
+            self.store = start_store(plan, port, env, self.workdir / "rendezvous.log")
         for _ in range(plan.replicas if agents is None else agents):
             with (self.workdir / f"agent-{len(self.agents)}.log").open("ab") as log:
                 self.agents.append(
@@ -162,6 +159,16 @@ class Launch:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def start_store(
+    plan: TrainingPlan, port: int, env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Starts the job's rendezvous store (the store Deployment's command) and waits for it."""
+    with log_path.open("ab") as log:
+        store = subprocess.Popen(plan.rendezvous_command, env=env, stdout=log, stderr=log)
+    wait_for(lambda: _listening(port), f"the rendezvous on port {port}", timeout=120)
+    return store
 
 
 def _listening(port: int) -> bool:
