@@ -1,8 +1,9 @@
 """The TrainingJob sample trains to completion in real pods on a real cluster, run by the chart.
 
 Real: the cluster of KUBEFORGE_KUBECONFIG (kind, from `make e2e-kind`) with the chart installed,
-its kubelets pulling nothing but running the trainer image loaded into them, torchrun's c10d
-rendezvous over the operator's headless Service, and the operator in its own pod. The job is the
+its kubelets pulling nothing but running the trainer image loaded into them, torchrun's agents
+meeting in the job's rendezvous store pod (its Deployment and Service), the workers over the
+headless Service, and the operator in its own pod. The job is the
 TrainingJob sample (the MLP on the bundled digits, 2 workers), made small enough for a CI runner.
 A worker lost mid-run is `test_pipeline`'s. Then `kubeforge status` and `kubeforge logs`, the
 console script as a user runs it on that kubeconfig, read the job and its pods' real logs.
