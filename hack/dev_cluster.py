@@ -638,6 +638,35 @@ def wait_until(predicate: Callable[[], bool], what: str, log_of: str) -> None:
     raise RigError(f"{what} not there within {HEALTH_TIMEOUT_S:.0f} s (read {_log_file(log_of)})")
 
 
+def kill(name: str) -> None:
+    """SIGKILLs one running component (its whole process group): an outage, for tests."""
+    pid = running_pid(name)
+    if pid is None:
+        raise RigError(f"{name} is not running")
+    os.killpg(pid, signal.SIGKILL)
+    while running_pid(name) is not None:
+        time.sleep(0.05)
+    print(f"kubeforge: {name} killed")
+
+
+def restart(name: str) -> None:
+    """Starts one killed component again with its flags and state, and waits until healthy."""
+    if running_pid(name) is not None:
+        raise RigError(f"{name} is already running")
+    s3_secret = read_env()["AWS_SECRET_ACCESS_KEY"]
+    component = components(STATE / "pki", s3_secret)[name]
+    start(component)
+    wait_healthy(component)
+    print(f"kubeforge: {name} running again")
+
+
+def read_env() -> dict[str, str]:
+    """The variables of the rig's env file (`export NAME=value` lines)."""
+    lines = (STATE / "env").read_text().splitlines()
+    pairs = (line.removeprefix("export ").split("=", 1) for line in lines if "=" in line)
+    return dict(pairs)
+
+
 def down() -> None:
     stopped = stop_all()
     shutil.rmtree(STATE, ignore_errors=True)
@@ -646,12 +675,22 @@ def down() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
-    command = parser.parse_args().command
+    parser.add_argument("command", choices=["up", "down", "status", "kill", "restart"])
+    parser.add_argument(
+        "component", nargs="?", help="with kill and restart: the component (e.g. kube-apiserver)"
+    )
+    arguments = parser.parse_args()
+    command = arguments.command
+    if command in {"kill", "restart"} and not arguments.component:
+        parser.error(f"{command} needs a component")
     if command == "up":
         up()
     elif command == "down":
         down()
+    elif command == "kill":
+        kill(arguments.component)
+    elif command == "restart":
+        restart(arguments.component)
     else:
         print("running" if is_up() else "not running")
         raise SystemExit(0 if is_up() else 1)

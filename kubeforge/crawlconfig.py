@@ -29,6 +29,8 @@ EXIT_CONFIG = 2
 """The crawler's exit status for a bad config or arguments: retrying cannot help."""
 EXIT_SHARDS_INCOMPLETE = 3
 """The publish stage's exit status when some shard has no completion marker."""
+CRAWL_CA_FILE = "/etc/kubeforge-ca/crawl/ca.crt"
+"""Where a crawler pod finds `crawl.tls.caBundle` (the operator mounts it there)."""
 
 
 class CrawlerConfig(CamelModel):
@@ -42,6 +44,12 @@ class CrawlerConfig(CamelModel):
     crawl: CrawlPolicy = Field(description="How pages are fetched.")
     processing: ProcessingSpec = defaulted(ProcessingSpec, "How pages become documents.")
     output: OutputSpec = defaulted(OutputSpec, "How documents are written.")
+    ca_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A PEM file of CA certificates trusted besides the system's for the crawled "
+        "sites (crawl.tls.caBundle, mounted). Omitted: the system's only.",
+    )
     poll_seconds: float = Field(
         default=2.0,
         gt=0,
@@ -67,6 +75,7 @@ def crawler_config(ingest: DataIngest, version: int) -> CrawlerConfig:
         crawl=spec.crawl,
         processing=spec.processing,
         output=spec.output,
+        ca_file=CRAWL_CA_FILE if spec.crawl.tls.ca_bundle else None,
     )
 
 

@@ -11,6 +11,11 @@ multipart upload of `KUBEFORGE_S3_PART_BYTES` parts (default 64 MiB) sent concur
 a single PUT above 5 GB. The object appears only when the upload completes, so the write stays
 atomic, and a failed upload is aborted (its parts are dropped, nothing is visible).
 
+An S3 store outlives an outage of the server of a few minutes: a request that cannot connect,
+times out or meets a throttling or 5xx answer is tried again, up to `KUBEFORGE_S3_MAX_ATTEMPTS`
+times (default 20) with botocore's capped exponential backoff (up to 20 s between tries, about
+three minutes in all), so a checkpoint or a dataset part waits for the store instead of failing.
+
 S3 credentials, endpoint and region come from the environment as boto3 reads them
 (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, or workload
 identity), never from the URI. boto3 is imported only when an `s3://` store is opened, so the
@@ -286,12 +291,23 @@ class S3Store:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
-def s3_client_from_environment() -> S3Client:
-    """An S3 client configured the way boto3 reads its environment (endpoint included)."""
+MAX_ATTEMPTS_VARIABLE = "KUBEFORGE_S3_MAX_ATTEMPTS"
+DEFAULT_MAX_ATTEMPTS = 20
+
+
+def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Client:
+    """An S3 client configured the way boto3 reads its environment (endpoint included), which
+    retries through outages of the store (KUBEFORGE_S3_MAX_ATTEMPTS)."""
     # Imported here: only the components that talk to S3 install boto3.
     import boto3
+    from botocore.config import Config
 
-    client: S3Client = boto3.client("s3")
+    text = environ.get(MAX_ATTEMPTS_VARIABLE, "").strip() or str(DEFAULT_MAX_ATTEMPTS)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_ATTEMPTS_VARIABLE}={text!r} is not a positive number of attempts")
+    attempts = int(text)
+    config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
+    client: S3Client = boto3.client("s3", config=config)
     return client
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for every test tier: the cluster, a namespace per test, S3 and a bucket per test.
+"""Fixtures for every test tier: the cluster, a namespace per test, S3 (also over HTTPS, behind
+a TLS proxy with a test CA) and a bucket per test.
 
 The cluster is real. When KUBEFORGE_KUBECONFIG names a kubeconfig (kind, a real cluster), the
 suite runs against it and takes its S3 store from the AWS_* variables. Otherwise the suite starts
@@ -23,6 +24,7 @@ import pytest
 from kubernetes import client
 
 from tests.kube import kube_client
+from tests.tlsproxy import TlsEndpoint, tls_endpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -122,6 +124,13 @@ def s3(rig: Rig) -> S3Client:
         region_name=rig.s3_region,
     )
     return s3_client
+
+
+@pytest.fixture(scope="session")
+def tls_s3(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEndpoint]:
+    """The rig's S3 over HTTPS, its certificate signed by a CA the tests made."""
+    with tls_endpoint(rig.s3_endpoint, tmp_path_factory.mktemp("s3-ca")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from tests.trainingjob_cases import NOT_A_QUANTITY
+
 MINIMAL_SPEC: dict[str, Any] = {
     "sources": {"seeds": ["https://docs.example.com/"]},
     "crawl": {"userAgent": {"product": "AcmeResearchBot", "contact": "https://acme.example/bot"}},
@@ -172,9 +174,42 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "should match",
     ),
     InvalidSpec(
+        "ca-bundle-two-sources",
+        minimal_with(
+            "storage",
+            caBundle={"configMapKeyRef": {"name": "ca"}, "secretKeyRef": {"name": "ca"}},
+        ),
+        "spec.storage.caBundle",
+        "exactly one of configMapKeyRef and secretKeyRef",
+    ),
+    InvalidSpec(
+        "ca-bundle-no-source",
+        minimal_with("crawl", userAgent=MINIMAL_SPEC["crawl"]["userAgent"], tls={"caBundle": {}}),
+        "spec.crawl.tls.caBundle",
+        "exactly one of configMapKeyRef and secretKeyRef",
+    ),
+    InvalidSpec(
         "duplicate-seed",
         minimal_with("sources", seeds=["https://a.example/", "https://a.example/"]),
         "spec.sources.seeds[1]",
         "duplicate value",
+    ),
+    InvalidSpec(
+        "negative-cpu-limit",
+        {**MINIMAL_SPEC, "resources": {"limits": {"cpu": -2}}},
+        "spec.resources.limits[cpu]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "negative-storage-request",
+        {**MINIMAL_SPEC, "resources": {"requests": {"ephemeral-storage": "-.5Ki"}}},
+        "spec.resources.requests[ephemeral-storage]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "malformed-quantity",
+        {**MINIMAL_SPEC, "resources": {"requests": {"memory": "4GB"}}},
+        "spec.resources.requests[memory]",
+        NOT_A_QUANTITY,
     ),
 )

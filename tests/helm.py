@@ -20,21 +20,23 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "kubeforge"
-CACHED_HELM = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubeforge" / "bin" / "helm"
-)
-
 Manifest = dict[str, Any]
+TOOLS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubeforge" / "bin"
+
+
+def tool_binary(name: str) -> str:
+    """A pinned tool the tests run (helm, kubectl): $NAME, one on PATH, or the build `make
+    tools` puts in the tools cache; the test fails (never skips) without one."""
+    found = os.environ.get(name.upper()) or shutil.which(name) or None
+    if found:
+        return found
+    if (TOOLS / name).is_file():
+        return str(TOOLS / name)
+    pytest.fail(f"{name} not found: build it with `make tools` (hack/build-tools.sh)")
 
 
 def helm_binary() -> str:
-    """The helm to run; the test fails (never skips) without one: `make test` builds it."""
-    found = os.environ.get("HELM") or shutil.which("helm")
-    if found:
-        return found
-    if CACHED_HELM.is_file():
-        return str(CACHED_HELM)
-    pytest.fail("helm not found: build it with `make tools` (hack/build-tools.sh helm)")
+    return tool_binary("helm")
 
 
 def helm(*args: str) -> str:

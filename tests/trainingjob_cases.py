@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 IMAGE = "registry.invalid/kubeforge/trainer:1"
+NOT_A_QUANTITY = "must be a non-negative quantity"
 
 MINIMAL_SPEC: dict[str, Any] = {
     "image": IMAGE,
@@ -253,10 +254,34 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "microSize must not exceed globalSize",
     ),
     InvalidSpec(
-        "resource-quantity",
+        "negative-gpu-limit",
+        minimal_with(resources={"limits": {"nvidia.com/gpu": -1}}),
+        "spec.resources.limits[nvidia.com/gpu]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "negative-memory-request",
+        minimal_with(resources={"requests": {"memory": "-4Gi"}}),
+        "spec.resources.requests[memory]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "malformed-quantity",
         minimal_with(resources={"limits": {"cpu": "lots"}}),
-        "spec.resources.limits.cpu",
-        "should match",
+        "spec.resources.limits[cpu]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "fractional-exponent",
+        minimal_with(resources={"requests": {"example.com/fpga": "1e3.5"}}),
+        "spec.resources.requests[example.com/fpga]",
+        NOT_A_QUANTITY,
+    ),
+    InvalidSpec(
+        "too-many-resource-names",
+        minimal_with(resources={"limits": {f"example.com/r{i}": 1 for i in range(33)}}),
+        "spec.resources.limits",
+        "at most 32",
     ),
     InvalidSpec(
         "env-value-and-value-from",

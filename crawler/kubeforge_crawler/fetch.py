@@ -5,13 +5,16 @@ may lead: same host, another shard, nowhere) and retries timeouts, network error
 with exponential backoff and the server's Retry-After. It returns a `Response` or raises `Refused`
 with the reason the URL is dropped. Limits: connect time, time to the response headers, total
 time (a slow drip is cut off), the body's size before and after decompression, only http and
-https, TLS verified, and no connection to an address `AddressPolicy` refuses.
+https, and no connection to an address `AddressPolicy` refuses. TLS certificates and host names
+are verified against the system's CAs and an optional extra bundle; a certificate that does not
+verify is dropped at once (retrying cannot fix it) with a reason that says why.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -41,6 +44,38 @@ from kubeforge_crawler.urls import SCHEMES, host_of, scheme_of
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# OpenSSL's verify results (X509_V_ERR_*) that have a reason of their own; any other failed
+# verification (unknown issuer, self-signed, bad signature, revoked) is TlsUntrusted.
+TLS_VERIFY_REASONS = {
+    9: DropReason.TLS_EXPIRED,  # not yet valid
+    10: DropReason.TLS_EXPIRED,  # expired
+    62: DropReason.TLS_HOST_MISMATCH,  # host name
+    64: DropReason.TLS_HOST_MISMATCH,  # IP address
+}
+
+HOST_REFUSALS = frozenset(
+    {
+        DropReason.BLOCKED_ADDRESS,
+        DropReason.TLS_UNTRUSTED,
+        DropReason.TLS_EXPIRED,
+        DropReason.TLS_HOST_MISMATCH,
+    }
+)
+"""Refusals that hold for every URL of the origin: its address, or its certificate."""
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verifies certificates and host names against the system's CAs and those in `ca_file`.
+
+    Raises ValueError when `ca_file` cannot be read or holds no PEM certificate.
+    """
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except OSError as error:  # ssl.SSLError too: no certificate in the file
+            raise ValueError(f"caFile {ca_file}: {error}") from None
+    return context
 
 
 class Refused(Exception):
@@ -107,14 +142,15 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 class Downloader:
     """HTTP GETs with the crawl policy's limits, over one connection pool."""
 
-    def __init__(self, policy: CrawlPolicy) -> None:
+    def __init__(self, policy: CrawlPolicy, ca_file: str | None = None) -> None:
         self.policy = policy
         self.addresses = AddressPolicy(policy.allowed_networks)
+        self.tls = tls_context(ca_file)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
         connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(self.addresses), limit=256, ttl_dns_cache=300
+            resolver=GuardedResolver(self.addresses), limit=256, ttl_dns_cache=300, ssl=self.tls
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -201,6 +237,11 @@ class Downloader:
                     response.close()
         except BlockedAddress as blocked:
             raise Refused(DropReason.BLOCKED_ADDRESS, f"{url}: {blocked}") from None
+        except aiohttp.ClientConnectorCertificateError as error:
+            certificate = error.certificate_error
+            code = getattr(certificate, "verify_code", None)
+            reason = TLS_VERIFY_REASONS.get(code or 0, DropReason.TLS_UNTRUSTED)
+            raise Refused(reason, f"{url}: {certificate}") from None
         except TimeoutError:
             raise _Retryable(DropReason.TIMEOUT, f"{url}: timed out") from None
         except aiohttp.ClientError as error:

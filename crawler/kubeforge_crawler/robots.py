@@ -5,7 +5,8 @@
 - 429, 5xx, a timeout or a network error: the host is unavailable, nothing is fetched from it,
   and robots.txt is tried again after a backoff; after `crawl.retries` more failures its URLs
   are dropped as RobotsUnavailable.
-- A host whose address the SSRF guard refuses is refused for good (BlockedAddress).
+- A host whose address the SSRF guard refuses, or whose TLS certificate does not verify, is
+  refused for good with that reason (BlockedAddress, TlsUntrusted, TlsExpired, TlsHostMismatch).
 - Redirects are followed up to five hops, each checked like any request.
 
 Entries are kept for `crawl.robotsCacheSeconds`, then fetched again. Rules are matched with the
@@ -21,7 +22,7 @@ from enum import StrEnum
 from protego import Protego
 
 from kubeforge.api.dataingest import CrawlPolicy, DropReason
-from kubeforge_crawler.fetch import Downloader, Refused, Response
+from kubeforge_crawler.fetch import HOST_REFUSALS, Downloader, Refused, Response
 from kubeforge_crawler.politeness import HostTurns
 from kubeforge_crawler.urls import normalize
 
@@ -88,7 +89,7 @@ class RobotsCache:
         try:
             response = await self._fetch(f"{origin}/robots.txt", turns)
         except Refused as refused:
-            if refused.reason is DropReason.BLOCKED_ADDRESS:
+            if refused.reason in HOST_REFUSALS:
                 entry.refused = refused.reason
                 entry.expires = now + self._policy.robots_cache_seconds
                 return entry

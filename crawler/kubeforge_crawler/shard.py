@@ -62,7 +62,7 @@ from kubeforge_crawler.pipeline import Candidate, DocumentPipeline
 from kubeforge_crawler.politeness import HostTurns, host_delay
 from kubeforge_crawler.robots import RobotsCache, Verdict
 from kubeforge_crawler.sitemaps import parse_sitemap
-from kubeforge_crawler.urls import Scope, host_of, normalize, origin_of, shard_of
+from kubeforge_crawler.urls import Scope, host_of, normalize, origin_of, scheme_of, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ShardCrawler:
         self.product = config.crawl.user_agent.product
         self.scope = crawl_scope(config)
         self.budget = math.ceil(config.sources.max_pages / config.shards)
-        self.downloader = Downloader(config.crawl)
+        self.downloader = Downloader(config.crawl, config.ca_file)
         self.robots = RobotsCache(self.downloader, config.crawl)
         self.frontier = Frontier()
         self.pipeline = DocumentPipeline(config.processing)
@@ -353,6 +353,10 @@ class ShardCrawler:
             if next_url in visited:
                 self.counters.drop(DropReason.REDIRECT_LOOP)
                 return
+            if self._downgrades(url, next_url):
+                log.info("dropped %s: redirect to %s leaves https", url, next_url)
+                self.counters.drop(DropReason.INSECURE_REDIRECT)
+                return
             if origin_of(next_url) != origin:
                 self._discover(next_url, link.depth, link.kind)
                 return
@@ -371,6 +375,14 @@ class ShardCrawler:
             self._read_sitemap(response)
         else:
             self._read_page(response, link)
+
+    def _downgrades(self, url: str, target: str) -> bool:
+        """A redirect from https to http, which the policy refuses unless it allows them."""
+        return (
+            scheme_of(url) == "https"
+            and scheme_of(target) == "http"
+            and not self.policy.tls.allow_https_to_http_redirects
+        )
 
     def _read_sitemap(self, response: Response) -> None:
         try:

@@ -115,6 +115,7 @@ class DataIngestReason(StrEnum):
     BUCKET_MISSING = "BucketMissing"
     STORAGE_FEATURE_UNSUPPORTED = "StorageFeatureUnsupported"
     CREDENTIALS_MISSING = "CredentialsMissing"
+    CA_BUNDLE_MISSING = "CaBundleMissing"
     STORAGE_ERROR = "StorageError"
     DATA_DELETED = "DataDeleted"
     # Work in progress.
@@ -147,8 +148,12 @@ class DropReason(StrEnum):
     ROBOTS_UNAVAILABLE = "RobotsUnavailable"
     BLOCKED_ADDRESS = "BlockedAddress"
     # While fetching.
+    TLS_UNTRUSTED = "TlsUntrusted"
+    TLS_EXPIRED = "TlsExpired"
+    TLS_HOST_MISMATCH = "TlsHostMismatch"
     TOO_MANY_REDIRECTS = "TooManyRedirects"
     REDIRECT_LOOP = "RedirectLoop"
+    INSECURE_REDIRECT = "InsecureRedirect"
     TOO_LARGE = "TooLarge"
     TIMEOUT = "Timeout"
     NETWORK_ERROR = "NetworkError"
@@ -309,6 +314,53 @@ class UserAgent(CamelModel):
         return f"{self.product}/1.0 (+{self.contact})"
 
 
+class KeyRef(CamelModel):
+    """One key of a ConfigMap or Secret in the DataIngest's namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the object.")
+    key: str = Field(
+        default="ca.crt",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key whose value is the PEM bundle.",
+    )
+
+
+class CaBundle(CamelModel):
+    """PEM CA certificates trusted in addition to the system's, from a ConfigMap or a Secret."""
+
+    config_map_key_ref: KeyRef | None = Field(
+        default=None, description="A ConfigMap key holding the bundle."
+    )
+    secret_key_ref: KeyRef | None = Field(
+        default=None, description="A Secret key holding the bundle."
+    )
+
+    @cel_rule(
+        "has(self.configMapKeyRef) != has(self.secretKeyRef)",
+        "exactly one of configMapKeyRef and secretKeyRef must be given",
+    )
+    def _one_source(self) -> bool:
+        return (self.config_map_key_ref is None) != (self.secret_key_ref is None)
+
+
+class TlsPolicy(CamelModel):
+    """How HTTPS is checked: certificates and host names are always verified."""
+
+    ca_bundle: CaBundle | None = Field(
+        default=None,
+        description="Extra CA certificates for intranet sites, trusted besides the system's. A "
+        "certificate that does not verify drops the URL as TlsUntrusted, TlsExpired or "
+        "TlsHostMismatch.",
+    )
+    allow_https_to_http_redirects: bool = Field(
+        default=False,
+        description="Follow a redirect from an https URL to an http one. By default such a "
+        "redirect is dropped as InsecureRedirect.",
+    )
+
+
 class CrawlPolicy(CamelModel):
     """How pages are fetched: identification, robots.txt, politeness, limits and safety."""
 
@@ -378,6 +430,7 @@ class CrawlPolicy(CamelModel):
         "10.0.0.0/8 for an intranet). By default loopback, private, link-local, CGNAT, "
         "metadata and other non-public addresses are refused, for every redirect too.",
     )
+    tls: TlsPolicy = defaulted(TlsPolicy, "How HTTPS certificates and redirects are checked.")
 
     @cel_rule(
         "self.minDelaySeconds <= self.maxCrawlDelaySeconds",
@@ -536,6 +589,11 @@ class StorageSpec(CamelModel):
     )
     public_access_block: bool = Field(
         default=True, description="Block all public access to the bucket."
+    )
+    ca_bundle: CaBundle | None = Field(
+        default=None,
+        description="CA certificates that an https endpoint signed by a private CA is verified "
+        "with, by the operator and the crawler pods (AWS_CA_BUNDLE), instead of the system's.",
     )
     credentials_secret_ref: SecretKeyNames | None = Field(
         default=None,

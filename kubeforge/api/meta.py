@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
 GROUP = "kubeforge.dev"
 VERSION = "v1alpha1"
@@ -38,32 +38,13 @@ VERSION = "v1alpha1"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"^(?P<mantissa>[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+))"
+    r"([KMGTPE]i|[numkMGTPE]|[eE](?P<exponent>[+-]?[0-9]+))?$"
 )
+"""Kubernetes' quantity grammar; the exponent is an integer, as its parser wants (no `1e3.5`)."""
 
 Int32 = Annotated[int, Field(json_schema_extra={"format": "int32"})]
 Int64 = Annotated[int, Field(json_schema_extra={"format": "int64"})]
-
-
-def _quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not re.fullmatch(QUANTITY, value):
-        raise ValueError(f"{value!r} should match a Kubernetes quantity such as 500m, 4Gi or 2")
-    return value
-
-
-Quantity = Annotated[
-    int | str,
-    AfterValidator(_quantity),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY,
-            "x-kubernetes-int-or-string": True,
-        }
-    ),
-]
-"""A Kubernetes resource quantity (`2`, `500m`, `16Gi`), as in a container's resources."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +124,62 @@ def defaulted(model: type[BaseModel], description: str) -> Any:
     On the apiserver `default: {}` makes the object appear so its fields' defaults apply.
     """
     return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+CEL_RULE_ERROR = "cel_rule"
+"""The pydantic error type of a CEL rule on one value (a rule on an object raises ValueError)."""
+QUANTITY_MAX_LENGTH = 64
+_INT64 = range(-(2**63), 2**63)
+
+# The grammar refuses what the parser alone would read as zero (`Gi`, `+`, `.`); isQuantity adds
+# the parser's own limit (an exponent beyond int64). The sign is compared with zero because the
+# CRD CEL environment of Kubernetes 1.36 has no `sign()` on quantities.
+NON_NEGATIVE_QUANTITY = CelRule(
+    f"string(self).matches('{QUANTITY}') && isQuantity(string(self))"
+    " && !quantity(string(self)).isLessThan(quantity('0'))",
+    "must be a non-negative quantity such as 500m, 4Gi or 2",
+)
+
+
+def _non_negative_quantity(value: int | str) -> int | str:
+    """The Python form of NON_NEGATIVE_QUANTITY: Kubernetes' grammar, an exponent its parser
+    reads as an int64, and no minus sign before a non-zero number (`-0` is zero)."""
+    text = str(value)
+    if len(text) > QUANTITY_MAX_LENGTH:
+        raise PydanticCustomError(
+            "string_too_long",
+            "String should have at most {max_length} characters",
+            {"max_length": QUANTITY_MAX_LENGTH},
+        )
+    parsed = re.fullmatch(QUANTITY, text)
+    if (
+        parsed is None
+        or int(parsed["exponent"] or 0) not in _INT64
+        or (text.startswith("-") and parsed["mantissa"].strip("-0.") != "")
+    ):
+        raise PydanticCustomError(CEL_RULE_ERROR, NON_NEGATIVE_QUANTITY.message)
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_non_negative_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "maxLength": QUANTITY_MAX_LENGTH,
+            "x-kubernetes-validations": [NON_NEGATIVE_QUANTITY.as_schema()],
+        }
+    ),
+]
+"""A non-negative Kubernetes resource quantity (`2`, `500m`, `16Gi`), as in a container's
+resources; the apiserver checks it with the quantity library of its CEL."""
+
+
+ResourceList = Annotated[dict[str, Quantity], Field(max_length=32)]
+"""Quantities by resource name (`cpu`, `memory`, `nvidia.com/gpu`). Bounded so that the CEL cost
+the apiserver estimates for checking every quantity stays within its budget."""
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from kubeforge.api.meta import (
     Int32,
     Int64,
     ObjectMeta,
-    Quantity,
+    ResourceList,
     ResourceNames,
     StatusModel,
     cel_rule,
@@ -311,11 +311,11 @@ class DatasetSource(CamelModel):
 class ResourceRequirements(CamelModel):
     """Compute resources of each worker pod, as in a container's resources."""
 
-    requests: dict[str, Quantity] = Field(
+    requests: ResourceList = Field(
         default_factory=dict,
         description="Minimum resources each worker is scheduled with, e.g. cpu: 8, memory: 64Gi.",
     )
-    limits: dict[str, Quantity] = Field(
+    limits: ResourceList = Field(
         default_factory=dict,
         description="Maximum resources each worker may use, e.g. nvidia.com/gpu: 8 (GPUs are "
         "requested through limits).",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import pydoc
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -117,10 +118,18 @@ class Site:
     port: int = 0  # 0: any free port
     routes: dict[str, Route] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
+    tls: ssl.SSLContext | None = None
+    """Serve HTTPS with this context's certificate."""
 
     def start(self) -> None:
         handler = type(f"Handler_{self.name}", (_Handler,), {"site": self})
         self.server = _QuietServer((self.address, self.port), handler)
+        if self.tls is not None:
+            # The handshake happens in the request's thread, so a client that refuses the
+            # certificate (or stalls) never blocks the accepting loop.
+            self.server.socket = self.tls.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -131,7 +140,8 @@ class Site:
     @property
     def origin(self) -> str:
         assert self.server is not None
-        return f"http://{self.address}:{self.server.server_address[1]}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.address}:{self.server.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.origin + path

@@ -12,14 +12,15 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from kubeforge.api.dataingest import DataIngest
-from kubeforge.api.meta import DNS1123_SUBDOMAIN, CamelModel, _checked_rules
+from kubeforge.api.meta import CEL_RULE_ERROR, DNS1123_SUBDOMAIN, CamelModel, _checked_rules
 from kubeforge.api.trainingjob import TrainingJob
 
 Resource = TrainingJob | DataIngest
@@ -115,7 +116,19 @@ def describe(model: type[BaseModel], detail: ErrorDetails) -> str:
         # A CEL rule of the object at `loc`: reported at its fieldPath, if it names one.
         field_path = _rule_field_path(_model_at(model, loc), message)
         return f'{path}{field_path}: Invalid value: "object": {message}'
+    if kind == CEL_RULE_ERROR and _is_map_key(model, loc):
+        # The apiserver's CEL validator writes a map key in brackets: `limits[nvidia.com/gpu]`.
+        path = f"{_path(loc[:-1])}[{loc[-1]}]"
     return f"{path}: Invalid value: {_json(detail['input'])}: {message}"
+
+
+def _is_map_key(model: type[BaseModel], loc: Sequence[int | str]) -> bool:
+    """Whether a location ends with a key of a map field, e.g. `resources.limits.cpu`."""
+    holder = _model_at(model, loc[:-2]) if len(loc) >= 2 else None
+    if holder is None:
+        return False
+    field = _fields(holder).get(str(loc[-2]))
+    return field is not None and get_origin(field.annotation) is dict
 
 
 def _is_field(item: int | str) -> bool:
@@ -148,13 +161,18 @@ def _model_in(annotation: Any) -> type[CamelModel] | None:
     return None
 
 
+def _fields(model: type[CamelModel]) -> dict[str, FieldInfo]:
+    """The model's fields by their name on the wire."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
 def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[CamelModel] | None:
     """The API model of the object at a location (list indexes and map keys stay in the model)."""
     current: type[CamelModel] | None = model if issubclass(model, CamelModel) else None
     for item in loc:
         if current is None:
             return None
-        fields = {field.alias or name: field for name, field in current.model_fields.items()}
+        fields = _fields(current)
         if isinstance(item, str) and item in fields:
             current = _model_in(fields[item].annotation)
     return current

@@ -15,17 +15,23 @@ are told apart from the previous run's, which the reconcile deletes before it cr
 
 Pods are restricted-PodSecurity compliant, read their S3 endpoint, region and (from
 `credentialsSecretRef`) credentials from the environment as boto3 does, and need no API access.
+A CA bundle (`crawl.tls.caBundle` for the crawled sites, `storage.caBundle` for the S3 endpoint)
+is a volume of its ConfigMap or Secret key, mounted as `ca.crt` under /etc/kubeforge-ca/: the
+crawl's is the config's `caFile`, the storage's is `AWS_CA_BUNDLE`, which boto3 reads.
 Every object carries the shared child metadata (`objects`) and the `kubeforge.dev/data-ingest`
 label. Nothing here talks to the API server.
 """
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import yaml
 
-from kubeforge.api.dataingest import DataIngest
+from kubeforge.api.dataingest import CaBundle, DataIngest
 from kubeforge.api.meta import GROUP
 from kubeforge.crawlconfig import (
+    CRAWL_CA_FILE,
     EXIT_CONFIG,
     EXIT_SHARDS_INCOMPLETE,
     crawl_command,
@@ -48,6 +54,8 @@ SHARD_RETRIES = 3
 """Pod failures one shard may have before the crawl fails (a shard resumes where it stopped)."""
 PUBLISH_RETRIES = 3
 IMMUTABLE_JOB_FIELDS = ("completionMode", "backoffLimitPerIndex", "podFailurePolicy", "template")
+STORAGE_CA_FILE = "/etc/kubeforge-ca/storage/ca.crt"
+"""Where a crawler pod finds `storage.caBundle`; AWS_CA_BUNDLE names it."""
 
 
 def config_map_name(ingest: DataIngest) -> str:
@@ -93,6 +101,8 @@ def _env(ingest: DataIngest) -> list[Object]:
         env.append({"name": "AWS_ENDPOINT_URL", "value": storage.endpoint})
     if storage.region:
         env.append({"name": "AWS_REGION", "value": storage.region})
+    if storage.ca_bundle:
+        env.append({"name": "AWS_CA_BUNDLE", "value": STORAGE_CA_FILE})
     secret = storage.credentials_secret_ref
     if secret is not None:
         env += [
@@ -108,8 +118,36 @@ def _env(ingest: DataIngest) -> list[Object]:
     return env
 
 
+def _ca_volume(name: str, bundle: CaBundle, file: str) -> tuple[Object, Object]:
+    """The volume holding a CA bundle's key as the file `file`, and its mount."""
+    path = PurePosixPath(file)
+    config_map, secret = bundle.config_map_key_ref, bundle.secret_key_ref
+    volume: Object = {"name": name}
+    if config_map is not None:
+        items = [{"key": config_map.key, "path": path.name}]
+        volume["configMap"] = {"name": config_map.name, "items": items}
+    else:
+        assert secret is not None, "a CaBundle has exactly one source"
+        items = [{"key": secret.key, "path": path.name}]
+        volume["secret"] = {"secretName": secret.name, "items": items}
+    return volume, {"name": name, "mountPath": str(path.parent), "readOnly": True}
+
+
+def _ca_volumes(ingest: DataIngest) -> list[tuple[Object, Object]]:
+    bundles = {
+        "crawl-ca": (ingest.spec.crawl.tls.ca_bundle, CRAWL_CA_FILE),
+        "storage-ca": (ingest.spec.storage.ca_bundle, STORAGE_CA_FILE),
+    }
+    return [
+        _ca_volume(name, bundle, file)
+        for name, (bundle, file) in bundles.items()
+        if bundle is not None
+    ]
+
+
 def build_pod_template(ingest: DataIngest, component: str, command: list[str]) -> Object:
     spec = ingest.spec
+    ca_volumes = _ca_volumes(ingest)
     pod_spec: Object = {
         "restartPolicy": "Never",
         "securityContext": objects.POD_SECURITY_CONTEXT,
@@ -127,12 +165,14 @@ def build_pod_template(ingest: DataIngest, component: str, command: list[str]) -
                 "volumeMounts": [
                     {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
+                    *(mount for _, mount in ca_volumes),
                 ],
             }
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": config_map_name(ingest)}},
             {"name": "tmp", "emptyDir": {}},
+            *(volume for volume, _ in ca_volumes),
         ],
     }
     if spec.service_account_name:

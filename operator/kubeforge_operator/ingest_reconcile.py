@@ -185,12 +185,26 @@ class IngestReconciler:
         data = await self.kube.read_secret(ingest.metadata.namespace or "", ref.name)
         return provisioning.credentials_from_secret(ref, data)
 
+    async def _ca_file(self, ingest: DataIngest) -> str | None:
+        """The file of the storage's CA bundle; None means boto3's default CAs."""
+        bundle = ingest.spec.storage.ca_bundle
+        if bundle is None:
+            return None
+        namespace = ingest.metadata.namespace or ""
+        if bundle.config_map_key_ref is not None:
+            data = await self.kube.read_config_map(namespace, bundle.config_map_key_ref.name)
+        else:
+            assert bundle.secret_key_ref is not None, "a CaBundle has exactly one source"
+            data = await self.kube.read_secret(namespace, bundle.secret_key_ref.name)
+        return provisioning.ca_file_from(bundle, data)
+
     async def _provision(self, ingest: DataIngest, version: int) -> StorageCheck:
         raw = [f"{dataset_location(ingest, version)}/{prefix}" for prefix in RAW_PREFIXES]
         try:
             credentials = await self._credentials(ingest)
+            ca_file = await self._ca_file(ingest)
             done = await asyncio.to_thread(
-                provisioning.provision, ingest.spec.storage, credentials, raw
+                provisioning.provision, ingest.spec.storage, credentials, raw, ca_file
             )
         except StorageFailure as failure:
             return StorageCheck(False, failure.reason, failure.message, ingest.metadata.generation)
@@ -213,6 +227,7 @@ class IngestReconciler:
         if ingest.status.phase not in TERMINAL and (shards or manifest_wanted):
             try:
                 credentials = await self._credentials(ingest)
+                ca_file = await self._ca_file(ingest)
                 markers, manifest = await asyncio.to_thread(
                     provisioning.read_dataset,
                     ingest.spec.storage,
@@ -220,6 +235,7 @@ class IngestReconciler:
                     dataset_location(ingest, version),
                     sorted(shards),
                     manifest_wanted,
+                    ca_file,
                 )
             except StorageFailure as failure:
                 logger.warning("DataIngest %s/%s: dataset not readable: %s", *key, failure.message)
@@ -265,8 +281,9 @@ class IngestReconciler:
             prefix = f"{storage.prefix}/{ingest.metadata.name}/"
             try:
                 credentials = await self._credentials(ingest)
+                ca_file = await self._ca_file(ingest)
                 deleted, bucket_gone = await asyncio.to_thread(
-                    provisioning.delete_data, storage, credentials, prefix
+                    provisioning.delete_data, storage, credentials, prefix, ca_file
                 )
             except StorageFailure as failure:
                 message = f"cannot delete s3://{storage.bucket}/{prefix}: {failure.message}"

@@ -13,15 +13,15 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 from lightkube.resources.core_v1 import Event as CoreEvent
-from lightkube.resources.core_v1 import Pod, Secret
 from lightkube.types import CascadeType, PatchType
 
 from kubeforge.api.dataingest import DATA_INGEST
@@ -29,6 +29,9 @@ from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge_operator import metrics
 from kubeforge_operator.objects import MANAGED_BY, Event, Object
+from kubeforge_operator.workqueue import Stale
+
+T = TypeVar("T", Secret, ConfigMap)
 
 FIELD_MANAGER = MANAGED_BY
 TrainingJobResource = create_namespaced_resource(
@@ -87,17 +90,26 @@ class Kube:
         )
 
     async def patch_status(self, owner: Object, status: Object) -> None:
-        """Merges `status` into the status subresource of `owner` (a TrainingJob or DataIngest)."""
+        """Merges `status` into the status subresource of `owner` (a TrainingJob or DataIngest),
+        only if the object is still the version that was read: a status decided from a stale
+        copy (the watch lags, as after an apiserver restart) would undo what a newer reconcile
+        recorded, such as a counted restart. Raises workqueue.Stale when it is not."""
         resource: Any = resource_registry.load(owner["apiVersion"], owner["kind"])
         meta = owner["metadata"]
         metrics.API_REQUESTS.labels(verb="patch").inc()
-        await self.client.patch(
-            resource.Status,
-            meta["name"],
-            {"status": status},
-            namespace=meta["namespace"],
-            patch_type=PatchType.MERGE,
-        )
+        precondition = {"resourceVersion": meta["resourceVersion"]}
+        try:
+            await self.client.patch(
+                resource.Status,
+                meta["name"],
+                {"metadata": precondition, "status": status},
+                namespace=meta["namespace"],
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as error:
+            if error.status.code != 409:
+                raise
+            raise Stale(f"{owner['kind']} {meta['name']} changed since it was read") from error
 
     async def set_finalizers(self, owner: Object, finalizers: list[str]) -> None:
         """Replaces the finalizers of `owner`, failing (409) if it changed since it was read."""
@@ -109,19 +121,29 @@ class Kube:
             resource, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
         )
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The decoded data of a Secret, or None when there is no such Secret."""
+    async def _get_or_none(self, kind: type[T], namespace: str, name: str) -> T | None:
         metrics.API_REQUESTS.labels(verb="get").inc()
         try:
-            secret = await self.client.get(Secret, name, namespace=namespace)
+            return await self.client.get(kind, name, namespace=namespace)
         except ApiError as error:
             if error.status.code == 404:
                 return None
             raise
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The decoded data of a Secret, or None when there is no such Secret."""
+        secret = await self._get_or_none(Secret, namespace, name)
+        if secret is None:
+            return None
         return {
             key: base64.b64decode(value).decode("utf-8", "replace")
             for key, value in (secret.data or {}).items()
         }
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The data of a ConfigMap, or None when there is no such ConfigMap."""
+        config_map = await self._get_or_none(ConfigMap, namespace, name)
+        return None if config_map is None else dict(config_map.data or {})
 
     async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         metrics.API_REQUESTS.labels(verb="patch").inc()

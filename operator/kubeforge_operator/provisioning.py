@@ -16,16 +16,21 @@ left in it (SeaweedFS deletes a bucket that still holds objects, so emptiness is
 
 Credentials come from the DataIngest's Secret (`credentials_from_secret`; the reconcile reads it
 through the API) or, without one, from boto3's default chain: the operator's environment or its
-workload identity. Every function here blocks on the network: the reconcile runs them with
-asyncio.to_thread, so the event loop never waits for S3.
+workload identity. An https endpoint is verified with `storage.caBundle` when it is given (the
+reconcile reads it through the API; `ca_file_from` writes it where boto3 can read it), else with
+boto3's default: `AWS_CA_BUNDLE` in the operator's environment, or its own CAs. Every function
+here blocks on the network: the reconcile runs them with asyncio.to_thread, so the event loop
+never waits for S3.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -33,6 +38,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from kubeforge.api.dataingest import (
+    CaBundle,
     CrawlCounters,
     DataIngestReason,
     EncryptionMode,
@@ -99,14 +105,43 @@ def credentials_from_secret(ref: SecretKeyNames, data: Mapping[str, str] | None)
     return Credentials(data[ref.access_key_id_key], data[ref.secret_access_key_key])
 
 
-def s3_client(storage: StorageSpec, credentials: Credentials | None) -> S3Client:
-    """A client for the storage's endpoint and region, with these credentials or boto3's own."""
+def ca_file_from(bundle: CaBundle, data: Mapping[str, str] | None) -> str:
+    """A file holding the PEM bundle in a ConfigMap's or Secret's (decoded) data, or why not.
+
+    boto3 reads CAs only from a file: each bundle is written once, named by its digest.
+    """
+    source = bundle.config_map_key_ref or bundle.secret_key_ref
+    assert source is not None, "a CaBundle has exactly one source"
+    kind = "ConfigMap" if bundle.config_map_key_ref else "Secret"
+    if data is None:
+        raise StorageFailure(Reason.CA_BUNDLE_MISSING, f"{kind} {source.name} not found")
+    pem = data.get(source.key, "")
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise StorageFailure(
+            Reason.CA_BUNDLE_MISSING,
+            f"{kind} {source.name} has no PEM certificate under the key {source.key}",
+        )
+    directory = Path(tempfile.gettempdir()) / "kubeforge-ca"
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{hashlib.sha256(pem.encode()).hexdigest()}.pem"
+    if not path.exists():
+        path.write_text(pem)
+    return str(path)
+
+
+def s3_client(
+    storage: StorageSpec, credentials: Credentials | None, ca_file: str | None = None
+) -> S3Client:
+    """A client for the storage's endpoint and region, with these credentials or boto3's own,
+    verifying the endpoint with the CAs in `ca_file` (None: boto3's default)."""
     session = boto3.session.Session(
         aws_access_key_id=credentials.access_key_id if credentials else None,
         aws_secret_access_key=credentials.secret_access_key if credentials else None,
         region_name=storage.region,
     )
-    client: S3Client = session.client("s3", endpoint_url=storage.endpoint, config=CLIENT_CONFIG)
+    client: S3Client = session.client(
+        "s3", endpoint_url=storage.endpoint, config=CLIENT_CONFIG, verify=ca_file
+    )
     return client
 
 
@@ -246,14 +281,17 @@ def _settings(
 
 
 def provision(
-    storage: StorageSpec, credentials: Credentials | None, raw_prefixes: Sequence[str]
+    storage: StorageSpec,
+    credentials: Credentials | None,
+    raw_prefixes: Sequence[str],
+    ca_file: str | None = None,
 ) -> Provisioned:
     """Makes the bucket exist with the requested settings (see the module docstring).
 
     raw_prefixes: keys under which the crawl keeps raw state, expired by the lifecycle rule.
     """
     with failures("connecting to S3"):
-        client = s3_client(storage, credentials)
+        client = s3_client(storage, credentials, ca_file)
     bucket = storage.bucket
     created = False
     if not _bucket_exists(client, bucket):
@@ -296,7 +334,7 @@ def _delete_versions(client: S3Client, bucket: str, prefix: str) -> int:
 
 
 def delete_data(
-    storage: StorageSpec, credentials: Credentials | None, prefix: str
+    storage: StorageSpec, credentials: Credentials | None, prefix: str, ca_file: str | None = None
 ) -> tuple[int, bool]:
     """Deletes every object version under `prefix`, then the bucket if that left it empty.
 
@@ -304,7 +342,7 @@ def delete_data(
     """
     bucket = storage.bucket
     with failures(f"deleting {prefix} from bucket {bucket}"):
-        client = s3_client(storage, credentials)
+        client = s3_client(storage, credentials, ca_file)
         try:
             deleted = _delete_versions(client, bucket, prefix)
             left = client.list_object_versions(Bucket=bucket, MaxKeys=1)
@@ -322,13 +360,14 @@ def read_dataset(
     location: str,
     shards: Sequence[int],
     manifest_wanted: bool,
+    ca_file: str | None = None,
 ) -> tuple[dict[int, CrawlCounters], Manifest | None]:
     """The counters in the given shards' completion markers (those written yet), and the
     manifest when it is wanted and written, of the dataset at `location` in the bucket."""
     markers = {}
     manifest = None
     with failures(f"reading s3://{storage.bucket}/{location}"):
-        store = S3Store(storage.bucket, location, s3_client(storage, credentials))
+        store = S3Store(storage.bucket, location, s3_client(storage, credentials, ca_file))
         for shard in shards:
             with suppress(ObjectNotFound):
                 markers[shard] = read_shard_marker(store, shard).counters

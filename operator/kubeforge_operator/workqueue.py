@@ -17,6 +17,11 @@ Key = TypeVar("Key", bound=Hashable)
 logger = logging.getLogger(__name__)
 
 
+class Stale(Exception):
+    """The reconcile acted on a copy of an object older than the server's (a 409 Conflict): the
+    key is processed again after the usual backoff, logged without a traceback."""
+
+
 class WorkQueue(Generic[Key]):
     """Runs `process(key)` for added keys; it returns seconds until the key wants another look."""
 
@@ -92,13 +97,17 @@ class WorkQueue(Generic[Key]):
                 requeue_after = await self._process(key)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(0.5 * 2 ** (failures - 1), self._max_backoff)
-                logger.exception(
-                    "reconcile of %s failed (try %d); again in %.1f s", key, failures, delay
-                )
+                if isinstance(error, Stale):
+                    logger.info("reconcile of %s read a stale copy: %s; again in %.1f s",
+                                key, error, delay)  # fmt: skip
+                else:
+                    logger.exception(
+                        "reconcile of %s failed (try %d); again in %.1f s", key, failures, delay
+                    )
                 self.add_after(key, delay)
             else:
                 self._failures.pop(key, None)

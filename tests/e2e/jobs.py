@@ -47,10 +47,23 @@ class Jobs(CustomResources):
 
     def step(self, name: str) -> int | None:
         """The last step reported in status.progress, if any."""
-        return cast(int | None, (self.status(name).get("progress") or {}).get("step"))
+        return self.step_of(self.status(name))
+
+    @staticmethod
+    def step_of(status: dict[str, Any]) -> int | None:
+        return cast(int | None, (status.get("progress") or {}).get("step"))
 
     def wait_done(self, name: str, what: str = "") -> dict[str, Any]:
         return self.wait_finished(name, what, timeout=TIMEOUT_S)
+
+    def wait_succeeded(self, name: str, steps: int, what: str = "") -> dict[str, Any]:
+        """The status of a job that must succeed, once it shows the trainer's last report (step
+        `steps`): the report and the Job's end reach the operator by two watches, in either
+        order, so the phase can come first."""
+        status = self.wait_done(name, what)
+        assert status["phase"] == "Succeeded", status
+        found = self.wait(name, f"the last step, {steps}", lambda s: self.step_of(s) == steps)
+        return cast(dict[str, Any], found["status"])
 
     def pod_uids(self) -> set[str]:
         return {pod.metadata.uid for pod in self.core.list_namespaced_pod(self.namespace).items}
@@ -95,7 +108,14 @@ def demo_pipeline(
     train["checkpoint"].update(
         uri=f"s3://{bucket}/checkpoints/{job['metadata']['name']}", intervalSteps=checkpoint_every
     )
-    train["env"] = [
+    train["env"] = s3_env(s3)
+    train["resources"] = SMALL_WORKER
+    return ingest, job
+
+
+def s3_env(s3: PodS3) -> list[dict[str, Any]]:
+    """The workers' environment for the store: its endpoint, and credentials from SECRET."""
+    return [
         {"name": "AWS_ENDPOINT_URL", "value": s3.endpoint},
         {"name": "AWS_REGION", "value": S3_REGION},
         *(
@@ -103,8 +123,6 @@ def demo_pipeline(
             for key in s3.secret_data()
         ),
     ]
-    train["resources"] = SMALL_WORKER
-    return ingest, job
 
 
 def s3_json(s3: PodS3, uri: str) -> Any:

@@ -80,9 +80,7 @@ def test_chart_upgrade_leaves_a_running_job_alone(
     )
     try:
         assert operator_pods(jobs.core).isdisjoint(operators), "the operator was not replaced"
-        status = jobs.wait_done(name, " after the chart upgrade")
-        assert status["phase"] == "Succeeded", status
-        assert status["progress"]["step"] == LONG_STEPS
+        status = jobs.wait_succeeded(name, LONG_STEPS, " after the chart upgrade")
         assert not status.get("restarts", {}).get("history"), status["restarts"]
         assert jobs.pod_uids() == workers, "the upgrade replaced worker pods"
     finally:

@@ -32,9 +32,7 @@ def test_trainingjob_sample_succeeds_in_real_pods(
     job = small_sample()
     name = jobs.create_object(job)["metadata"]["name"]
 
-    status = jobs.wait_done(name)
-    assert status["phase"] == "Succeeded", status
-    assert status["progress"]["step"] == STEPS
+    status = jobs.wait_succeeded(name, STEPS)
     assert status["progress"]["totalSteps"] == STEPS
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["observedGeneration"] == jobs.get(name)["metadata"]["generation"], ready

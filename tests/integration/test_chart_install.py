@@ -15,9 +15,11 @@ them over (`--take-ownership`) with `crds.keep`, and its uninstall must leave th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -460,15 +462,24 @@ def test_operator_with_the_charts_permissions_runs_both_lifecycles(
         ),
     )
     secrets = {"rig-s3": ingests.secret_data("rig-s3")}
+    caplog.set_level(logging.DEBUG)  # every line the operator logs is searched for the secret
     try:
-        run_both_lifecycles(rig, ingests, jobs, processes, spec, secrets)
+        written = run_both_lifecycles(rig, ingests, jobs, processes, spec, secrets)
     finally:
         remove_bucket(s3, bucket)
+
+    # The secret key went from the Secret to the crawler and publish processes only: no log
+    # line of the operator or of those processes, no status, Event or ConfigMap shows it.
+    logs = [path.read_text() for path in sorted(processes.logs.glob("*.log"))]
+    texts = [caplog.text, *logs, *written, *api_texts(admin, work)]
+    shown = [text for text in texts if rig.s3_secret_key in text]
+    assert not shown, f"the secret appears in {len(shown)} of {len(texts)} texts"
 
     # A refused request fails a reconcile, which logs the ApiError (403 Forbidden) with its
     # traceback; a refused watch makes kopf warn of missing permissions.
     # (The namespaces are named after this test, whose name says "permissions": not a complaint.)
-    lines = [line.replace(work, "").replace(namespace, "") for line in caplog.text.splitlines()]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    lines = [line.replace(work, "").replace(namespace, "") for line in warnings]
     complaints = [
         line
         for line in lines
@@ -484,7 +495,9 @@ def run_both_lifecycles(
     processes: PodProcesses,
     spec: dict[str, Any],
     secrets: dict[str, dict[str, str]],
-) -> None:
+) -> list[str]:
+    """Runs both; returns what kubeforge had written to the API before the deletions
+    (api_texts)."""
     ingests.create("docs", spec)
     jobs.create(
         "gpt",
@@ -560,10 +573,29 @@ def run_both_lifecycles(
     assert health(succeeded).status == "Healthy"
     wait_for(lambda: read_or_none(lambda: jobs.get("gpt")) is None, "deletion after the TTL")
 
+    written = api_texts(ingests.core.api_client, ingests.namespace)
     # Deleting the DataIngest deletes its Jobs, its data and its bucket, then the finalizer.
     ingests.delete("docs")
     wait_for(lambda: read_or_none(lambda: ingests.get("docs")) is None, "the deletion", 60)
     ingests.wait_event("docs", "DataDeleted")
+    return written
+
+
+def api_texts(api: client.ApiClient, namespace: str) -> list[str]:
+    """Everything kubeforge wrote to the API in the namespace, as text: the resources (status
+    included), Events and ConfigMaps."""
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    texts = [
+        json.dumps(custom.list_namespaced_custom_object(GROUP, "v1alpha1", namespace, plural))
+        for plural in ("trainingjobs", "dataingests")
+    ]
+    texts += [str(event.message) for event in core.list_namespaced_event(namespace).items]
+    texts += [
+        json.dumps(config_map.data or {})
+        for config_map in core.list_namespaced_config_map(namespace).items
+    ]
+    return texts
 
 
 def progress_sink(rig: Rig, jobs: Jobs, name: str) -> ConfigMapSink:
@@ -583,3 +615,97 @@ def progress_sink(rig: Rig, jobs: Jobs, name: str) -> ConfigMapSink:
         token=token,
         ca_file=Path(cluster["certificate-authority"]),
     )
+
+
+# --- least privilege, as the apiserver reports it ------------------------------------------------
+
+Permission = tuple[str, str, str, tuple[str, ...]]
+"""(API group, resource, verb, resource names): one effective permission."""
+PERMISSIONS_DOC = REPO_ROOT / "docs" / "permissions.md"
+
+
+def documented(section: str) -> set[Permission]:
+    """The rows of one section's table in docs/permissions.md, one permission per verb."""
+    text = PERMISSIONS_DOC.read_text()
+    body = text[text.index(f"## {section}") :].split("\n## ")[0]
+    permissions: set[Permission] = set()
+    for line in body.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or cells[0] == "API group" or set(cells[0]) <= {"-"}:
+            continue
+        group = "" if cells[0] == "core" else cells[0]
+        names = tuple(cells[2:-1])
+        for verb in cells[-1].split(", "):
+            permissions.add((group, cells[1], verb, names))
+    return permissions
+
+
+def effective(rig: Rig, core: client.CoreV1Api, namespace: str, account: str) -> set[Permission]:
+    """What `account` may do in `namespace`: a SelfSubjectRulesReview made with its own token,
+    expanded to one permission per group, resource and verb."""
+    token = service_account_token(core, namespace, account)
+    with tempfile.TemporaryDirectory() as directory:
+        api = kube_client(token_kubeconfig(rig, token, Path(directory) / "kubeconfig"))
+    review = client.AuthorizationV1Api(api).create_self_subject_rules_review(
+        client.V1SelfSubjectRulesReview(
+            spec=client.V1SelfSubjectRulesReviewSpec(namespace=namespace)
+        )
+    )
+    assert not review.status.incomplete, review.status.evaluation_error
+    return {
+        (group, resource, verb, tuple(rule.resource_names or ()))
+        for rule in review.status.resource_rules
+        for group in rule.api_groups or [""]
+        for resource in rule.resources or []
+        for verb in rule.verbs
+    }
+
+
+def test_effective_permissions_are_exactly_the_documented_ones(
+    rig: Rig,
+    crds: list[str],
+    namespace: str,
+    installs: Callable[..., str],
+    operator: OperatorThread,
+) -> None:
+    """The chart's operator account and a job's worker account may do what docs/permissions.md
+    lists, no more and no less; a namespace editor may run both kinds of resource."""
+    api = kube_client(rig.kubeconfig)
+    core, authz = client.CoreV1Api(api), client.AuthorizationV1Api(api)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
+    everyone = effective(rig, core, namespace, "nobody")  # what any authenticated user may do
+
+    release = installs(namespace, {"crds.enabled": False})
+    operator_account = effective(rig, core, namespace, f"{release}-kubeforge") - everyone
+    assert operator_account == documented("The operator")
+
+    jobs = Jobs(api, namespace)
+    jobs.create("least", spec_with())
+    wait_for(
+        lambda: read_or_none(
+            lambda: client.RbacAuthorizationV1Api(api).read_namespaced_role_binding(
+                "least-progress-writer", namespace
+            )
+        ),
+        "the progress writer's binding",
+    )
+    workers = effective(rig, core, namespace, "least-trainer") - everyone
+    assert workers == {
+        (group, resource, verb, tuple(name.replace("NAME", "least") for name in names))
+        for group, resource, verb, names in documented("A training job's workers")
+    }
+
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="alice-edits"),
+            role_ref=client.V1RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name="edit"),
+            subjects=[client.RbacV1Subject(api_group=RBAC_GROUP, kind="User", name="alice")],
+        ),
+    )
+    for verb in ("create", "watch", "delete", "patch"):
+        for plural in ("trainingjobs", "dataingests"):
+            assert allowed(authz, "alice", verb, plural, namespace, GROUP), (verb, plural)
+    assert not allowed(authz, "alice", "create", "trainingjobs", "default", GROUP)

@@ -36,6 +36,7 @@ from tests.integration.trainingjobs import Jobs, spec_with
 from tests.polling import wait_for
 from tests.resources import condition, read_or_none
 from tests.testweb import PRODUCT, SAMPLE_PORT, LocalWeb, build_web, stop_web
+from tests.tlsproxy import TlsEndpoint
 from tests.workloads.crawls import QUALITY
 
 if TYPE_CHECKING:
@@ -177,6 +178,52 @@ def test_bucket_is_provisioned_and_an_unsupported_setting_is_named(
     assert not bucket_exists(s3, bucket)
     deleted = ingests.wait_event("provisioned", "DataDeleted")
     assert f"bucket {bucket} removed" in deleted.message
+
+
+def test_an_https_endpoint_is_verified_with_the_ca_bundle_of_a_config_map(
+    rig: Rig,
+    s3: S3Client,
+    ingests: Ingests,
+    buckets: Callable[[str], str],
+    namespace: str,
+    tls_s3: TlsEndpoint,
+    start_operator: Callable[[], OperatorThread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", rig.s3_access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rig.s3_secret_key)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)  # the operator's own: none
+    start_operator()
+    ingests.core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="s3-ca"),
+            data={"ca.crt": tls_s3.ca_file.read_text()},
+        ),
+    )
+    trusted = buckets(f"kf-di-{uuid.uuid4().hex[:12]}")
+    untrusted = buckets(f"kf-di-{uuid.uuid4().hex[:12]}")
+    bundle = {"configMapKeyRef": {"name": "s3-ca"}}
+    ingests.create("trusted", ingest_spec(trusted, tls_s3.url, caBundle=bundle))
+    ingests.create("untrusted", ingest_spec(untrusted, tls_s3.url))
+
+    ingests.wait(
+        "trusted", "storage ready", lambda s: condition(s, "StorageReady").get("status") == "True"
+    )
+    assert bucket_exists(s3, trusted)
+    pod = ingests.job("trusted-crawl").spec.template.spec
+    env = {var.name: var.value for var in pod.containers[0].env}
+    assert env["AWS_CA_BUNDLE"] == "/etc/kubeforge-ca/storage/ca.crt"
+    (volume,) = [volume for volume in pod.volumes if volume.name == "storage-ca"]
+    assert volume.config_map.name == "s3-ca"
+
+    refused = ingests.wait(
+        "untrusted",
+        "storage refused",
+        lambda s: condition(s, "StorageReady").get("reason") == "StorageError",
+    )["status"]
+    assert "CERTIFICATE_VERIFY_FAILED" in condition(refused, "StorageReady")["message"]
+    assert not bucket_exists(s3, untrusted)
 
 
 def test_a_crawl_pod_that_cannot_pull_its_image_stalls_the_ingest_with_the_reason(

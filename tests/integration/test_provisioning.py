@@ -12,16 +12,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kubeforge.api.dataingest import DataIngestReason, StorageSpec
+from kubeforge.api.dataingest import CaBundle, DataIngestReason, StorageSpec
 from kubeforge_operator.provisioning import (
     Credentials,
     StorageFailure,
+    ca_file_from,
     delete_data,
     lifecycle_rule,
     provision,
 )
 from tests.conftest import Rig
 from tests.integration.dataingests import remove_bucket
+from tests.tlsproxy import TlsEndpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -104,3 +106,17 @@ def test_deleting_data_keeps_a_bucket_that_holds_other_data(
     assert delete_data(storage, credentials, "other/") == (0, True)
     with pytest.raises(s3.exceptions.ClientError):
         s3.head_bucket(Bucket=storage.bucket)
+
+
+def test_an_https_endpoint_is_provisioned_with_the_storage_ca_bundle(
+    storage: StorageSpec, credentials: Credentials, tls_s3: TlsEndpoint
+) -> None:
+    over_tls = storage.model_copy(update={"endpoint": tls_s3.url})
+    with pytest.raises(StorageFailure) as refused:
+        provision(over_tls, credentials, RAW)
+    assert refused.value.reason == DataIngestReason.STORAGE_ERROR
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.value.message
+    bundle = CaBundle.model_validate({"configMapKeyRef": {"name": "s3-ca"}})
+    ca_file = ca_file_from(bundle, {"ca.crt": tls_s3.ca_file.read_text()})
+    assert provision(over_tls, credentials, RAW, ca_file).created
+    assert delete_data(over_tls, credentials, "datasets/", ca_file) == (0, True)

@@ -134,15 +134,44 @@ def test_condition_serialises_as_metav1_condition() -> None:
     }
 
 
-@pytest.mark.parametrize("value", [2, "2", "500m", "16Gi", "1.5", "1e3", "+4k"])
-def test_quantity_accepts_kubernetes_quantities(value: int | str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [0, 2, 8, "2", "500m", "4Gi", "1.5", "1.", ".5", "1e3", "1E-3", "+4k", "-0", "-0.0Mi"],
+)
+def test_quantity_accepts_non_negative_kubernetes_quantities(value: int | str) -> None:
     assert TypeAdapter(Quantity).validate_python(value) == value
 
 
-@pytest.mark.parametrize("value", ["lots", "1.5.5", "16GB", "", "Gi"])
-def test_quantity_refuses_other_strings(value: str) -> None:
-    with pytest.raises(ValidationError, match="should match a Kubernetes quantity"):
+@pytest.mark.parametrize(
+    "value",
+    [
+        -1,
+        "-1",
+        "-500m",
+        "-.5Ki",
+        "-1e-100",
+        "lots",
+        "1.5.5",
+        "16GB",
+        "1KiB",
+        "",
+        "Gi",
+        "+",
+        ".",
+        "1e3.5",
+        "1e",
+        "1e9223372036854775808",
+        " 1",
+    ],
+)
+def test_quantity_refuses_negative_and_malformed_values(value: int | str) -> None:
+    with pytest.raises(ValidationError, match="must be a non-negative quantity such as 500m"):
         TypeAdapter(Quantity).validate_python(value)
+
+
+def test_quantity_has_a_length_bound() -> None:
+    with pytest.raises(ValidationError, match="at most 64 characters"):
+        TypeAdapter(Quantity).validate_python("1" * 65)
 
 
 def test_unique_names_every_repeated_value() -> None:

@@ -69,6 +69,40 @@ def test_a_missing_name_and_a_duplicate_are_refused(tmp_path: Path) -> None:
     assert problems[1].endswith('TrainingJob "x" appears twice')
 
 
+BAD_QUANTITIES = """\
+apiVersion: kubeforge.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: gpus}
+spec:
+  image: kubeforge/trainer:0.1.0
+  trainer: {model: {architecture: mlp}, steps: 10}
+  resources:
+    requests: {cpu: "-500m", memory: 4GB}
+    limits: {nvidia.com/gpu: -1, memory: 8Gi}
+---
+apiVersion: kubeforge.dev/v1alpha1
+kind: DataIngest
+metadata: {name: crawl}
+spec:
+  sources: {seeds: ["https://example.com/"]}
+  crawl: {userAgent: {product: AcmeBot, contact: bot@acme.example}}
+  storage: {bucket: acme}
+  resources: {limits: {example.com/fpga: 1e3.5}}
+"""
+
+
+def test_negative_and_malformed_quantities_are_named_by_their_resource(tmp_path: Path) -> None:
+    quantity = "must be a non-negative quantity such as 500m, 4Gi or 2"
+    assert [
+        problem.split(" is invalid: ", 1)[1] for problem in _problems(tmp_path, BAD_QUANTITIES)
+    ] == [
+        f'spec.resources.requests[cpu]: Invalid value: "-500m": {quantity}',
+        f'spec.resources.requests[memory]: Invalid value: "4GB": {quantity}',
+        f"spec.resources.limits[nvidia.com/gpu]: Invalid value: -1: {quantity}",
+        f'spec.resources.limits[example.com/fpga]: Invalid value: "1e3.5": {quantity}',
+    ]
+
+
 SAMPLES = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
 
 

@@ -129,12 +129,12 @@ def test_free_form_objects_preserve_unknown_fields() -> None:
 
 
 def test_every_cel_rule_of_the_models_reaches_the_crd() -> None:
-    declared = [
-        rule
-        for definition in TrainingJob.model_json_schema()["$defs"].values()
-        for node in [definition, *definition.get("properties", {}).values()]
-        for rule in (r["rule"] for r in node.get("x-kubernetes-validations", []))
-    ]
+    declared = []
+    for definition in TrainingJob.model_json_schema()["$defs"].values():
+        fields = list(definition.get("properties", {}).values())
+        map_values = [f["additionalProperties"] for f in fields if "additionalProperties" in f]
+        for node in [definition, *fields, *map_values]:
+            declared += [rule["rule"] for rule in node.get("x-kubernetes-validations", [])]
     generated = [rule for _, _, rule in cel_rules(openapi_schema(TRAINING_JOB_RESOURCE))]
     assert sorted(generated) == sorted(declared)
     assert len(generated) >= 10
@@ -163,6 +163,18 @@ def test_lists_that_cel_iterates_are_bounded(schema: dict[str, Any]) -> None:
         for name in iterated:
             if "maxItems" not in node["properties"][name]:
                 unbounded.append((path, name))
+    assert unbounded == []
+
+
+def test_maps_and_strings_that_cel_checks_are_bounded(schema: dict[str, Any]) -> None:
+    """A rule on every value of a map is estimated at its cost times the most values the map
+    may hold, and a string's cost grows with its length: both must be bounded."""
+    unbounded = []
+    for path, node in nodes(schema):
+        values = node.get("additionalProperties")
+        checked = isinstance(values, dict) and "x-kubernetes-validations" in values
+        if checked and ("maxProperties" not in node or "maxLength" not in values):
+            unbounded.append(path)
     assert unbounded == []
 
 

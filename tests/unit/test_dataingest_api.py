@@ -35,7 +35,7 @@ from tests.unit.test_trainingjob_api import error_path
 def refusals(document: dict[str, Any]) -> list[tuple[str, str]]:
     with pytest.raises(ValidationError) as refused:
         DataIngest.model_validate(document)
-    return [(error_path(e["loc"]), e["msg"]) for e in refused.value.errors()]
+    return [(error_path(DataIngest, e), e["msg"]) for e in refused.value.errors()]
 
 
 def test_minimal_spec_takes_safe_defaults() -> None:

@@ -154,3 +154,39 @@ def test_the_children_are_of_the_version_being_built() -> None:
     assert ingest_builders.job_version(first) == 1
     # A Job from before versions were recorded is of version 1.
     assert ingest_builders.job_version({"metadata": {"name": "web-crawl"}}) == 1
+
+
+def test_ca_bundles_are_mounted_for_the_crawl_config_and_for_boto3() -> None:
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    spec["crawl"]["tls"] = {"caBundle": {"configMapKeyRef": {"name": "intranet-ca"}}}
+    spec["storage"]["caBundle"] = {"secretKeyRef": {"name": "s3-ca", "key": "bundle.pem"}}
+    built = children(ingest(spec))
+    config = yaml.safe_load(built["ConfigMap/web-crawler"]["data"]["crawler.yaml"])
+    assert config["caFile"] == "/etc/kubeforge-ca/crawl/ca.crt"
+    job = built["Job/web-crawl"]
+    env = {var["name"]: var.get("value") for var in container(job)["env"]}
+    assert env["AWS_CA_BUNDLE"] == "/etc/kubeforge-ca/storage/ca.crt"
+    volumes = {volume["name"]: volume for volume in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["crawl-ca"]["configMap"] == {
+        "name": "intranet-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    assert volumes["storage-ca"]["secret"] == {
+        "secretName": "s3-ca",
+        "items": [{"key": "bundle.pem", "path": "ca.crt"}],
+    }
+    mounts = {mount["name"]: mount["mountPath"] for mount in container(job)["volumeMounts"]}
+    assert mounts["crawl-ca"] == "/etc/kubeforge-ca/crawl"
+    assert mounts["storage-ca"] == "/etc/kubeforge-ca/storage"
+
+
+def test_without_ca_bundles_only_the_system_cas_are_trusted() -> None:
+    built = children(ingest())
+    config = yaml.safe_load(built["ConfigMap/web-crawler"]["data"]["crawler.yaml"])
+    assert config["caFile"] is None
+    job = built["Job/web-crawl"]
+    assert "AWS_CA_BUNDLE" not in {var["name"] for var in container(job)["env"]}
+    assert {volume["name"] for volume in job["spec"]["template"]["spec"]["volumes"]} == {
+        "config",
+        "tmp",
+    }

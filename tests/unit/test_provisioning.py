@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from kubeforge.api.dataingest import DataIngestReason, SecretKeyNames
+from kubeforge.api.dataingest import CaBundle, DataIngestReason, SecretKeyNames
 from kubeforge_operator.provisioning import (
     Credentials,
     StorageFailure,
+    ca_file_from,
     credentials_from_secret,
     lifecycle_rule,
 )
@@ -46,3 +49,29 @@ def test_lifecycle_rules_are_named_after_their_prefix() -> None:
     assert rule["ID"].startswith("kubeforge-raw-")
     assert rule["Filter"] == {"Prefix": "datasets/web/v1/state/"}
     assert rule["Expiration"] == {"Days": 7}
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_a_ca_bundle_is_written_once_where_boto3_reads_it() -> None:
+    bundle = CaBundle.model_validate({"secretKeyRef": {"name": "s3-ca", "key": "bundle.pem"}})
+    path = ca_file_from(bundle, {"bundle.pem": PEM})
+    assert Path(path).read_text() == PEM
+    assert ca_file_from(bundle, {"bundle.pem": PEM}) == path
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (None, "ConfigMap s3-ca not found"),
+        ({"other": PEM}, "ConfigMap s3-ca has no PEM certificate under the key ca.crt"),
+        ({"ca.crt": "not a certificate"}, "has no PEM certificate"),
+    ],
+)
+def test_a_missing_ca_bundle_is_named(data: dict[str, str] | None, message: str) -> None:
+    bundle = CaBundle.model_validate({"configMapKeyRef": {"name": "s3-ca"}})
+    with pytest.raises(StorageFailure) as failure:
+        ca_file_from(bundle, data)
+    assert failure.value.reason == DataIngestReason.CA_BUNDLE_MISSING
+    assert message in failure.value.message

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from kubeforge.storage import (
+    MAX_ATTEMPTS_VARIABLE,
     MIB,
     MULTIPART_THRESHOLD_VARIABLE,
     PART_BYTES_VARIABLE,
     Multipart,
+    s3_client_from_environment,
 )
 
 
@@ -36,3 +38,14 @@ def test_bad_settings_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Multipart.from_environment(environment)
+
+
+def test_an_s3_client_retries_through_an_outage_as_configured() -> None:
+    environment = {"AWS_REGION": "us-east-1"}
+    default = s3_client_from_environment(environment)
+    retries = vars(default.meta.config)["retries"]  # botocore sets its options as attributes
+    assert (retries["mode"], retries["total_max_attempts"]) == ("standard", 20)
+    fewer = s3_client_from_environment({**environment, MAX_ATTEMPTS_VARIABLE: "3"})
+    assert vars(fewer.meta.config)["retries"]["total_max_attempts"] == 3
+    with pytest.raises(ValueError, match="KUBEFORGE_S3_MAX_ATTEMPTS='none' is not a positive"):
+        s3_client_from_environment({MAX_ATTEMPTS_VARIABLE: "none"})

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from kubeforge.api.trainingjob import (
     RESTART_HISTORY_LIMIT,
@@ -26,23 +27,21 @@ from kubeforge.api.trainingjob import (
     TrainingJobSpec,
     TrainingJobStatus,
 )
+from kubeforge.cli.resources import describe
 from tests.trainingjob_cases import FULL_SPEC, INVALID_SPECS, MINIMAL_SPEC, InvalidSpec
 
 STARTED = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def error_path(location: tuple[int | str, ...]) -> str:
-    """A pydantic error location written as the apiserver writes field paths."""
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path.removeprefix(".")
+def error_path(model: type[BaseModel], error: ErrorDetails) -> str:
+    """Where `kubeforge validate`, in the apiserver's words, places a pydantic error."""
+    return describe(model, error).split(": ", 1)[0]
 
 
 def refusals(document: dict[str, Any]) -> list[tuple[str, str]]:
     with pytest.raises(ValidationError) as refused:
         TrainingJob.model_validate(document)
-    return [(error_path(e["loc"]), e["msg"]) for e in refused.value.errors()]
+    return [(error_path(TrainingJob, e), e["msg"]) for e in refused.value.errors()]
 
 
 def test_minimal_spec_takes_the_documented_defaults() -> None:

@@ -11,13 +11,12 @@ Near-duplicate precision and recall on the planted copies are printed (run with 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
-import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 import yaml
 
 from kubeforge.api.dataingest import CrawlPolicy, DropReason
-from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command, publish_command
+from kubeforge.crawlconfig import publish_command
 from kubeforge.dataset import (
     Document,
     Manifest,
@@ -39,11 +38,9 @@ from kubeforge.dataset import (
 )
 from kubeforge.storage import ObjectStore, S3Store, open_store
 from kubeforge_crawler.checkpoint import load_state
-from kubeforge_crawler.fetch import Downloader, Refused, Response
 from kubeforge_crawler.publish import publish
-from kubeforge_crawler.shard import ShardCrawler
 from kubeforge_crawler.urls import shard_of
-from tests.conftest import Rig
+from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.testweb import (
     ADDRESSES,
@@ -54,7 +51,15 @@ from tests.testweb import (
     LocalWeb,
     requests_of,
 )
-from tests.workloads.crawls import crawl_policy, web_config
+from tests.workloads.crawls import (
+    crawl_in_process,
+    crawl_policy,
+    fetch,
+    refusal,
+    run_shard,
+    s3_environment,
+    web_config,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -71,17 +76,6 @@ class Crawl:
     manifest: Manifest
     documents: list[Document]
     requests: dict[str, list[str]]
-
-
-def crawl_in_process(config: CrawlerConfig) -> list[ShardMarker]:
-    """Runs every shard of a crawl concurrently in this process."""
-    store = open_store(config.dataset_uri)
-
-    async def every_shard() -> list[ShardMarker]:
-        crawlers = [ShardCrawler(config, shard, store) for shard in range(config.shards)]
-        return list(await asyncio.gather(*(crawler.run() for crawler in crawlers)))
-
-    return asyncio.run(every_shard())
 
 
 @pytest.fixture(scope="module")
@@ -205,20 +199,6 @@ def test_manifest_and_markers_record_counts_checksums_and_provenance(crawl: Craw
     assert all(marker.user_agent.startswith("KubeforgeTest/") for marker in crawl.markers)
 
 
-def fetch(policy: CrawlPolicy, url: str) -> Response:
-    async def get() -> Response:
-        async with Downloader(policy) as downloader:
-            return await downloader.get(url, media_types=policy.allowed_content_types)
-
-    return asyncio.run(get())
-
-
-def refusal(policy: CrawlPolicy, url: str) -> DropReason:
-    with pytest.raises(Refused) as refused:
-        fetch(policy, url)
-    return refused.value.reason
-
-
 @pytest.mark.parametrize(
     ("path", "reason"),
     [
@@ -311,27 +291,6 @@ def test_a_redirect_to_an_allowlisted_address_is_followed(web: LocalWeb, tmp_pat
     assert marker.counters.dropped_by_reason[DropReason.EXACT_DUPLICATE] == 1
 
 
-def s3_environment(rig: Rig) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AWS_ENDPOINT_URL": rig.s3_endpoint,
-        "AWS_ACCESS_KEY_ID": rig.s3_access_key,
-        "AWS_SECRET_ACCESS_KEY": rig.s3_secret_key,
-        "AWS_REGION": rig.s3_region,
-    }
-
-
-def run_shard(config_path: Path, shard: int, rig: Rig, logs: Path) -> subprocess.Popen[bytes]:
-    """A crawler shard as the operator starts it: the same command, config and variables."""
-    with (logs / f"shard-{shard}.log").open("ab") as log:
-        return subprocess.Popen(
-            crawl_command(str(config_path), python=sys.executable),
-            env={**s3_environment(rig), SHARD_INDEX_ENV: str(shard)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
 @pytest.fixture
 def shard_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     processes: list[subprocess.Popen[bytes]] = []
@@ -340,6 +299,49 @@ def shard_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+def start_shards(
+    web: LocalWeb,
+    rig: Rig,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> tuple[Path, S3Store]:
+    """Every shard of a crawl of the test web into `bucket`, as pods; returns the config's path
+    and the dataset's store, once the slow shard (docs-b asks for a Crawl-delay) has committed
+    its first part and still has work."""
+    config = web_config(web, f"s3://{bucket}/datasets/web/v1", SHARDS)
+    config_path = tmp_path / "crawler.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    store = S3Store(bucket, "datasets/web/v1", s3)
+    processes += [
+        run_shard(config_path, shard, s3_environment(rig), tmp_path) for shard in range(SHARDS)
+    ]
+    slow = SHARD_OF_HOST["docs-b"]
+
+    def committed_a_part_and_working() -> bool:
+        state = load_state(store, slow)
+        return state is not None and bool(state.parts) and not state.idle
+
+    wait_for(committed_a_part_and_working, f"shard {slow} to commit its first part", 60)
+    return config_path, store
+
+
+def publish_every_page_once(config_path: Path, rig: Rig, store: S3Store, web: LocalWeb) -> None:
+    """Publishes the crawl and checks the dataset holds every page of the web once."""
+    publisher = subprocess.run(
+        publish_command(str(config_path), python=sys.executable),
+        env=s3_environment(rig),
+        capture_output=True,
+        check=False,
+    )
+    assert publisher.returncode == 0, publisher.stderr.decode()
+    urls = [document.url for document in iter_documents(store, read_manifest(store))]
+    assert len(urls) == len(set(urls)), "no document twice"
+    kept = collections.Counter(web.clusters.get(url, url) for url in urls)
+    assert kept == collections.Counter(set(web.clusters.values())), "every page once"
 
 
 @pytest.mark.integration
@@ -351,42 +353,46 @@ def test_a_shard_killed_mid_crawl_resumes_without_duplicates_or_losses(
     tmp_path: Path,
     shard_processes: list[subprocess.Popen[bytes]],
 ) -> None:
-    config = web_config(web, f"s3://{bucket}/datasets/web/v1", SHARDS)
-    config_path = tmp_path / "crawler.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
-    store = S3Store(bucket, "datasets/web/v1", s3)
-    victim = SHARD_OF_HOST["docs-b"]  # the slow shard: docs-b asks for a Crawl-delay
-    shard_processes += [run_shard(config_path, shard, rig, tmp_path) for shard in range(SHARDS)]
-
-    def committed_a_part_and_working() -> bool:
-        state = load_state(store, victim)
-        return state is not None and bool(state.parts) and not state.idle
-
-    wait_for(committed_a_part_and_working, f"shard {victim} to commit its first part", 60)
+    config_path, store = start_shards(web, rig, s3, bucket, tmp_path, shard_processes)
+    victim = SHARD_OF_HOST["docs-b"]  # the slow shard: still working
     shard_processes[victim].send_signal(signal.SIGKILL)
     assert shard_processes[victim].wait() == -signal.SIGKILL
     killed_state = load_state(store, victim)
     assert killed_state is not None
     assert killed_state.pending, "the shard was killed with work left"
 
-    shard_processes.append(run_shard(config_path, victim, rig, tmp_path))
+    shard_processes.append(run_shard(config_path, victim, s3_environment(rig), tmp_path))
     survivors = [shard_processes[1 - victim], shard_processes[-1]]
     wait_for(lambda: all(p.poll() is not None for p in survivors), "the shards to finish", 90)
     assert [process.returncode for process in survivors] == [0, 0]
     resumed = read_shard_marker(store, victim)
     assert resumed.parts[: len(killed_state.parts)] == killed_state.parts
-
-    publisher = subprocess.run(
-        publish_command(str(config_path), python=sys.executable),
-        env=s3_environment(rig),
-        capture_output=True,
-        check=False,
-    )
-    assert publisher.returncode == 0, publisher.stderr.decode()
-    documents = list(iter_documents(store, read_manifest(store)))
-    urls = [document.url for document in documents]
-    assert len(urls) == len(set(urls)), "no document twice"
-    kept = collections.Counter(web.clusters.get(url, url) for url in urls)
-    assert kept == collections.Counter(set(web.clusters.values())), "every page once"
+    publish_every_page_once(config_path, rig, store, web)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="datasets/web/v1/manifest.json")
     assert listed["KeyCount"] == 1
+
+
+@pytest.mark.integration
+def test_an_s3_outage_of_30_s_mid_crawl_loses_no_document(
+    web: LocalWeb,
+    rig: Rig,
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+    shard_processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """The rig's S3 server is killed once a shard has committed a part, and started again 30 s
+    later: the shards' commits wait for it (the store retries with backoff), no shard fails, and
+    the published dataset holds every page once."""
+    if not rig.local:
+        pytest.skip("stops a process of the local rig; this cluster is not one")
+    config_path, store = start_shards(web, rig, s3, bucket, tmp_path, shard_processes)
+    script = REPO_ROOT / "hack" / "dev_cluster.py"
+    subprocess.run([sys.executable, str(script), "kill", "seaweedfs"], check=True)
+    try:
+        time.sleep(30)  # the outage itself: nothing answers, nothing to wait for
+    finally:
+        subprocess.run([sys.executable, str(script), "restart", "seaweedfs"], check=True)
+    wait_for(lambda: all(p.poll() is not None for p in shard_processes), "the shards", 240)
+    assert [process.returncode for process in shard_processes] == [0] * SHARDS
+    publish_every_page_once(config_path, rig, store, web)

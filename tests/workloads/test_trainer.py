@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +30,7 @@ from kubeforge.api.trainingjob import ProgressStatus
 from kubeforge.storage import FileStore, S3Store
 from kubeforge_trainer.checkpoint import Checkpoints
 from kubeforge_trainer.digits import DigitsSource
-from tests.conftest import Rig
+from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.workloads.trainer_runs import (
     SMALL_GPT,
@@ -281,3 +284,38 @@ def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
         metrics = json.loads((checkpoints / "final" / "metrics.json").read_text())
         assert metrics["steps"] == steps
         assert [entry["step"] for entry in metrics["history"]][-1] == steps
+
+
+def test_an_s3_outage_of_30_s_mid_training_loses_nothing_and_changes_nothing(
+    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path, reference: Reference
+) -> None:
+    """The rig's S3 server is killed at step 150 and started again 30 s later: checkpoint writes
+    wait for it (the store retries with backoff), the workers never fail, and the run consumes
+    exactly the reference's samples and commits its final checkpoint."""
+    if not rig.local:
+        pytest.skip("stops a process of the local rig; this cluster is not one")
+    job = training_job("outage", 2, mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 100}))
+    launch = Launch(job, tmp_path, rig)
+    try:
+        launch.start()
+        wait_for(lambda: highest_logged_step(launch.sample_log) >= 150, "step 150", timeout=120)
+        rig_process("kill", "seaweedfs")
+        try:
+            time.sleep(30)  # the outage itself: nothing answers, nothing to wait for
+        finally:
+            rig_process("restart", "seaweedfs")
+        codes = launch.wait()
+    finally:
+        launch.kill()
+    assert codes == [0, 0], launch.output()
+    consumed = ConsumedSamples.read(launch.sample_log)
+    assert consumed.world_sizes == [2], "no restart"
+    assert consumed.by_position == reference.consumed.by_position
+    checkpoints = Checkpoints(S3Store(bucket, "ckpt", s3), keep=3)
+    assert checkpoints.newest_valid() == STEPS
+
+
+def rig_process(command: str, component: str) -> None:
+    """`hack/dev_cluster.py kill|restart COMPONENT`: an outage of one process of the rig."""
+    script = REPO_ROOT / "hack" / "dev_cluster.py"
+    subprocess.run([sys.executable, str(script), command, component], check=True)
