@@ -22,6 +22,11 @@ from kubeforge.rendezvous import BACKEND
 
 RENDEZVOUS_PORT = 29400
 """Port of the job's rendezvous store (`kubeforge.rendezvous`)."""
+STORE_WAIT_SECONDS = 600
+"""How long an agent keeps trying to reach the store (torch's `read_timeout`, 60 s by default):
+as long as it waits for its peers (torch's join timeout). The store is a pod of its own, scheduled,
+pulled and started beside the workers, and replaced when it is lost; an agent that gave up on it
+sooner would fail, and be charged a restart, for the store's image pull."""
 
 TRAINER_MODULE = "kubeforge_trainer"
 LAUNCHER = ["python", "-m", "kubeforge.launch"]
@@ -85,7 +90,7 @@ def plan_training(
         f"--rdzv-backend={BACKEND}",
         f"--rdzv-endpoint={rendezvous_host}:{rendezvous_port}",
         # The store is its own process: no agent hosts it, not even one on the store's host.
-        "--rdzv-conf=is_host=false",
+        f"--rdzv-conf=is_host=false,read_timeout={STORE_WAIT_SECONDS}",
         f"--rdzv-id={job.metadata.uid or name}",
         # The operator owns every restart: a failed worker ends its pod, and the group is
         # replaced and charged once to failurePolicy.maxRestarts (docs/trainingjob-operator.md).

@@ -157,6 +157,9 @@ def build_rendezvous_deployment(job: TrainingJob, plan: TrainingPlan) -> Object:
         "automountServiceAccountToken": False,
         "securityContext": objects.POD_SECURITY_CONTEXT,
         "containers": [container],
+        # Replaced as soon as a worker would be when its node stops answering (the agents wait
+        # for the replacement: plan.STORE_WAIT_SECONDS).
+        "tolerations": lost_node_tolerations(job, []),
     }
     if job.spec.priority_class_name:
         pod_spec["priorityClassName"] = job.spec.priority_class_name
@@ -291,7 +294,7 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
     pod_spec["terminationGracePeriodSeconds"] = spec.termination_grace_period_seconds
     optional = {
         "nodeSelector": spec.node_selector,
-        "tolerations": [*spec.tolerations, *lost_node_tolerations(job)],
+        "tolerations": [*spec.tolerations, *lost_node_tolerations(job, spec.tolerations)],
         "affinity": spec.affinity,
         "priorityClassName": spec.priority_class_name,
     }
@@ -312,12 +315,12 @@ LOST_NODE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-re
 """The taints the node lifecycle controller puts on a node that stopped answering."""
 
 
-def lost_node_tolerations(job: TrainingJob) -> list[Object]:
-    """How long a worker stays on a node that stopped answering before Kubernetes evicts it
-    (failurePolicy.unreachableNodeSeconds; Kubernetes gives every pod 300 s), for each such
-    taint that spec.tolerations does not already tolerate."""
+def lost_node_tolerations(job: TrainingJob, tolerations: list[Object]) -> list[Object]:
+    """How long a pod of the job stays on a node that stopped answering before Kubernetes evicts
+    it (failurePolicy.unreachableNodeSeconds; Kubernetes gives every pod 300 s), for each such
+    taint that the pod's `tolerations` do not already tolerate."""
     seconds = job.spec.failure_policy.unreachable_node_seconds
-    tolerated = {toleration.get("key") for toleration in job.spec.tolerations}
+    tolerated = {toleration.get("key") for toleration in tolerations}
     return [
         {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
         for key in LOST_NODE_TAINTS

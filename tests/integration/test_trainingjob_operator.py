@@ -88,7 +88,7 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
         "--nproc-per-node=8",
         "--rdzv-backend=kubeforge",
         f"--rdzv-endpoint=gpt-rendezvous.{namespace}.svc:29400",
-        "--rdzv-conf=is_host=false",
+        "--rdzv-conf=is_host=false,read_timeout=600",
         f"--rdzv-id={uid}",
         "--max-restarts=0",
     ]

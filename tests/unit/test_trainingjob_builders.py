@@ -186,11 +186,18 @@ def test_plan_is_the_same_for_every_place_it_runs() -> None:
 
 
 def test_the_rendezvous_store_is_a_pod_of_its_own_that_no_worker_hosts() -> None:
-    job = training_job(replicas=2, minReplicas=1, maxReplicas=2, priorityClassName="high")
+    job = training_job(
+        replicas=2,
+        minReplicas=1,
+        maxReplicas=2,
+        priorityClassName="high",
+        tolerations=[{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}],
+        failurePolicy={"unreachableNodeSeconds": 7},
+    )
     built = children(job)
     plan = builders.build_plan(job, None)
     assert "--rdzv-endpoint=tj-rendezvous.ns.svc:29400" in plan.command
-    assert "--rdzv-conf=is_host=false" in plan.command
+    assert "--rdzv-conf=is_host=false,read_timeout=600" in plan.command
     deployment = built["Deployment/tj-rendezvous"]
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
@@ -208,6 +215,11 @@ def test_the_rendezvous_store_is_a_pod_of_its_own_that_no_worker_hosts() -> None
     assert template["spec"]["securityContext"] == objects.POD_SECURITY_CONTEXT
     assert template["spec"]["automountServiceAccountToken"] is False
     assert template["spec"]["priorityClassName"] == "high"
+    # Not the workers' tolerations (no accelerator), but lost as soon as they would be.
+    assert template["spec"]["tolerations"] == [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7}
+        for key in builders.LOST_NODE_TAINTS
+    ]
     service = built["Service/tj-rendezvous"]["spec"]
     assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert service["ports"] == [{"name": "rendezvous", "port": 29400, "protocol": "TCP"}]
@@ -229,7 +241,7 @@ def test_workers_run_torchrun_under_the_launcher_without_restarts_of_their_own()
         "--nproc-per-node=2",
         "--rdzv-backend=kubeforge",
         "--rdzv-endpoint=h:1",
-        "--rdzv-conf=is_host=false",
+        "--rdzv-conf=is_host=false,read_timeout=600",
         "--rdzv-id=tj-uid",
         "--max-restarts=0",
         "-m",
