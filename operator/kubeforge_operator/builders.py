@@ -140,9 +140,12 @@ def build_rendezvous_service(job: TrainingJob) -> Object:
     }
 
 
-def build_rendezvous_deployment(job: TrainingJob, plan: TrainingPlan) -> Object:
+def build_rendezvous_deployment(
+    job: TrainingJob, plan: TrainingPlan, *, finished: bool = False
+) -> Object:
     """One pod of the job's image hosting the agents' rendezvous store (`kubeforge.rendezvous`),
-    apart from every worker, so that the group re-forms without any given worker."""
+    apart from every worker, so that the group re-forms without any given worker; none once the
+    job is `finished` (no agent will meet there again; the Deployment goes with the job)."""
     pod_labels = _rendezvous_pod_labels(job)
     container: Object = {
         "name": RENDEZVOUS_CONTAINER,
@@ -168,13 +171,19 @@ def build_rendezvous_deployment(job: TrainingJob, plan: TrainingPlan) -> Object:
         "kind": "Deployment",
         "metadata": _metadata(job, rendezvous_name(job), "rendezvous"),
         "spec": {
-            "replicas": 1,
+            "replicas": 0 if finished else 1,
             # One store at a time: agents must never meet in two.
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": {RENDEZVOUS_LABEL: job.metadata.name}},
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         },
     }
+
+
+def build_finished_rendezvous(job: TrainingJob, dataset_uri: str | None) -> Object:
+    """The store's Deployment of a finished job, with its desired hash: scaled to no pod."""
+    plan = build_plan(job, dataset_uri)
+    return objects.with_desired_hash(build_rendezvous_deployment(job, plan, finished=True))
 
 
 def build_service_account(job: TrainingJob) -> Object | None:

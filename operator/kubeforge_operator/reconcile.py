@@ -130,6 +130,8 @@ class Reconciler:
             await self.kube.delete_job(namespace, name)
         elif decision.status.phase not in TERMINAL and waiting is None:
             await self._apply_children(job, dataset_uri, worker_job)
+        elif decision.status.phase in TERMINAL:
+            await self._stop_rendezvous(job, dataset_uri)
         running = worker_job is not None and not (worker_job.get("spec") or {}).get("suspend")
         if decision.action is Action.STOP and running:
             await self.kube.suspend_worker_job(namespace, name)
@@ -150,6 +152,15 @@ class Reconciler:
             await self.kube.post_event(body, event)
         metrics.observe(key, job, decision)
         return decision.requeue_after
+
+    async def _stop_rendezvous(self, job: TrainingJob, dataset_uri: str | None) -> None:
+        """Scales a finished job's rendezvous store to no pod, once (its hash then matches)."""
+        key = (job.metadata.namespace or "", job.metadata.name or "")
+        owned = list(self.cache.owned.get(key) or ())
+        name = builders.rendezvous_name(job)
+        if any(kind == "Deployment" and child == name for kind, child, _ in owned):
+            stopped = builders.build_finished_rendezvous(job, dataset_uri)
+            await apply_drifted(self.kube, [stopped], owned, {})
 
     async def _apply_children(
         self, job: TrainingJob, dataset_uri: str | None, worker_job: Object | None

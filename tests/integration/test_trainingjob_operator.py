@@ -152,6 +152,14 @@ def test_all_workers_succeed(jobs: Jobs, operator: OperatorThread) -> None:
     assert condition(status, "Running")["status"] == "False"
     assert status["completionTime"] >= status["startTime"]
     jobs.wait_event("done", "Completed")
+    # Nothing meets in the rendezvous store again: its pod goes, its Deployment stays with the job.
+    apps = client.AppsV1Api(jobs.core.api_client)
+    wait_for(
+        lambda: (
+            apps.read_namespaced_deployment("done-rendezvous", jobs.namespace).spec.replicas == 0
+        ),
+        "the finished job's rendezvous store to be scaled to no pod",
+    )
 
 
 def test_retryable_failure_is_counted_and_the_job_goes_on(
@@ -261,6 +269,12 @@ def test_deleting_the_job_collects_its_children(jobs: Jobs, operator: OperatorTh
             for s in jobs.core.list_namespaced_service(
                 jobs.namespace, label_selector=selector
             ).items
+        ]
+        names += [
+            d.metadata.name
+            for d in client.AppsV1Api(jobs.core.api_client)
+            .list_namespaced_deployment(jobs.namespace, label_selector=selector)
+            .items
         ]
         names += [p.metadata.name for p in jobs.pods("doomed")]
         return names

@@ -228,6 +228,17 @@ def test_the_rendezvous_store_is_a_pod_of_its_own_that_no_worker_hosts() -> None
     assert built["Service/tj"]["spec"]["selector"].items() <= worker["metadata"]["labels"].items()
 
 
+def test_a_finished_jobs_rendezvous_store_has_no_pod() -> None:
+    job = training_job(replicas=2)
+    running = children(job)["Deployment/tj-rendezvous"]
+    finished = builders.build_finished_rendezvous(job, None)
+    assert finished["spec"]["replicas"] == 0
+    assert finished["spec"]["template"] == running["spec"]["template"]
+    # A different desired hash: applied once when the job finishes, then left alone.
+    hashes = [d["metadata"]["annotations"][objects.DESIRED_HASH] for d in (running, finished)]
+    assert hashes[0] != hashes[1]
+
+
 def test_workers_run_torchrun_under_the_launcher_without_restarts_of_their_own() -> None:
     job = training_job(
         replicas=2, minReplicas=1, maxReplicas=3, nprocPerNode=2, failurePolicy={"maxRestarts": 7}
