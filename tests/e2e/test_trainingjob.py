@@ -21,6 +21,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.jobs import STEPS, TIMEOUT_S, Jobs, small_sample
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.timeout(TIMEOUT_S + 60)
 
@@ -36,11 +37,24 @@ def test_trainingjob_sample_succeeds_in_real_pods(
     assert status["progress"]["totalSteps"] == STEPS
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["observedGeneration"] == jobs.get(name)["metadata"]["generation"], ready
-    pods = jobs.core.list_namespaced_pod(restricted_namespace).items
+    # The workers: the job's rendezvous store pod is not one (it carries no batch job name).
+    selector = f"batch.kubernetes.io/job-name={name}"
+    pods = jobs.core.list_namespaced_pod(restricted_namespace, label_selector=selector).items
     assert len(pods) == job["spec"]["replicas"], [pod.metadata.name for pod in pods]
     assert {pod.spec.containers[0].image for pod in pods} == {job["spec"]["image"]}
     assert {pod.status.phase for pod in pods} == {"Succeeded"}
     jobs.wait_event(name, "Completed")
+    # Finished, the job keeps no rendezvous store pod.
+    apps = client.AppsV1Api(e2e_api)
+    wait_for(
+        lambda: (
+            apps.read_namespaced_deployment(
+                f"{name}-rendezvous", restricted_namespace
+            ).status.replicas
+            in (None, 0)
+        ),
+        "the finished job's rendezvous store pod to go",
+    )
 
     # What a user sees, with the same kubeconfig: the phase and step, then each pod's last lines.
     shown = kubeforge("status", name, "-n", restricted_namespace)
