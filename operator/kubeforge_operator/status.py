@@ -242,8 +242,7 @@ class _Decider:
             self.waits.append(seconds)
 
     def record_failures(self) -> Outcome | None:
-        """Records each newly failed pod once, in the order they failed; a permanent exit code
-        ends the job.
+        """Records each newly failed pod once, in blame order; a permanent exit code ends the job.
 
         One failure breaks the whole group: the other workers lose their peers (or their
         rendezvous store is replaced) and stop too. So a failure starts a restart only when the pod
@@ -255,7 +254,7 @@ class _Decider:
         re_forming = restarts.history and self.previous.phase == Phase.RESTARTING
         restart_began = restarts.history[-1].time if re_forming else None
         lost = [pod for pod in self.pods if needs_record(pod)]
-        for pod in sorted(lost, key=self.failure_time):
+        for pod in sorted(lost, key=self.blame_order):
             meta = pod["metadata"]
             self.recorded.append(meta["name"])
             when = self.failure_time(pod)
@@ -275,6 +274,14 @@ class _Decider:
             self._count(cause, meta["name"], code, terminated.get("reason"), when)
             restart_began = when
         return None
+
+    def blame_order(self, pod: Object) -> tuple[bool, datetime]:
+        """Which of the stopped pods names the restart: a cause of its own (a disruption, an
+        OOM kill, a deletion, a lost node) before a plain exit code, since a plain exit code is
+        also how the peers of a broken group end; then the earliest."""
+        cause, _ = classify_failure(self.job, pod)
+        plain_exit = cause in (None, RestartCause.RETRYABLE_EXIT_CODE)
+        return plain_exit, self.failure_time(pod)
 
     def failure_time(self, pod: Object) -> datetime:
         """When the pod left its group: its container stopped, it was disrupted, its node stopped

@@ -196,6 +196,21 @@ def test_workers_that_stop_with_a_broken_group_are_one_restart() -> None:
     assert [e.reason for e in decision.events].count("RetryableExitCode") == 1
 
 
+def test_a_cause_of_its_own_names_the_restart_over_a_peers_plain_exit() -> None:
+    """Worker 1 is OOM-killed; worker 0 loses its peer and its plain exit reaches the kubelet's
+    status first (an earlier finishedAt, by the second's rounding): the restart is OOMKilled."""
+    started = NOW - timedelta(minutes=5)
+    job = training_job(replicas=2, status=running_status(started))
+    peer = failed_at("tj-0", NOW - timedelta(seconds=2), created=started)
+    terminated = {"exitCode": 137, "reason": "OOMKilled", "finishedAt": NOW.isoformat()}
+    killed = pod("tj-1", "Failed", created=started, terminated=terminated)
+    decision = decide(job, Observed(NOW, worker_job(), [peer, killed]))
+    restarts = decision.status.restarts
+    assert [(r.pod, r.cause) for r in restarts.history] == [("tj-1", "OOMKilled")]
+    assert restarts.count == 1
+    assert sorted(decision.recorded_pods) == ["tj-0", "tj-1"]
+
+
 def test_a_worker_stopping_after_its_group_broke_is_not_charged_again() -> None:
     started = NOW - timedelta(minutes=5)
     job = training_job(replicas=2, status=running_status(started))
