@@ -18,9 +18,11 @@ which `kubectl describe pod` and the pod's `status.containerStatuses` show. A fi
 written is skipped: the exit code is what the operator acts on.
 
 Every worker image runs this module, so an image for a custom `spec.command` needs kubeforge
-installed beside torch (docs/trainingjob-operator.md). torch is imported only when the launcher
-runs: the local runner (`kubeforge.cli.local_training`) reads its exit codes and termination
-messages without loading torch.
+installed beside torch (docs/trainingjob-operator.md). It registers the `kubeforge` rendezvous
+backend (`kubeforge.rendezvous`: the job's own store, left rather than closed by an agent that
+fails). torch is imported only when the launcher runs: the local runner
+(`kubeforge.cli.local_training`) reads its exit codes and termination messages without loading
+torch.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from kubeforge import rendezvous
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
@@ -85,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    rendezvous.register_backend()
     arguments = torchrun.parse_args(list(sys.argv[1:] if argv is None else argv))  # type: ignore[no-untyped-call]
     try:
         torchrun.run(arguments)  # type: ignore[no-untyped-call]

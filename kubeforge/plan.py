@@ -2,10 +2,12 @@
 
 `plan_training` is a pure function from a TrainingJob to the command line (torchrun's arguments,
 run by `kubeforge.launch` so that a worker's exit code reaches the pod), environment and worker
-config of its workers. The operator materialises the plan as an Indexed Job of pods;
-the local runner materialises the same plan as local processes. Only the rendezvous host and the
-paths differ between the two, and they are arguments, so the command a pod runs is the command
-that was proven to train.
+config of its workers, and the command of the rendezvous store the workers' agents meet in (a
+process of its own, `kubeforge.rendezvous`, so that no worker's loss takes it down). The operator
+materialises the plan as an Indexed Job of pods and a store Deployment; the local runner
+materialises the same plan as local processes. Only the rendezvous host and port and the paths
+differ between the two, and they are arguments, so the command a pod runs is the command that was
+proven to train.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from pydantic import Field
 
 from kubeforge.api.meta import CamelModel
 from kubeforge.api.trainingjob import CheckpointPolicy, TrainerConfig, TrainingJob
+from kubeforge.rendezvous import BACKEND
 
 RENDEZVOUS_PORT = 29400
-"""Port of the c10d rendezvous store that the torchrun agent of worker 0 hosts."""
+"""Port of the job's rendezvous store (`kubeforge.rendezvous`)."""
+STORE_WAIT_SECONDS = 600
+"""How long an agent keeps trying to reach the store (torch's `read_timeout`, 60 s by default):
+as long as it waits for its peers (torch's join timeout). The store is a pod of its own, scheduled,
+pulled and started beside the workers, and replaced when it is lost; an agent that gave up on it
+sooner would fail, and be charged a restart, for the store's image pull."""
 
 TRAINER_MODULE = "kubeforge_trainer"
 LAUNCHER = ["python", "-m", "kubeforge.launch"]
@@ -47,6 +55,7 @@ class TrainingPlan:
     max_nodes: int
     nproc_per_node: int
     command: list[str]
+    rendezvous_command: list[str]
     env: dict[str, str] = field(default_factory=dict)
     worker_config: WorkerConfig | None = None
 
@@ -65,7 +74,7 @@ def plan_training(
 ) -> TrainingPlan:
     """The plan of a TrainingJob's workers.
 
-    rendezvous_host: where worker 0's torchrun agent is reachable (a pod's DNS name, or 127.0.0.1).
+    rendezvous_host: where the job's rendezvous store is reachable (its Service, or 127.0.0.1).
     rendezvous_port: its port; pods use the default, local runs side by side need free ones.
     config_path: where the worker config file will be in each worker.
     dataset_uri: the dataset resolved from spec.dataset (a DataIngest's published URI, or the URI).
@@ -78,8 +87,10 @@ def plan_training(
         *LAUNCHER,
         f"--nnodes={min_nodes}:{max_nodes}",
         f"--nproc-per-node={spec.nproc_per_node}",
-        "--rdzv-backend=c10d",
+        f"--rdzv-backend={BACKEND}",
         f"--rdzv-endpoint={rendezvous_host}:{rendezvous_port}",
+        # The store is its own process: no agent hosts it, not even one on the store's host.
+        f"--rdzv-conf=is_host=false,read_timeout={STORE_WAIT_SECONDS}",
         f"--rdzv-id={job.metadata.uid or name}",
         # The operator owns every restart: a failed worker ends its pod, and the group is
         # replaced and charged once to failurePolicy.maxRestarts (docs/trainingjob-operator.md).
@@ -115,6 +126,7 @@ def plan_training(
         max_nodes=max_nodes,
         nproc_per_node=spec.nproc_per_node,
         command=[*launcher, *program],
+        rendezvous_command=["python", "-m", "kubeforge.rendezvous", f"--port={rendezvous_port}"],
         env=env,
         worker_config=worker_config,
     )

@@ -33,6 +33,7 @@ from tests.workloads.trainer_runs import (
     SMALL_GPT,
     free_port,
     module_docs,
+    start_store,
     training_job,
     write_text_dataset,
 )
@@ -81,19 +82,25 @@ def run(work: Path, smoke: bool) -> dict[str, Any]:
         "checkpoint": {"uri": (work / "checkpoints").as_uri(), "intervalSteps": 1000},
     }
     config = work / "trainer.yaml"
+    port = free_port()
     plan = plan_training(
         training_job("gpu", 1, spec),
         rendezvous_host="127.0.0.1",
         config_path=str(config),
         dataset_uri=dataset.as_uri(),
-        rendezvous_port=free_port(),
+        rendezvous_port=port,
     )
     assert plan.worker_config is not None
     worker_config = plan.worker_config.model_dump(mode="json", by_alias=True, exclude_none=True)
     config.write_text(yaml.safe_dump(worker_config))
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, **plan.env, "PATH": path, "TMPDIR": str(work)}
-    subprocess.run(plan.command, env=env, check=True)
+    store = start_store(plan, port, env, work / "rendezvous.log")  # as the store's pod
+    try:
+        subprocess.run(plan.command, env=env, check=True)
+    finally:
+        store.kill()
+        store.wait()
     metrics: dict[str, Any] = json.loads((work / "checkpoints/final/metrics.json").read_text())
     return metrics
 

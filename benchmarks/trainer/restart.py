@@ -1,14 +1,15 @@
 """Seconds from a worker kill to the first step after resume, under torchrun on the CPU.
 
-A TrainingJob of 2 agents x 1 process (as pods run it: the command `plan_training` builds,
-c10d on loopback) trains the MLP with checkpoints every 25 steps to the rig's S3 store. Once
-step 60 is logged, the worker of the second agent is SIGKILLed; both agents end (they restart
-no workers: the operator owns restarts), and new agents start at once, as replaced pods would
-on nodes that have the image. The figure is the time from the kill to the first step the new
-group finishes (its consumed-sample log time), which covers failure detection, the agents' exit
-and start, re-rendezvous, process start (importing torch), checkpoint download and load.
-Also reported: the steps redone (trained since the last checkpoint, lost with the worker). Run
-from the repository root, with the rig up (`make dev-cluster`):
+A TrainingJob of 2 agents x 1 process (as pods run it: the command `plan_training` builds, its
+rendezvous store on loopback) trains the MLP with checkpoints every 25 steps to the rig's S3
+store. Once step 60 is logged, the worker of the second agent is SIGKILLed; both agents end
+(they restart no workers: the operator owns restarts), and new agents start at once, as
+replaced pods would on nodes that have the image. The figure is the time from the kill to the
+first step the new group finishes (its consumed-sample log time), which covers failure
+detection, the agents' exit and start, re-rendezvous, process start (importing torch),
+checkpoint download and load. Also reported: the steps redone (trained since the last
+checkpoint, lost with the worker). Run from the repository root, with the rig up
+(`make dev-cluster`):
 
     .venv/bin/python -m benchmarks.trainer.restart
 """
@@ -46,18 +47,16 @@ def one_restart(workdir: Path, bucket: str, name: str) -> tuple[float, int]:
     }
     job = training_job(name, 2, spec)
     launch = Launch(job, workdir, local_rig())
-    replaced = Launch(job, workdir, local_rig())
     try:
         launch.start()
         wait_for(lambda: highest_logged_step(launch.sample_log) >= KILL_AT_STEP, "step 60", 300)
         killed_at = time.time()
         os.kill(launch.workers(1)[0], signal.SIGKILL)
         launch.wait()  # the agents do not restart workers: the group ends, as its pods would
-        replaced.start()  # and is replaced, as the Job controller replaces the pods
+        launch.start()  # replaced, as the Job controller replaces the pods; the store stays up
         wait_for(lambda: len(_generations(launch.sample_log)) > 1, "a step after the kill", 300)
     finally:
         launch.kill()
-        replaced.kill()
     before, after = _generations(launch.sample_log)[-2:]
     first = min(after, key=lambda line: line["time"])
     redone = max(line["step"] for line in before) - (first["step"] - 1)

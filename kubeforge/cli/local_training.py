@@ -4,8 +4,9 @@ The command, arguments, environment and worker config are the operator's
 (`kubeforge.plan.plan_training`); only the rendezvous endpoint (127.0.0.1 and a free port), the
 config path, the progress channel (a file instead of a ConfigMap), the termination message (a
 file per agent) and, without an S3 endpoint, the storage locations (the embedded `file://` store)
-differ, as they differ between pods too. The first agent hosts the c10d rendezvous, as worker 0's
-pod does.
+differ, as they differ between pods too. The agents meet in the job's rendezvous store
+(`kubeforge.rendezvous`), which the runner starts first and keeps for the whole run, as the
+operator keeps the store's Deployment: a broken group re-forms in the same store.
 
 The runner supervises the agents as the Job controller and the operator supervise pods. An agent
 (`kubeforge.launch`, torchrun without restarts of its own) exits with its failed worker's exit
@@ -333,28 +334,33 @@ def run_training(
         return measure(goodput, started=started, failures=failures, progress=report, now=now)
 
     kill_at = kill_worker_at_step
-    while True:
-        group = _Group(_start_agents(local, children))
-        while not group.done and not group.failed():
-            group.wait_for_exit(POLL_SECONDS)  # wakes at once when an agent exits
-            status = _progress(local.progress_file)
-            if status is not None:
-                view.update_training(task, status)
-            goodput = fold(status)
-            for tail in tails:
-                for line in tail.measurements():
-                    view.event(f"TrainingJob {name}: {line}")
-            step = status.step if status is not None and status.step is not None else 0
-            if kill_at is not None and step >= kill_at and _kill_one_worker(group, view, name):
-                kill_at = None
-        if not group.failed():
-            break
-        _let_the_group_stop(group, children)
-        restarts.append(_charge_restart(local, group, len(restarts)))
-        view.event(
-            f"TrainingJob {name}: worker group restarting, {restarts[-1].describe()} "
-            f"({len(restarts)}/{local.job.spec.failure_policy.max_restarts} charged)"
-        )
+    store = Children()  # apart from `children`: stopping a broken group leaves the store up
+    try:
+        _wait_for_rendezvous(_start_store(local, store), local.rendezvous_port)
+        while True:
+            group = _Group(_start_agents(local, children))
+            while not group.done and not group.failed():
+                group.wait_for_exit(POLL_SECONDS)  # wakes at once when an agent exits
+                status = _progress(local.progress_file)
+                if status is not None:
+                    view.update_training(task, status)
+                goodput = fold(status)
+                for tail in tails:
+                    for line in tail.measurements():
+                        view.event(f"TrainingJob {name}: {line}")
+                step = status.step if status is not None and status.step is not None else 0
+                if kill_at is not None and step >= kill_at and _kill_one_worker(group, view, name):
+                    kill_at = None
+            if not group.failed():
+                break
+            _let_the_group_stop(group, children)
+            restarts.append(_charge_restart(local, group, len(restarts)))
+            view.event(
+                f"TrainingJob {name}: worker group restarting, {restarts[-1].describe()} "
+                f"({len(restarts)}/{local.job.spec.failure_policy.max_restarts} charged)"
+            )
+    finally:
+        store.stop()
     children.forget_exited()
     goodput = fold(_progress(local.progress_file))
     (local.directory / GOODPUT_FILE).write_text(goodput.model_dump_json(by_alias=True, indent=2))
@@ -365,8 +371,15 @@ def _agent_log(local: LocalTrainingPlan, index: int) -> Path:
     return local.directory / "logs" / f"agent-{index}.log"
 
 
+def _start_store(local: LocalTrainingPlan, store: Children) -> Child:
+    """Starts the job's rendezvous store (`kubeforge.rendezvous`), as the operator's Deployment."""
+    name = local.job.metadata.name or ""
+    log = local.directory / "logs" / "rendezvous.log"
+    return store.start(f"{name} rendezvous", local.plan.rendezvous_command, local.env, log)
+
+
 def _start_agents(local: LocalTrainingPlan, children: Children) -> list[Child]:
-    """Starts one agent per replica, the first (the rendezvous host) first."""
+    """Starts one agent per replica, all at once: the store is up before them."""
     name = local.job.metadata.name or ""
     agents: list[Child] = []
     for index in range(local.plan.replicas):
@@ -375,8 +388,6 @@ def _start_agents(local: LocalTrainingPlan, children: Children) -> list[Child]:
         termination_log.unlink(missing_ok=True)  # a message is this start's, as in a new pod
         env = {**local.env, TERMINATION_LOG_ENV: str(termination_log)}
         agents.append(children.start(f"{name} agent {index}", local.plan.command, env, log))
-        if index == 0:
-            _wait_for_rendezvous(agents[0], local.rendezvous_port)
     return agents
 
 
@@ -422,13 +433,13 @@ def _charge_restart(local: LocalTrainingPlan, group: _Group, charged_before: int
     return restart
 
 
-def _wait_for_rendezvous(agent: Child, port: int) -> None:
+def _wait_for_rendezvous(store: Child, port: int) -> None:
     deadline = time.monotonic() + RENDEZVOUS_TIMEOUT_SECONDS
     while not _listening(port):
-        if agent.poll() is not None:
-            raise TrainingFailed(f"{agent.name} exited with {agent.poll()}, see {agent.log_path}")
+        if store.poll() is not None:
+            raise TrainingFailed(f"{store.name} exited with {store.poll()}, see {store.log_path}")
         if time.monotonic() > deadline:
-            raise TrainingFailed(f"{agent.name}: no rendezvous on port {port}")
+            raise TrainingFailed(f"{store.name}: no rendezvous on port {port}")
         time.sleep(0.2)
 
 

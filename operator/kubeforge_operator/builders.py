@@ -16,7 +16,15 @@ from kubeforge_operator import objects
 from kubeforge_operator.objects import Object
 
 JOB_LABEL = f"{GROUP}/training-job"
+RENDEZVOUS_LABEL = f"{GROUP}/rendezvous-of"
+"""On the rendezvous store's pod: the TrainingJob whose agents meet in it."""
 CONTAINER = "trainer"
+RENDEZVOUS_CONTAINER = "rendezvous"
+RENDEZVOUS_RESOURCES: Object = {
+    "requests": {"cpu": "50m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+"""The store is idle but for the agents' rendezvous rounds; most of its memory is torch."""
 CONFIG_DIR = "/etc/kubeforge"
 CONFIG_FILE = "trainer.yaml"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -41,10 +49,14 @@ def progress_writer_name(job: TrainingJob) -> str:
     return f"{job.metadata.name}-progress-writer"
 
 
+def rendezvous_name(job: TrainingJob) -> str:
+    """Name of the rendezvous store's Deployment and Service."""
+    return f"{job.metadata.name}-rendezvous"
+
+
 def rendezvous_host(job: TrainingJob) -> str:
-    """DNS name of worker 0 (Indexed Job hostname `<job>-0` under the headless Service)."""
-    name, namespace = job.metadata.name, job.metadata.namespace
-    return f"{name}-0.{name}.{namespace}.svc"
+    """DNS name of the rendezvous store's Service."""
+    return f"{rendezvous_name(job)}.{job.metadata.namespace}.svc"
 
 
 def worker_selector(job: TrainingJob) -> str:
@@ -93,18 +105,85 @@ def build_progress_config_map(job: TrainingJob) -> Object:
 
 
 def build_service(job: TrainingJob) -> Object:
-    """Headless Service giving each worker a stable DNS name, reachable before it is ready."""
+    """Headless Service giving each worker a stable DNS name, reachable before it is ready: each
+    rendezvous round, the workers meet at the store of the agent of group rank 0 by that name."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(job, job.metadata.name or "", "rendezvous"),
+        "metadata": _metadata(job, job.metadata.name or "", "worker"),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": {JOB_LABEL: job.metadata.name},
+        },
+    }
+
+
+def _rendezvous_pod_labels(job: TrainingJob) -> dict[str, str]:
+    """The store pod's labels: without JOB_LABEL, which marks the job's workers (status counts
+    them, the headless Service selects them), and with RENDEZVOUS_LABEL instead."""
+    pod_labels = {**labels(job, "rendezvous"), RENDEZVOUS_LABEL: job.metadata.name or ""}
+    del pod_labels[JOB_LABEL]
+    return pod_labels
+
+
+def build_rendezvous_service(job: TrainingJob) -> Object:
+    """The rendezvous store's stable address (rendezvous_host)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(job, rendezvous_name(job), "rendezvous"),
+        "spec": {
+            "selector": {RENDEZVOUS_LABEL: job.metadata.name},
             "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "protocol": "TCP"}],
         },
     }
+
+
+def build_rendezvous_deployment(
+    job: TrainingJob, plan: TrainingPlan, *, finished: bool = False
+) -> Object:
+    """One pod of the job's image hosting the agents' rendezvous store (`kubeforge.rendezvous`),
+    apart from every worker, so that the group re-forms without any given worker; none once the
+    job is `finished` (no agent will meet there again; the Deployment goes with the job)."""
+    pod_labels = _rendezvous_pod_labels(job)
+    container: Object = {
+        "name": RENDEZVOUS_CONTAINER,
+        "image": job.spec.image,
+        "command": plan.rendezvous_command,
+        "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
+        "readinessProbe": {"tcpSocket": {"port": "rendezvous"}, "periodSeconds": 2},
+        "resources": RENDEZVOUS_RESOURCES,
+        "securityContext": objects.CONTAINER_SECURITY_CONTEXT,
+    }
+    pod_spec: Object = {
+        "automountServiceAccountToken": False,
+        "securityContext": objects.POD_SECURITY_CONTEXT,
+        "containers": [container],
+        # Replaced as soon as a worker would be when its node stops answering (the agents wait
+        # for the replacement: plan.STORE_WAIT_SECONDS).
+        "tolerations": lost_node_tolerations(job, []),
+    }
+    if job.spec.priority_class_name:
+        pod_spec["priorityClassName"] = job.spec.priority_class_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(job, rendezvous_name(job), "rendezvous"),
+        "spec": {
+            "replicas": 0 if finished else 1,
+            # One store at a time: agents must never meet in two.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {RENDEZVOUS_LABEL: job.metadata.name}},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_finished_rendezvous(job: TrainingJob, dataset_uri: str | None) -> Object:
+    """The store's Deployment of a finished job, with its desired hash: scaled to no pod."""
+    plan = build_plan(job, dataset_uri)
+    return objects.with_desired_hash(build_rendezvous_deployment(job, plan, finished=True))
 
 
 def build_service_account(job: TrainingJob) -> Object | None:
@@ -215,7 +294,6 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
                 "image": spec.image,
                 "command": plan.command,
                 "env": _env(job, plan),
-                "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
                 "resources": spec.resources.model_dump(by_alias=True, exclude_defaults=True),
                 "securityContext": objects.CONTAINER_SECURITY_CONTEXT,
                 "volumeMounts": [
@@ -238,7 +316,7 @@ def build_pod_template(job: TrainingJob, plan: TrainingPlan) -> Object:
     pod_spec["terminationGracePeriodSeconds"] = spec.termination_grace_period_seconds
     optional = {
         "nodeSelector": spec.node_selector,
-        "tolerations": [*spec.tolerations, *lost_node_tolerations(job)],
+        "tolerations": [*spec.tolerations, *lost_node_tolerations(job, spec.tolerations)],
         "affinity": spec.affinity,
         "priorityClassName": spec.priority_class_name,
     }
@@ -259,12 +337,12 @@ LOST_NODE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-re
 """The taints the node lifecycle controller puts on a node that stopped answering."""
 
 
-def lost_node_tolerations(job: TrainingJob) -> list[Object]:
-    """How long a worker stays on a node that stopped answering before Kubernetes evicts it
-    (failurePolicy.unreachableNodeSeconds; Kubernetes gives every pod 300 s), for each such
-    taint that spec.tolerations does not already tolerate."""
+def lost_node_tolerations(job: TrainingJob, tolerations: list[Object]) -> list[Object]:
+    """How long a pod of the job stays on a node that stopped answering before Kubernetes evicts
+    it (failurePolicy.unreachableNodeSeconds; Kubernetes gives every pod 300 s), for each such
+    taint that the pod's `tolerations` do not already tolerate."""
     seconds = job.spec.failure_policy.unreachable_node_seconds
-    tolerated = {toleration.get("key") for toleration in job.spec.tolerations}
+    tolerated = {toleration.get("key") for toleration in tolerations}
     return [
         {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
         for key in LOST_NODE_TAINTS
@@ -369,6 +447,8 @@ def build_children(
         build_progress_role_binding(job),
         build_config_map(job, plan),
         build_service(job),
+        build_rendezvous_service(job),
+        build_rendezvous_deployment(job, plan),
         build_pod_group(job, plan),
         worker_job,
     ]

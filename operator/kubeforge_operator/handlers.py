@@ -49,6 +49,7 @@ INGEST_CHILD_LABELS: dict[str, Any] = {
 }
 OWNED_KINDS = [
     ("", "v1", "services", "Service"),
+    ("apps", "v1", "deployments", "Deployment"),
     ("", "v1", "serviceaccounts", "ServiceAccount"),
     ("", "v1", "configmaps", "ConfigMap"),
     ("rbac.authorization.k8s.io", "v1", "roles", "Role"),

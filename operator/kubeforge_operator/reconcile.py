@@ -153,6 +153,8 @@ class Reconciler(Reconcile[TrainingJob, Read, Decision]):
             decision.status.phase not in TERMINAL and observed.observed.waiting_for_dataset is None
         ):
             await self._apply_children(resource, observed.dataset_uri, worker_job)
+        elif decision.status.phase in TERMINAL:
+            await self._stop_rendezvous(resource, observed.dataset_uri)
         running = worker_job is not None and not (worker_job.get("spec") or {}).get("suspend")
         if decision.action is Action.STOP and running:
             await self.kube.suspend_worker_job(namespace, name)
@@ -177,6 +179,15 @@ class Reconciler(Reconcile[TrainingJob, Read, Decision]):
 
     def measure(self, key: Key, resource: TrainingJob, decision: Decision) -> None:
         metrics.observe(key, resource, decision)
+
+    async def _stop_rendezvous(self, job: TrainingJob, dataset_uri: str | None) -> None:
+        """Scales a finished job's rendezvous store to no pod, once (its hash then matches)."""
+        key = (job.metadata.namespace or "", job.metadata.name or "")
+        owned = list(self.cache.owned.get(key) or ())
+        name = builders.rendezvous_name(job)
+        if any(kind == "Deployment" and child == name for kind, child, _ in owned):
+            stopped = builders.build_finished_rendezvous(job, dataset_uri)
+            await apply_drifted(self.kube, [stopped], owned, {})
 
     async def _apply_children(
         self, job: TrainingJob, dataset_uri: str | None, worker_job: Object | None

@@ -218,8 +218,8 @@ class _Decider:
     def record_failures(self) -> JobOutcome | None:
         """Records each newly failed pod once, in blame order; a permanent exit code ends the job.
 
-        One failure breaks the whole group: the other workers lose their peers (or the
-        rendezvous on worker 0) and stop too. So a failure starts a restart only when the pod
+        One failure breaks the whole group: the other workers lose their peers (or their
+        rendezvous store is replaced) and stop too. So a failure starts a restart only when the pod
         joined the group after the last restart began; the pods that were in the group then
         stop with it, and are marked without being counted again.
         """

@@ -194,9 +194,13 @@ def parse_time(text: str) -> datetime:
 def orphans(jobs: Jobs) -> list[str]:
     """The objects of the jobs' namespace that name an owner which is gone."""
     core, namespace = jobs.core, jobs.namespace
+    apps = client.AppsV1Api(core.api_client)
     listed: dict[str, list[Any]] = {
         "Pod": core.list_namespaced_pod(namespace).items,
         "Job": jobs.batch.list_namespaced_job(namespace).items,
+        # The rendezvous store: its Deployment's ReplicaSet owns its pod.
+        "Deployment": apps.list_namespaced_deployment(namespace).items,
+        "ReplicaSet": apps.list_namespaced_replica_set(namespace).items,
         "Service": core.list_namespaced_service(namespace).items,
         "ConfigMap": core.list_namespaced_config_map(namespace).items,
         "ServiceAccount": core.list_namespaced_service_account(namespace).items,

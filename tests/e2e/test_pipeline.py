@@ -5,7 +5,8 @@ in its own pod; the demo web (pydoc pages of the standard library, with planted 
 robots.txt rule) served by this process where pods reach this machine; SeaweedFS there too,
 where the operator provisions the DataIngest's bucket with boto3; crawler pods of the crawler
 image fetching over the cluster's network and publishing a dataset; and the demo's GPT trained
-on that dataset by 2 trainer pods under torchrun elastic (c10d over the headless Service, gloo).
+on that dataset by 2 trainer pods under torchrun elastic (the rendezvous in the job's store pod,
+gloo over the headless Service).
 Mid-run one worker pod is deleted: the group must restart once, uncharged (a disruption), resume
 from its S3 checkpoint and end on exactly the requested step. Last, the DataIngest is deleted
 with deletionPolicy Retain: its dataset must stay. The resources are the demo's own file

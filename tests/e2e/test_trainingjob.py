@@ -1,8 +1,9 @@
 """The TrainingJob sample trains to completion in real pods on a real cluster, run by the chart.
 
 Real: the cluster of KUBEFORGE_KUBECONFIG (kind, from `make e2e-kind`) with the chart installed,
-its kubelets pulling nothing but running the trainer image loaded into them, torchrun's c10d
-rendezvous over the operator's headless Service, and the operator in its own pod. The job is the
+its kubelets pulling nothing but running the trainer image loaded into them, torchrun's agents
+meeting in the job's rendezvous store pod (its Deployment and Service), the workers over the
+headless Service, and the operator in its own pod. The job is the
 TrainingJob sample (the MLP on the bundled digits, 2 workers), made small enough for a CI runner.
 A worker lost mid-run is `test_pipeline`'s. Then `kubeforge status` and `kubeforge logs`, the
 console script as a user runs it on that kubeconfig, read the job and its pods' real logs.
@@ -20,6 +21,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.jobs import STEPS, TIMEOUT_S, Jobs, small_sample
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.timeout(TIMEOUT_S + 60)
 
@@ -35,11 +37,24 @@ def test_trainingjob_sample_succeeds_in_real_pods(
     assert status["progress"]["totalSteps"] == STEPS
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["observedGeneration"] == jobs.get(name)["metadata"]["generation"], ready
-    pods = jobs.core.list_namespaced_pod(restricted_namespace).items
+    # The workers: the job's rendezvous store pod is not one (it carries no batch job name).
+    selector = f"batch.kubernetes.io/job-name={name}"
+    pods = jobs.core.list_namespaced_pod(restricted_namespace, label_selector=selector).items
     assert len(pods) == job["spec"]["replicas"], [pod.metadata.name for pod in pods]
     assert {pod.spec.containers[0].image for pod in pods} == {job["spec"]["image"]}
     assert {pod.status.phase for pod in pods} == {"Succeeded"}
     jobs.wait_event(name, "Completed")
+    # Finished, the job keeps no rendezvous store pod.
+    apps = client.AppsV1Api(e2e_api)
+    wait_for(
+        lambda: (
+            apps.read_namespaced_deployment(
+                f"{name}-rendezvous", restricted_namespace
+            ).status.replicas
+            in (None, 0)
+        ),
+        "the finished job's rendezvous store pod to go",
+    )
 
     # What a user sees, with the same kubeconfig: the phase and step, then each pod's last lines.
     shown = kubeforge("status", name, "-n", restricted_namespace)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -605,22 +606,37 @@ def run_both_lifecycles(
 
 
 def train_locally(jobs: Jobs, processes: PodProcesses, secrets: dict[str, dict[str, str]]) -> None:
-    """Runs the TrainingJob gpt's two workers as local processes, to the end of training. The
-    rendezvous is on a free loopback port (no pod DNS here); progress goes to a file."""
+    """Runs the TrainingJob gpt's rendezvous store and two workers as local processes, to the
+    end of training. The store is on a free loopback port (no pod DNS here); progress goes to a
+    file."""
     workers = jobs.worker_job("gpt")
     (volume,) = [v for v in workers.spec.template.spec.volumes if v.name == "config"]
     config = jobs.core.read_namespaced_config_map(volume.config_map.name, jobs.namespace).data
     (container,) = workers.spec.template.spec.containers
     (endpoint,) = [a for a in container.command if a.startswith("--rdzv-endpoint=")]
+    store = client.AppsV1Api(jobs.core.api_client).read_namespaced_deployment(
+        "gpt-rendezvous", jobs.namespace
+    )
+    (store_container,) = store.spec.template.spec.containers
+    (store_port,) = [a for a in store_container.command if a.startswith("--port=")]
     port = free_port()
-    arguments = {endpoint: f"--rdzv-endpoint=127.0.0.1:{port}"}
-    env = {FILE_ENV: str(processes.logs / "progress.json"), "OMP_NUM_THREADS": "1"}
-    started = []
-    for index in range(2):
-        started.append(processes.start(workers, config, secrets, index, arguments, env))
-        if index == 0:  # the first agent hosts the rendezvous, as worker 0's pod does
-            wait_for(lambda: listening(port), f"the rendezvous on port {port}", timeout=120)
-    processes.wait(started, timeout=240)
+    store_command = [
+        sys.executable if a == "python" else f"--port={port}" if a == store_port else a
+        for a in store_container.command
+    ]
+    with (processes.logs / "rendezvous.log").open("ab") as log:
+        rendezvous = subprocess.Popen(store_command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: listening(port), f"the rendezvous on port {port}", timeout=120)
+        arguments = {endpoint: f"--rdzv-endpoint=127.0.0.1:{port}"}
+        env = {FILE_ENV: str(processes.logs / "progress.json"), "OMP_NUM_THREADS": "1"}
+        started = [
+            processes.start(workers, config, secrets, index, arguments, env) for index in range(2)
+        ]
+        processes.wait(started, timeout=240)
+    finally:
+        rendezvous.kill()
+        rendezvous.wait()
 
 
 def api_texts(api: client.ApiClient, namespace: str) -> list[str]:

@@ -81,18 +81,19 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
     pod_spec = job.spec.template.spec
     container = pod_spec.containers[0]
     namespace = jobs.namespace
-    assert container.command[:9] == [
+    assert container.command[:10] == [
         "python",
         "-m",
         "kubeforge.launch",
         "--nnodes=1:4",
         "--nproc-per-node=8",
-        "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=gpt-0.gpt.{namespace}.svc:29400",
+        "--rdzv-backend=kubeforge",
+        f"--rdzv-endpoint=gpt-rendezvous.{namespace}.svc:29400",
+        "--rdzv-conf=is_host=false,read_timeout=600",
         f"--rdzv-id={uid}",
         "--max-restarts=0",
     ]
-    assert container.command[9:] == [
+    assert container.command[10:] == [
         "-m",
         "kubeforge_trainer",
         "--config",
@@ -113,6 +114,19 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
     service = jobs.core.read_namespaced_service("gpt", namespace)
     assert service.spec.cluster_ip == "None"
     assert service.spec.publish_not_ready_addresses is True
+    # The rendezvous store: a pod of its own behind its own Service, the workers' endpoint.
+    store = client.AppsV1Api(jobs.core.api_client).read_namespaced_deployment(
+        "gpt-rendezvous", namespace
+    )
+    assert store.metadata.owner_references[0].uid == uid
+    assert store.spec.replicas == 1
+    store_container = store.spec.template.spec.containers[0]
+    assert store_container.command == ["python", "-m", "kubeforge.rendezvous", "--port=29400"]
+    assert store_container.image == container.image
+    assert JOB_LABEL not in store.spec.template.metadata.labels  # not counted as a worker
+    store_service = jobs.core.read_namespaced_service("gpt-rendezvous", namespace)
+    assert store_service.spec.selector == store.spec.selector.match_labels
+    assert store_service.spec.ports[0].port == 29400
     config = jobs.core.read_namespaced_config_map("gpt-config", namespace)
     assert "architecture: mlp" in config.data["trainer.yaml"]
     role = client.RbacAuthorizationV1Api(jobs.core.api_client).read_namespaced_role(
@@ -142,6 +156,14 @@ def test_all_workers_succeed(jobs: Jobs, operator: OperatorThread) -> None:
     assert condition(status, "Running")["status"] == "False"
     assert status["completionTime"] >= status["startTime"]
     jobs.wait_event("done", "Completed")
+    # Nothing meets in the rendezvous store again: its pod goes, its Deployment stays with the job.
+    apps = client.AppsV1Api(jobs.core.api_client)
+    wait_for(
+        lambda: (
+            apps.read_namespaced_deployment("done-rendezvous", jobs.namespace).spec.replicas == 0
+        ),
+        "the finished job's rendezvous store to be scaled to no pod",
+    )
 
 
 def test_retryable_failure_is_counted_and_the_job_goes_on(
@@ -252,6 +274,12 @@ def test_deleting_the_job_collects_its_children(jobs: Jobs, operator: OperatorTh
                 jobs.namespace, label_selector=selector
             ).items
         ]
+        names += [
+            d.metadata.name
+            for d in client.AppsV1Api(jobs.core.api_client)
+            .list_namespaced_deployment(jobs.namespace, label_selector=selector)
+            .items
+        ]
         names += [p.metadata.name for p in jobs.pods("doomed")]
         return names
 
@@ -279,9 +307,14 @@ def test_operator_restart_mid_reconcile_leaves_no_duplicate_or_orphan(
     jobs.wait_phase("survivor", "Running")
     selector = f"{JOB_LABEL}=survivor"
     assert len(jobs.batch.list_namespaced_job(jobs.namespace, label_selector=selector).items) == 1
-    assert (
-        len(jobs.core.list_namespaced_service(jobs.namespace, label_selector=selector).items) == 1
-    )
+    services = jobs.core.list_namespaced_service(jobs.namespace, label_selector=selector)
+    assert sorted(service.metadata.name for service in services.items) == [
+        "survivor",
+        "survivor-rendezvous",
+    ]
+    apps = client.AppsV1Api(jobs.core.api_client)
+    deployments = apps.list_namespaced_deployment(jobs.namespace, label_selector=selector)
+    assert [deployment.metadata.name for deployment in deployments.items] == ["survivor-rendezvous"]
     config_maps = jobs.core.list_namespaced_config_map(jobs.namespace, label_selector=selector)
     assert sorted(c.metadata.name for c in config_maps.items) == [
         "survivor-config",

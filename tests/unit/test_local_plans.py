@@ -46,7 +46,9 @@ def _container(job_object: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def test_training_agents_run_the_pods_command_and_environment(tmp_path: Path) -> None:
+def test_training_agents_and_their_store_run_the_pods_commands_and_environment(
+    tmp_path: Path,
+) -> None:
     _, job = _gpt_demo()
     dataset = PublishedDataset(
         uri="s3://kubeforge-demo/datasets/demo-docs/v1", documents=1, bytes=1, endpoint=ENDPOINT
@@ -64,6 +66,9 @@ def test_training_agents_run_the_pods_command_and_environment(tmp_path: Path) ->
         ]
 
     assert without_place(local.plan.command) == without_place(container["command"])
+    store = next(child for child in children if child["kind"] == "Deployment")
+    store_command = _container(store)["command"]
+    assert local.plan.rendezvous_command == [*store_command[:-1], "--port=29999"]
     pod_env = {var["name"]: var["value"] for var in container["env"] if "value" in var}
     assert pod_env.pop(CONFIGMAP_ENV) == f"{job.metadata.name}-progress"
     assert {name: local.env[name] for name in pod_env} == pod_env

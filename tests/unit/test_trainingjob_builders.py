@@ -36,10 +36,12 @@ def test_every_child_is_owned_labelled_and_hashed() -> None:
     assert sorted(built) == [
         "ConfigMap/tj-config",
         "ConfigMap/tj-progress",
+        "Deployment/tj-rendezvous",
         "Job/tj",
         "Role/tj-progress-writer",
         "RoleBinding/tj-progress-writer",
         "Service/tj",
+        "Service/tj-rendezvous",
         "ServiceAccount/tj-trainer",
     ]
     for child in built.values():
@@ -206,10 +208,65 @@ def test_plan_is_the_same_for_every_place_it_runs() -> None:
     assert local.worker_config == pod.worker_config
     differing = [(a, b) for a, b in zip(local.command, pod.command, strict=True) if a != b]
     assert differing == [
-        ("--rdzv-endpoint=127.0.0.1:29400", "--rdzv-endpoint=tj-0.tj.ns.svc:29400"),
+        ("--rdzv-endpoint=127.0.0.1:29400", "--rdzv-endpoint=tj-rendezvous.ns.svc:29400"),
         ("/tmp/c.yaml", "/etc/kubeforge/trainer.yaml"),
     ]
+    assert local.rendezvous_command == pod.rendezvous_command
     assert local.world_size == 4
+
+
+def test_the_rendezvous_store_is_a_pod_of_its_own_that_no_worker_hosts() -> None:
+    job = training_job(
+        replicas=2,
+        minReplicas=1,
+        maxReplicas=2,
+        priorityClassName="high",
+        tolerations=[{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}],
+        failurePolicy={"unreachableNodeSeconds": 7},
+    )
+    built = children(job)
+    plan = builders.build_plan(job, None)
+    assert "--rdzv-endpoint=tj-rendezvous.ns.svc:29400" in plan.command
+    assert "--rdzv-conf=is_host=false,read_timeout=600" in plan.command
+    deployment = built["Deployment/tj-rendezvous"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    template = deployment["spec"]["template"]
+    pod_labels = template["metadata"]["labels"]
+    # Not a worker: the status counts, and the headless Service selects, JOB_LABEL's pods.
+    assert builders.JOB_LABEL not in pod_labels
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == job.spec.image
+    assert container["command"] == [
+        "python", "-m", "kubeforge.rendezvous", "--port=29400"
+    ]  # fmt: skip
+    assert container["securityContext"] == objects.CONTAINER_SECURITY_CONTEXT
+    assert template["spec"]["securityContext"] == objects.POD_SECURITY_CONTEXT
+    assert template["spec"]["automountServiceAccountToken"] is False
+    assert template["spec"]["priorityClassName"] == "high"
+    # Not the workers' tolerations (no accelerator), but lost as soon as they would be.
+    assert template["spec"]["tolerations"] == [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7}
+        for key in builders.LOST_NODE_TAINTS
+    ]
+    service = built["Service/tj-rendezvous"]["spec"]
+    assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["ports"] == [{"name": "rendezvous", "port": 29400, "protocol": "TCP"}]
+    worker = built["Job/tj"]["spec"]["template"]
+    assert "ports" not in worker["spec"]["containers"][0]
+    assert built["Service/tj"]["spec"]["selector"].items() <= worker["metadata"]["labels"].items()
+
+
+def test_a_finished_jobs_rendezvous_store_has_no_pod() -> None:
+    job = training_job(replicas=2)
+    running = children(job)["Deployment/tj-rendezvous"]
+    finished = builders.build_finished_rendezvous(job, None)
+    assert finished["spec"]["replicas"] == 0
+    assert finished["spec"]["template"] == running["spec"]["template"]
+    # A different desired hash: applied once when the job finishes, then left alone.
+    hashes = [d["metadata"]["annotations"][objects.DESIRED_HASH] for d in (running, finished)]
+    assert hashes[0] != hashes[1]
 
 
 def test_workers_run_torchrun_under_the_launcher_without_restarts_of_their_own() -> None:
@@ -223,8 +280,9 @@ def test_workers_run_torchrun_under_the_launcher_without_restarts_of_their_own()
         "kubeforge.launch",
         "--nnodes=1:3",
         "--nproc-per-node=2",
-        "--rdzv-backend=c10d",
+        "--rdzv-backend=kubeforge",
         "--rdzv-endpoint=h:1",
+        "--rdzv-conf=is_host=false,read_timeout=600",
         "--rdzv-id=tj-uid",
         "--max-restarts=0",
         "-m",

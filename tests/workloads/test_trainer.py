@@ -1,11 +1,12 @@
 """The trainer under real torchrun, launched with the command the operator's pods run.
 
-What is real: torchrun agents (`kubeforge.launch`, one per "pod", c10d rendezvous on 127.0.0.1)
-started with the command `kubeforge.plan.plan_training` builds; `python -m kubeforge_trainer`
-workers training with DDP over gloo on the CPU; SeaweedFS from the rig for checkpoints and the
-GPT's dataset (the reference run checkpoints to a local directory, `file://`, the other store);
-signals and kills sent to real processes. Nothing is faked. Models, batches and step counts are
-small so that the module runs in a few minutes on two cores.
+What is real: torchrun agents (`kubeforge.launch`, one per "pod", meeting in the job's rendezvous
+store, `kubeforge.rendezvous`, on 127.0.0.1) started with the command
+`kubeforge.plan.plan_training` builds; `python -m kubeforge_trainer` workers training with DDP over
+gloo on the CPU; SeaweedFS from the rig for checkpoints and the GPT's dataset (the reference run
+checkpoints to a local directory, `file://`, the other store); signals and kills sent to real
+processes. Nothing is faked. Models, batches and step counts are small so that the module runs in a
+few minutes on two cores.
 
 Exactness is asserted on the consumed-sample log (which sample every stream position held in
 the attempt that counted), compared with an uninterrupted reference run, never on a loss.
@@ -156,6 +157,31 @@ def test_a_killed_worker_ends_its_pod_with_137_and_the_replaced_group_resumes_ex
     assert consumed.world_sizes == [2, 2], "the run should have been restarted once"
     assert consumed.steps == reference.consumed.steps
     assert consumed.by_position == reference.consumed.by_position
+
+
+def test_losing_the_first_agent_the_survivor_re_forms_in_the_same_store_and_finishes(
+    rig: Rig, bucket: str, tmp_path: Path, reference: Reference
+) -> None:
+    """Pod 0 used to host the rendezvous: now it is lost for good (its node is gone, its
+    replacement cannot be scheduled) and the other pod's replacement trains on alone, within
+    minReplicas, in the store that outlived both."""
+    checkpoint = {"uri": f"s3://{bucket}/ckpt", "intervalSteps": 100}
+    job = training_job("lost0", 2, {**mlp_spec(checkpoint), "minReplicas": 1, "maxReplicas": 2})
+    launch = Launch(job, tmp_path, rig)
+    try:
+        launch.start()
+        wait_for(lambda: highest_logged_step(launch.sample_log) >= 150, "step 150", timeout=120)
+        launch.kill_agent(0)
+        assert launch.agents[1].wait(timeout=150) != 0, launch.output()
+        launch.start(agents=1)  # pod 1's replacement; pod 0's never comes
+        assert launch.agents[2].wait(timeout=300) == 0, launch.output()
+        assert launch.store is not None
+        assert launch.store.poll() is None, "the store went down"
+    finally:
+        launch.kill()
+    consumed = ConsumedSamples.read(launch.sample_log)
+    assert consumed.world_sizes == [2, 1], launch.output()
+    assert consumed.steps == reference.consumed.steps
 
 
 def test_resizing_2_1_2_through_sigterms_checkpoints_and_resumes_exactly(

@@ -2,10 +2,12 @@
 `kubeforge.plan.plan_training` builds, on loopback, and reading back what they left.
 
 Each agent is a real torchrun agent (`kubeforge.launch`, a "pod"); its workers are real `python -m
-kubeforge_trainer` processes using gloo on the CPU. Only the rendezvous host, port and config
-path differ from a pod's. The consumed-sample log (`KUBEFORGE_SAMPLE_LOG`) is read back as the
-position -> sample mapping of the attempts that counted: when a step was trained again after a
-restart, the later generation's record supersedes the earlier one.
+kubeforge_trainer` processes using gloo on the CPU; they meet in a real rendezvous store
+(`kubeforge.rendezvous`, the store Deployment's command), started with the first agents and kept
+until `kill`. Only the rendezvous host, port and config path differ from a pod's. The
+consumed-sample log (`KUBEFORGE_SAMPLE_LOG`) is read back as the position -> sample mapping of the
+attempts that counted: when a step was trained again after a restart, the later generation's record
+supersedes the earlier one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from kubeforge.dataset import (
     write_manifest,
     write_part,
 )
-from kubeforge.plan import plan_training
+from kubeforge.plan import TrainingPlan, plan_training
 from kubeforge.storage import ObjectStore
 from tests.conftest import Rig
 from tests.polling import wait_for
@@ -73,6 +75,8 @@ class Launch:
     rig: Rig
     dataset_uri: str | None = None
     agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    store: subprocess.Popen[bytes] | None = None
+    port: int = field(default_factory=free_port)
 
     @property
     def sample_log(self) -> Path:
@@ -82,9 +86,10 @@ class Launch:
     def progress_file(self) -> Path:
         return self.workdir / "progress.json"
 
-    def start(self) -> None:
+    def start(self, agents: int | None = None) -> None:
+        """Starts `agents` agents (one per replica by default), and the store before the first."""
         config_path = self.workdir / "trainer.yaml"
-        port = free_port()
+        port = self.port
         plan = plan_training(
             self.job,
             rendezvous_host="127.0.0.1",
@@ -108,13 +113,13 @@ class Launch:
             "OMP_NUM_THREADS": "1",
             "TMPDIR": str(self.workdir),  # torchrun's own log directories land here
         }
-        for index in range(plan.replicas):
+        if self.store is None:
+            self.store = start_store(plan, port, env, self.workdir / "rendezvous.log")
+        for _ in range(plan.replicas if agents is None else agents):
             with (self.workdir / f"agent-{len(self.agents)}.log").open("ab") as log:
                 self.agents.append(
                     subprocess.Popen(plan.command, env=env, stdout=log, stderr=subprocess.STDOUT)
                 )
-            if index == 0:  # the first agent hosts the rendezvous, as worker 0's pod does
-                wait_for(lambda: listening(port), f"the rendezvous on port {port}", timeout=120)
 
     def wait(self, timeout: float = 150) -> list[int]:
         """The agents' exit codes, once all have exited."""
@@ -134,19 +139,36 @@ class Launch:
     def output(self) -> str:
         return "\n".join(path.read_text() for path in sorted(self.workdir.glob("agent-*.log")))
 
+    def kill_agent(self, index: int) -> None:
+        """SIGKILLs an agent and its workers, as a lost node takes a pod."""
+        for worker in self.workers(index):
+            _kill(worker)
+        self.agents[index].kill()
+        self.agents[index].wait()
+
     def kill(self) -> None:
-        """Ends whatever is left (a failed test), workers first."""
+        """Ends whatever is left (a failed test), workers first, then the store."""
         for index, agent in enumerate(self.agents):
             if agent.poll() is None:
-                for worker in self.workers(index):
-                    _kill(worker)
-                agent.kill()
-                agent.wait()
+                self.kill_agent(index)
+        if self.store is not None:
+            self.store.kill()
+            self.store.wait()
 
 
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def start_store(
+    plan: TrainingPlan, port: int, env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Starts the job's rendezvous store (the store Deployment's command) and waits for it."""
+    with log_path.open("ab") as log:
+        store = subprocess.Popen(plan.rendezvous_command, env=env, stdout=log, stderr=log)
+    wait_for(lambda: listening(port), f"the rendezvous on port {port}", timeout=120)
+    return store
 
 
 def listening(port: int) -> bool:

@@ -47,10 +47,15 @@ controller creates the pods), no exec.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# kopf: watch. kubeforge: server-side apply the rendezvous Service and the workers'
-# ServiceAccount.
+# kopf: watch. kubeforge: server-side apply the workers' headless Service, the rendezvous
+# store's Service and the workers' ServiceAccount.
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]
+  verbs: ["list", "watch", "create", "patch"]
+# kopf: watch. kubeforge: server-side apply each job's rendezvous store, a one-pod Deployment
+# apart from the workers (builders.build_rendezvous_deployment).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch"]
 # kopf: watch. kubeforge: server-side apply each job's progress-writer Role and RoleBinding
 # (get and patch of one ConfigMap, by name), with no escalate or bind: the rules above hold it.
