@@ -70,10 +70,11 @@ def killed_operator(rig: Rig, crds: list[str], namespace: str) -> Iterator[Kille
 def children_by_job(jobs: Jobs, api_client: client.ApiClient) -> dict[str, Counter[str]]:
     """Every child of every TrainingJob in the namespace, counted by kind, by its job's name."""
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
-    rbac = client.RbacAuthorizationV1Api(api_client)
+    rbac, apps = client.RbacAuthorizationV1Api(api_client), client.AppsV1Api(api_client)
     namespace, selector = jobs.namespace, JOB_LABEL
     listings: dict[str, list[Any]] = {
         "Job": batch.list_namespaced_job(namespace, label_selector=selector).items,
+        "Deployment": apps.list_namespaced_deployment(namespace, label_selector=selector).items,
         "Service": core.list_namespaced_service(namespace, label_selector=selector).items,
         "ConfigMap": core.list_namespaced_config_map(namespace, label_selector=selector).items,
         "ServiceAccount": core.list_namespaced_service_account(
@@ -90,8 +91,17 @@ def children_by_job(jobs: Jobs, api_client: client.ApiClient) -> dict[str, Count
     return found
 
 
+# The workers' Job and headless Service, and the rendezvous store's Deployment and Service.
 EXPECTED_CHILDREN = Counter(
-    {"Job": 1, "Service": 1, "ConfigMap": 2, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1}
+    {
+        "Job": 1,
+        "Deployment": 1,
+        "Service": 2,
+        "ConfigMap": 2,
+        "ServiceAccount": 1,
+        "Role": 1,
+        "RoleBinding": 1,
+    }
 )
 
 
