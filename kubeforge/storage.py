@@ -300,9 +300,13 @@ DEFAULT_MAX_ATTEMPTS = 20
 def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Client:
     """An S3 client configured the way boto3 reads its environment (endpoint and CA bundle
     included), which retries through outages of the store (KUBEFORGE_S3_MAX_ATTEMPTS) but not
-    through a refused certificate."""
+    through a refused certificate.
+
+    Each client has a session of its own: boto3's default session keeps the credentials it
+    resolved first for the life of the process, so a store opened after the environment
+    changed (another job's credentials, a rotated key) would sign with the old ones."""
     # Imported here: only the components that talk to S3 install boto3.
-    import boto3
+    import boto3.session
     from botocore.config import Config
 
     from kubeforge.s3tls import refuse_certificates_at_once
@@ -312,7 +316,7 @@ def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Cli
         raise ValueError(f"{MAX_ATTEMPTS_VARIABLE}={text!r} is not a positive number of attempts")
     attempts = int(text)
     config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
-    return refuse_certificates_at_once(boto3.client("s3", config=config))
+    return refuse_certificates_at_once(boto3.session.Session().client("s3", config=config))
 
 
 def open_store(uri: str) -> ObjectStore:

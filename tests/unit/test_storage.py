@@ -49,3 +49,18 @@ def test_an_s3_client_retries_through_an_outage_as_configured() -> None:
     assert vars(fewer.meta.config)["retries"]["total_max_attempts"] == 3
     with pytest.raises(ValueError, match="KUBEFORGE_S3_MAX_ATTEMPTS='none' is not a positive"):
         s3_client_from_environment({MAX_ATTEMPTS_VARIABLE: "none"})
+
+
+def test_each_client_signs_with_the_credentials_of_the_environment_it_was_opened_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """boto3's default session would keep the first credentials it resolved in the process."""
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    signed = []
+    for key in ("first-key", "second-key"):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+        client = s3_client_from_environment()
+        signed.append(client.generate_presigned_url("get_object", {"Bucket": "b", "Key": "k"}))
+    assert "first-key" in signed[0]
+    assert "second-key" in signed[1]
