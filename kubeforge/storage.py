@@ -299,8 +299,8 @@ DEFAULT_MAX_ATTEMPTS = 20
 
 def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Client:
     """An S3 client configured the way boto3 reads its environment (endpoint and CA bundle
-    included), which retries through outages of the store (KUBEFORGE_S3_MAX_ATTEMPTS) but not
-    through a refused certificate.
+    included), which retries through outages of the store (KUBEFORGE_S3_MAX_ATTEMPTS), logging
+    when it starts and stops waiting, but not through a refused certificate.
 
     Each client has a session of its own: boto3's default session keeps the credentials it
     resolved first for the life of the process, so a store opened after the environment
@@ -310,13 +310,15 @@ def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Cli
     from botocore.config import Config
 
     from kubeforge.s3tls import refuse_certificates_at_once
+    from kubeforge.s3wait import report_waits
 
     text = environ.get(MAX_ATTEMPTS_VARIABLE, "").strip() or str(DEFAULT_MAX_ATTEMPTS)
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{MAX_ATTEMPTS_VARIABLE}={text!r} is not a positive number of attempts")
     attempts = int(text)
     config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
-    return refuse_certificates_at_once(boto3.session.Session().client("s3", config=config))
+    client = boto3.session.Session().client("s3", config=config)
+    return report_waits(refuse_certificates_at_once(client))
 
 
 def open_store(uri: str) -> ObjectStore:

@@ -382,8 +382,8 @@ def test_an_s3_outage_of_30_s_mid_crawl_loses_no_document(
     shard_processes: list[subprocess.Popen[bytes]],
 ) -> None:
     """The rig's S3 server is killed once a shard has committed a part, and started again 30 s
-    later: the shards' commits wait for it (the store retries with backoff), no shard fails, and
-    the published dataset holds every page once."""
+    later: the shards' commits wait for it (the store retries with backoff, and says so in the
+    logs), no shard fails, and the published dataset holds every page once."""
     if not rig.local:
         pytest.skip("stops a process of the local rig; this cluster is not one")
     config_path, store = start_shards(web, rig, s3, bucket, tmp_path, shard_processes)
@@ -395,4 +395,7 @@ def test_an_s3_outage_of_30_s_mid_crawl_loses_no_document(
         subprocess.run([sys.executable, str(script), "restart", "seaweedfs"], check=True)
     wait_for(lambda: all(p.poll() is not None for p in shard_processes), "the shards", 240)
     assert [process.returncode for process in shard_processes] == [0] * SHARDS
+    logs = "".join(log.read_text() for log in tmp_path.glob("shard-*.log"))
+    assert "waiting for the S3 store at" in logs, "the wait is logged"
+    assert "answered again after" in logs, "and its end"
     publish_every_page_once(config_path, rig, store, web)

@@ -290,8 +290,9 @@ def test_an_s3_outage_of_30_s_mid_training_loses_nothing_and_changes_nothing(
     rig: Rig, bucket: str, s3: S3Client, tmp_path: Path, reference: Reference
 ) -> None:
     """The rig's S3 server is killed at step 150 and started again 30 s later: checkpoint writes
-    wait for it (the store retries with backoff), the workers never fail, and the run consumes
-    exactly the reference's samples and commits its final checkpoint."""
+    wait for it (the store retries with backoff, and the workers log when the wait starts and
+    ends), the workers never fail, and the run consumes exactly the reference's samples and
+    commits its final checkpoint."""
     if not rig.local:
         pytest.skip("stops a process of the local rig; this cluster is not one")
     job = training_job("outage", 2, mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 100}))
@@ -308,6 +309,8 @@ def test_an_s3_outage_of_30_s_mid_training_loses_nothing_and_changes_nothing(
     finally:
         launch.kill()
     assert codes == [0, 0], launch.output()
+    assert "waiting for the S3 store at" in launch.output(), "the wait is logged"
+    assert "answered again after" in launch.output(), "and its end"
     consumed = ConsumedSamples.read(launch.sample_log)
     assert consumed.world_sizes == [2], "no restart"
     assert consumed.by_position == reference.consumed.by_position
