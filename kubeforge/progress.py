@@ -21,6 +21,7 @@ import json
 import os
 import ssl
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -144,15 +145,18 @@ class ProgressReporter:
             min_interval = sink.min_interval if sink is not None else 0.0
         self.min_interval = min_interval
         self._last_sent = float("-inf")
+        self._lock = threading.Lock()
 
     def report(self, progress: ProgressStatus, *, force: bool = False) -> bool:
-        """Sends the report when due; returns whether it was sent. Failures never stop training."""
-        now = time.monotonic()
-        if self.sink is None or (not force and now - self._last_sent < self.min_interval):
-            return False
-        try:
-            self.sink.write(progress)
-        except OSError:
-            return False  # the apiserver or disk is briefly unavailable: the next report retries
-        self._last_sent = now
-        return True
+        """Sends the report when due; returns whether it was sent. Failures never stop training.
+        Thread-safe: a wait for the object store is reported from the thread that waits."""
+        with self._lock:
+            now = time.monotonic()
+            if self.sink is None or (not force and now - self._last_sent < self.min_interval):
+                return False
+            try:
+                self.sink.write(progress)
+            except OSError:
+                return False  # the apiserver or disk is briefly unavailable: the next one retries
+            self._last_sent = now
+            return True

@@ -7,7 +7,9 @@ crawler, trainer or operator logs nothing until the store answers or its attempt
 `needs-retry` event, emitted after every attempt, to log one WARNING when an attempt fails in a
 way that is retried (naming the endpoint and the error, never the credentials) and one INFO with
 the time waited when an attempt succeeds again. The state is per client, so concurrent requests
-of one client (checkpoint uploads on threads) log each outage once.
+of one client (checkpoint uploads on threads) log each outage once. A process that reports its
+state (the trainer's rank 0, in `status.progress.storageWaitingSince`) `subscribe`s to the start
+and end of every wait.
 
 Imported only where boto3 is installed: by the components that talk to S3.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -33,6 +37,21 @@ RETRIED_CODES = frozenset(
 )
 
 log = logging.getLogger(__name__)
+
+WaitListener = Callable[[datetime | None], None]
+"""Called with the time a wait for the store began, and with None when the store answers again."""
+_listeners: list[WaitListener] = []
+
+
+def subscribe(listener: WaitListener) -> None:
+    """Calls `listener` whenever a client of this process starts or stops waiting for its store
+    (on the thread that made the request)."""
+    _listeners.append(listener)
+
+
+def _tell(since: datetime | None) -> None:
+    for listener in list(_listeners):
+        listener(since)
 
 
 def _failure(response: Any, caught_exception: BaseException | None) -> str | None:
@@ -73,10 +92,12 @@ class StorageWaits:
                     failure,
                     attempts,
                 )
+                _tell(datetime.now(UTC))
             elif failure is None and self.waiting_since is not None:
                 waited = time.monotonic() - self.waiting_since
                 self.waiting_since = None
                 log.info("the S3 store at %s answered again after %.1f s", self.endpoint, waited)
+                _tell(None)
 
 
 def report_waits(client: S3Client) -> S3Client:

@@ -718,6 +718,12 @@ class ProgressStatus(StatusModel):
     last_checkpoint: CheckpointRecord | None = Field(
         default=None, description="The latest committed checkpoint."
     )
+    storage_waiting_since: AwareDatetime | None = Field(
+        default=None,
+        description="Set while rank 0's requests to the object store fail and are retried (an "
+        "outage of the store): when the wait began. progressDeadlineSeconds does not run "
+        "meanwhile; the wait is bounded by the store's retries (KUBEFORGE_S3_MAX_ATTEMPTS).",
+    )
     updated_at: AwareDatetime | None = Field(
         default=None,
         description="When the training step last advanced (not when the report was written): "

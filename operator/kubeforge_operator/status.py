@@ -450,12 +450,16 @@ class _Decider:
         return ready.message if ready is not None and is_start_blocker(ready.reason) else None
 
     def hung(self) -> bool:
-        """True when progress has not advanced for progressDeadlineSeconds."""
+        """True when progress has not advanced for progressDeadlineSeconds. A run that waits for
+        its object store is not hung: restarting it would not bring the store back, and the
+        store's retries bound the wait."""
         limit = self.spec.progress_deadline_seconds
         running = find_condition(self.previous.conditions, ConditionType.RUNNING)
         if limit is None or running is None or running.status != ConditionStatus.TRUE:
             return False
         progress = self.status.progress
+        if progress is not None and progress.storage_waiting_since is not None:
+            return False
         last = max(
             t
             for t in (running.last_transition_time, progress.updated_at if progress else None)

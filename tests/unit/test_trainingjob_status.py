@@ -376,6 +376,21 @@ def test_no_progress_for_the_deadline_restarts_the_group_as_hung() -> None:
     assert healthy.requeue_after == pytest.approx(270)
 
 
+def test_a_run_waiting_for_its_object_store_past_the_deadline_is_not_hung() -> None:
+    """Hours in, the store has been away for longer than progressDeadlineSeconds: the report
+    says so, and the group is left to wait (its store retries bound the wait)."""
+    job = training_job(progressDeadlineSeconds=300, status=running_status(NOW - timedelta(hours=3)))
+    report = ProgressStatus(
+        step=4000,
+        updated_at=NOW - timedelta(seconds=400),
+        storage_waiting_since=NOW - timedelta(seconds=390),
+    )
+    decision = decide(job, Observed(NOW, worker_job(), [pod("tj-0")], progress=report))
+    assert decision.action is None
+    assert decision.status.phase == "Running"
+    assert decision.status.progress == report
+
+
 def test_active_deadline_fails_the_job() -> None:
     job = training_job(
         activeDeadlineSeconds=60,

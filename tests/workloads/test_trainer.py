@@ -290,9 +290,9 @@ def test_an_s3_outage_of_30_s_mid_training_loses_nothing_and_changes_nothing(
     rig: Rig, bucket: str, s3: S3Client, tmp_path: Path, reference: Reference
 ) -> None:
     """The rig's S3 server is killed at step 150 and started again 30 s later: checkpoint writes
-    wait for it (the store retries with backoff, and the workers log when the wait starts and
-    ends), the workers never fail, and the run consumes exactly the reference's samples and
-    commits its final checkpoint."""
+    wait for it (the store retries with backoff; the workers log when the wait starts and ends,
+    and rank 0's progress report says it waits meanwhile), the workers never fail, and the run
+    consumes exactly the reference's samples and commits its final checkpoint."""
     if not rig.local:
         pytest.skip("stops a process of the local rig; this cluster is not one")
     job = training_job("outage", 2, mlp_spec({"uri": f"s3://{bucket}/ckpt", "intervalSteps": 100}))
@@ -301,14 +301,17 @@ def test_an_s3_outage_of_30_s_mid_training_loses_nothing_and_changes_nothing(
         launch.start()
         wait_for(lambda: highest_logged_step(launch.sample_log) >= 150, "step 150", timeout=120)
         rig_process("kill", "seaweedfs")
+        outage = time.monotonic()
         try:
-            time.sleep(30)  # the outage itself: nothing answers, nothing to wait for
+            wait_for(lambda: waiting_for_storage(launch), "the report of the wait", timeout=25)
+            time.sleep(max(0.0, 30 - (time.monotonic() - outage)))  # the rest of the outage
         finally:
             rig_process("restart", "seaweedfs")
         codes = launch.wait()
     finally:
         launch.kill()
     assert codes == [0, 0], launch.output()
+    assert not waiting_for_storage(launch), "the end of the wait is reported too"
     assert "waiting for the S3 store at" in launch.output(), "the wait is logged"
     assert "answered again after" in launch.output(), "and its end"
     consumed = ConsumedSamples.read(launch.sample_log)
@@ -316,6 +319,12 @@ def test_an_s3_outage_of_30_s_mid_training_loses_nothing_and_changes_nothing(
     assert consumed.by_position == reference.consumed.by_position
     checkpoints = Checkpoints(S3Store(bucket, "ckpt", s3), keep=3)
     assert checkpoints.newest_valid() == STEPS
+
+
+def waiting_for_storage(launch: Launch) -> bool:
+    """Whether rank 0's latest progress report says it waits for the object store."""
+    report = launch.progress_file.read_text() if launch.progress_file.exists() else "{}"
+    return "storageWaitingSince" in json.loads(report)
 
 
 def rig_process(command: str, component: str) -> None:

@@ -3,7 +3,8 @@
 Reports follow the progress contract (`kubeforge.progress`): `updatedAt` is the time the step
 last advanced, which the operator's hang detection reads, `startedAt` and `firstStepAt` (when
 this process started, when its first step finished) tell the operator's goodput one attempt from
-the next, and reports are forced at each checkpoint and at the end. The history of measurements
+the next, and reports are forced at each checkpoint, when a wait for the object store starts or
+ends (`storageWaitingSince`), and at the end. The history of measurements
 is part of the checkpointed state, so the final metrics.json covers the whole run across restarts.
 """
 
@@ -63,6 +64,7 @@ class Progress:
         self._advanced_at: datetime | None = None
         self._started_at = process_start_time()
         self._first_step_at: datetime | None = None
+        self._storage_waiting_since: datetime | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}
@@ -100,6 +102,12 @@ class Progress:
         log.info("checkpoint of step %d committed at %s", record.step, record.uri)
         self.reporter.report(self._status(), force=True)
 
+    def storage_waiting(self, since: datetime | None) -> None:
+        """The object store stopped answering at `since`, or answered again (None): reported at
+        once, so that the status says what the run is waiting for."""
+        self._storage_waiting_since = since
+        self.reporter.report(self._status(), force=True)
+
     def finished(self) -> None:
         self.reporter.report(self._status(), force=True)
 
@@ -115,6 +123,7 @@ class Progress:
             data_wait_seconds=latest.data_wait_seconds if latest else None,
             checkpoint_wait_seconds=latest.checkpoint_wait_seconds if latest else None,
             last_checkpoint=self._last_checkpoint,
+            storage_waiting_since=self._storage_waiting_since,
             updated_at=self._advanced_at,
             started_at=self._started_at,
             first_step_at=self._first_step_at,

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 
+from kubeforge import s3wait
 from kubeforge.api.trainingjob import (
     DEFAULT_LOG_INTERVAL_STEPS,
     OptimizerConfig,
@@ -108,6 +109,8 @@ class Trainer:
         self.peak_flops = peak_flops(group.device) if self.autocast else None
         sink = sink_from_env() if group.is_main else None
         self.progress = Progress(settings.steps, ProgressReporter(sink))
+        if group.is_main:
+            s3wait.subscribe(self.progress.storage_waiting)
         self.agreement = StepAgreement(group.control)
         self.checkpoints: Checkpoints | None = None
         self.writer: CheckpointWriter | None = None
