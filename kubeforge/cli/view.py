@@ -74,4 +74,6 @@ class RunView:
             parts.append(f"{status.samples_per_second:,.0f} samples/s")
         if status.last_checkpoint is not None:
             parts.append(f"ckpt @{status.last_checkpoint.step}")
+        if status.storage_waiting_since is not None:
+            parts.append(f"waiting for storage since {status.storage_waiting_since:%H:%M:%S}")
         self.progress.update(task, completed=status.step or 0, detail=", ".join(parts))
