@@ -25,13 +25,13 @@ from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge.progress import PROGRESS_KEY
 from kubeforge_operator.base.reconcile import Key
-from kubeforge_operator.builders import JOB_LABEL
-from kubeforge_operator.ingest_builders import DEFAULT_IMAGE, INGEST_LABEL
-from kubeforge_operator.ingest_reconcile import IngestCache, IngestReconciler
+from kubeforge_operator.dataingest.builders import DEFAULT_IMAGE, INGEST_LABEL
+from kubeforge_operator.dataingest.reconcile import IngestCache, IngestReconciler
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import DESIRED_HASH, MANAGED_BY
-from kubeforge_operator.reconcile import Cache, Reconciler
-from kubeforge_operator.status import needs_record
+from kubeforge_operator.trainingjob.builders import JOB_LABEL
+from kubeforge_operator.trainingjob.reconcile import Cache, Reconciler
+from kubeforge_operator.trainingjob.status import needs_record
 from kubeforge_operator.workqueue import WorkQueue
 
 RESYNC_SECONDS = 300.0

@@ -9,7 +9,8 @@ import yaml
 
 from kubeforge.api.dataingest import DataIngest
 from kubeforge.crawlconfig import CrawlerConfig, crawl_command, crawler_config, publish_command
-from kubeforge_operator import ingest_builders, objects
+from kubeforge_operator import objects
+from kubeforge_operator.dataingest import builders as ingest_builders
 from tests.dataingest_cases import FULL_SPEC, MINIMAL_SPEC
 
 

@@ -11,7 +11,7 @@ from kubeforge.api.dataingest import (
     DataIngestStatus,
     DatasetStatus,
 )
-from kubeforge_operator import ingest_metrics
+from kubeforge_operator.dataingest import metrics as ingest_metrics
 
 KEY = ("metrics-test", "docs")
 

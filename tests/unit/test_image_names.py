@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import yaml
 
-from kubeforge_operator import ingest_builders
+from kubeforge_operator.dataingest import builders as ingest_builders
 from tests.conftest import REPO_ROOT
 from tests.image_names import image_ref, image_settings
 

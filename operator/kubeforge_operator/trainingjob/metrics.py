@@ -16,7 +16,7 @@ from prometheus_client.registry import REGISTRY, Collector
 
 from kubeforge.api.trainingjob import TrainingJob, TrainingJobPhase, TrainingJobStatus
 from kubeforge.goodput import measure_status
-from kubeforge_operator.status import Decision
+from kubeforge_operator.trainingjob.status import Decision
 
 RECONCILE_SECONDS = Histogram(
     "kubeforge_reconcile_duration_seconds",

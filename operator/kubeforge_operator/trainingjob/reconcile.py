@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 
 from kubeforge import progress
 from kubeforge.api.trainingjob import TrainingJob
-from kubeforge_operator import builders, metrics
 from kubeforge_operator.base.reconcile import Key, Reconcile, apply_drifted, first
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import Object
-from kubeforge_operator.status import (
+from kubeforge_operator.trainingjob import builders, metrics
+from kubeforge_operator.trainingjob.status import (
     RESTART_RECORDED,
     TERMINAL,
     Action,
