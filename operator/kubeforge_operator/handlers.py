@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,51 +75,6 @@ def _ingest_key(namespace: str | None, labels: Mapping[str, str]) -> Key:
 # --- indexes ------------------------------------------------------------------------------------
 
 
-@kopf.index(GROUP, VERSION, TRAINING_JOB.plural)
-async def training_jobs(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, Any]:
-    return {(namespace or "", name): _resource(body)}
-
-
-@kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS)
-async def worker_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return {_job_key(namespace, labels): _job_summary(body)}
-
-
-@kopf.index("", "v1", "pods", labels=CHILD_LABELS)
-async def worker_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return {_job_key(namespace, labels): _pod_summary(body)}
-
-
-@kopf.index(
-    "", "v1", "configmaps", labels={**CHILD_LABELS, "app.kubernetes.io/component": "progress"}
-)
-async def progress_reports(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> Any:
-    return {_job_key(namespace, labels): {PROGRESS_KEY: body.get("data", {}).get(PROGRESS_KEY)}}
-
-
-@kopf.index(GROUP, VERSION, DATA_INGEST.plural)
-async def dataingests(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, Any]:
-    return {(namespace or "", name): _resource(body)}
-
-
-@kopf.index("batch", "v1", "jobs", labels=INGEST_CHILD_LABELS)
-async def ingest_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return {_ingest_key(namespace, labels): _job_summary(body)}
-
-
-@kopf.index("", "v1", "pods", labels=INGEST_CHILD_LABELS)
-async def ingest_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    """Crawl and publish pods: their waiting reasons and scheduling say why a stage is blocked."""
-    summary = {"metadata": {**_meta(body), "labels": dict(labels)}, "status": dict(body.status)}
-    return {_ingest_key(namespace, labels): summary}
-
-
 def _resource(body: kopf.Body) -> dict[str, Any]:
     """A resource's body as reconcile reads it: all of it but the server's field-manager records,
     which are most of its size and which reconcile never reads."""
@@ -135,7 +90,10 @@ def _meta(body: kopf.Body) -> dict[str, Any]:
 
 
 def _pod_summary(body: kopf.Body) -> dict[str, Any]:
-    summary = {"metadata": _meta(body), "spec": {"nodeName": body.spec.get("nodeName")}}
+    """A pod as a status reads it: its labels (a DataIngest's tell crawl from publish), its node,
+    its waiting reasons and scheduling (why it cannot start)."""
+    meta = {**_meta(body), "labels": dict(body.metadata.get("labels") or {})}
+    summary = {"metadata": meta, "spec": {"nodeName": body.spec.get("nodeName")}}
     return {**summary, "status": dict(body.status)}
 
 
@@ -144,31 +102,58 @@ def _job_summary(body: kopf.Body) -> dict[str, Any]:
     return {"metadata": _meta(body), "spec": spec, "status": dict(body.status)}
 
 
-def _register_owned_index(
-    owner_label: str, labels_filter: dict[str, Any], index_id: str, owned: tuple[str, ...]
+def _index_resource(plural: str, index_id: str) -> None:
+    """Indexes the bodies of one kind of resource by (namespace, name), as `index_id`."""
+
+    async def index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+        return {(namespace or "", name): _resource(body)}
+
+    kopf.index(GROUP, VERSION, plural, id=index_id)(index)
+
+
+def _index_children(
+    owner_label: str,
+    labels_filter: dict[str, Any],
+    prefix: str,
+    owned_kinds: Iterable[tuple[str, str, str, str]],
 ) -> None:
-    """Indexes (kind, name, desired hash) of children of one kind, by their owner's key."""
-    group, version, plural, kind = owned
+    """Indexes a resource's children by their owner's key (its name in `owner_label`): its Jobs
+    (`{prefix}jobs`) and pods (`{prefix}pods`) as summaries, and the (kind, name, desired hash)
+    of each of `owned_kinds` (`{prefix}owned_GROUP_PLURAL`)."""
 
-    async def index(
-        namespace: str | None,
-        name: str,
-        labels: kopf.Labels,
-        annotations: kopf.Annotations,
-        **_: Any,
-    ) -> Any:
-        key = (namespace or "", labels[owner_label])
-        return {key: (kind, name, annotations.get(DESIRED_HASH))}
+    def register(
+        group: str, version: str, plural: str, summary: Callable[[kopf.Body], Any], index_id: str
+    ) -> None:
+        async def index(
+            namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+        ) -> Any:
+            return {(namespace or "", labels[owner_label]): summary(body)}
 
-    kopf.index(group, version, plural, labels=labels_filter, id=index_id)(index)
+        kopf.index(group, version, plural, labels=labels_filter, id=index_id)(index)
+
+    register("batch", "v1", "jobs", _job_summary, f"{prefix}jobs")
+    register("", "v1", "pods", _pod_summary, f"{prefix}pods")
+    for group, version, plural, kind in owned_kinds:
+
+        def owned(body: kopf.Body, kind: str = kind) -> tuple[str, str, str | None]:
+            return (kind, body.metadata.name, body.metadata.annotations.get(DESIRED_HASH))
+
+        register(group, version, plural, owned, f"{prefix}owned_{group}_{plural}")
 
 
-for _owned in OWNED_KINDS:
-    _register_owned_index(JOB_LABEL, CHILD_LABELS, f"owned_{_owned[0]}_{_owned[2]}", _owned)
-for _owned in INGEST_OWNED_KINDS:
-    _register_owned_index(
-        INGEST_LABEL, INGEST_CHILD_LABELS, f"ingest_owned_{_owned[0]}_{_owned[2]}", _owned
-    )
+_index_resource(TRAINING_JOB.plural, "training_jobs")
+_index_children(JOB_LABEL, CHILD_LABELS, "worker_", OWNED_KINDS)
+_index_resource(DATA_INGEST.plural, "dataingests")
+_index_children(INGEST_LABEL, INGEST_CHILD_LABELS, "ingest_", INGEST_OWNED_KINDS)
+
+
+@kopf.index(
+    "", "v1", "configmaps", labels={**CHILD_LABELS, "app.kubernetes.io/component": "progress"}
+)
+async def progress_reports(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> Any:
+    return {_job_key(namespace, labels): {PROGRESS_KEY: body.get("data", {}).get(PROGRESS_KEY)}}
 
 
 class _Merged(Mapping[Key, Iterable[Any]]):
@@ -199,7 +184,7 @@ def _training_cache(kwargs: Mapping[str, Any]) -> Cache:
         training_jobs=kwargs["training_jobs"],
         worker_jobs=kwargs["worker_jobs"],
         pods=kwargs["worker_pods"],
-        owned=_merged(kwargs, "owned_"),
+        owned=_merged(kwargs, "worker_owned_"),
         progress=kwargs["progress_reports"],
         datasets=kwargs["dataingests"],
     )
