@@ -4,8 +4,8 @@ Watches keep in-memory indexes of TrainingJobs and DataIngests and of their chil
 `kubeforge.dev/training-job` and `kubeforge.dev/data-ingest` labels); kopf starts handlers only
 once every index is filled. Every watch event, of a resource or of any of its children, and a
 periodic resync add the resource's key to the work queue of its kind, whose workers call
-`Reconciler.reconcile` (TrainingJobs) or `IngestReconciler.reconcile` (DataIngests). No handler
-writes anything itself, and kopf keeps its own bookkeeping in annotations under
+`TrainingJobReconcile.reconcile` (TrainingJobs) or `DataIngestReconcile.reconcile` (DataIngests).
+No handler writes anything itself, and kopf keeps its own bookkeeping in annotations under
 `kopf.kubeforge.dev`, never in `status`.
 """
 
@@ -26,11 +26,11 @@ from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge.progress import PROGRESS_KEY
 from kubeforge_operator.base.reconcile import Key
 from kubeforge_operator.dataingest.builders import DEFAULT_IMAGE, INGEST_LABEL
-from kubeforge_operator.dataingest.reconcile import IngestCache, IngestReconciler
+from kubeforge_operator.dataingest.reconcile import DataIngestCache, DataIngestReconcile
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import DESIRED_HASH, MANAGED_BY
 from kubeforge_operator.trainingjob.builders import JOB_LABEL
-from kubeforge_operator.trainingjob.reconcile import Cache, Reconciler
+from kubeforge_operator.trainingjob.reconcile import TrainingJobCache, TrainingJobReconcile
 from kubeforge_operator.trainingjob.status import needs_record
 from kubeforge_operator.workqueue import WorkQueue
 
@@ -179,8 +179,8 @@ def _merged(kwargs: Mapping[str, Any], prefix: str) -> _Merged:
     return _Merged([kwargs[name] for name in kwargs if name.startswith(prefix)])
 
 
-def _training_cache(kwargs: Mapping[str, Any]) -> Cache:
-    return Cache(
+def _training_cache(kwargs: Mapping[str, Any]) -> TrainingJobCache:
+    return TrainingJobCache(
         training_jobs=kwargs["training_jobs"],
         worker_jobs=kwargs["worker_jobs"],
         pods=kwargs["worker_pods"],
@@ -190,8 +190,8 @@ def _training_cache(kwargs: Mapping[str, Any]) -> Cache:
     )
 
 
-def _ingest_cache(kwargs: Mapping[str, Any]) -> IngestCache:
-    return IngestCache(
+def _ingest_cache(kwargs: Mapping[str, Any]) -> DataIngestCache:
+    return DataIngestCache(
         ingests=kwargs["dataingests"],
         jobs=kwargs["ingest_jobs"],
         owned=_merged(kwargs, "ingest_owned_"),
@@ -238,9 +238,9 @@ class Runtime:
         if self._queues is None:
             training, ingests = _training_cache(indexes), _ingest_cache(indexes)
             self._queues = Queues(
-                WorkQueue(Reconciler(training, self.kube, self.departed_pods).reconcile),
+                WorkQueue(TrainingJobReconcile(training, self.kube, self.departed_pods).reconcile),
                 WorkQueue(
-                    IngestReconciler(
+                    DataIngestReconcile(
                         ingests, self.kube, crawler_image=self.settings.crawler_image
                     ).reconcile
                 ),
@@ -260,7 +260,7 @@ class Runtime:
         await self.kube.close()
 
 
-async def _resync(queues: Queues, training: Cache, ingests: IngestCache) -> None:
+async def _resync(queues: Queues, training: TrainingJobCache, ingests: DataIngestCache) -> None:
     while True:
         for queue, keys in (
             (queues.training_jobs, list(training.training_jobs)),

@@ -1,7 +1,7 @@
 """The one reconcile of a DataIngest, on the shared skeleton (base.reconcile): keep its finalizer,
 provision its bucket, run its Jobs and report.
 
-`IngestReconciler.reconcile(key)` reads the ingest and its children (the crawler ConfigMap, the
+`DataIngestReconcile.reconcile(key)` reads the ingest and its children (the crawler ConfigMap, the
 crawl and publish Jobs) from the operator's in-memory indexes, like the TrainingJob reconcile.
 S3 is asked only when something there can have changed: the bucket is provisioned when it never
 was, was not ready, the spec changed since, or a scheduled run starts (its lifecycle rule covers
@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class IngestCache:
+class DataIngestCache:
     """Read-only views of the operator's indexes, keyed by (namespace, DataIngest name).
 
     ingests: the DataIngest bodies; jobs: summaries of its crawl and publish Jobs; owned: (kind,
@@ -107,7 +107,7 @@ def dataset_status(ingest: DataIngest, version: int, manifest: Manifest) -> Data
 
 
 @dataclass(frozen=True)
-class IngestRead:
+class DataIngestRead:
     """What a reconcile read of an ingest: what `decide` sees, and what acting on it needs."""
 
     observed: Observed
@@ -117,9 +117,9 @@ class IngestRead:
     """The Jobs of another version (the previous run's), to delete before the new run's."""
 
 
-class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
+class DataIngestReconcile(Reconcile[DataIngest, DataIngestRead, Decision]):
     def __init__(
-        self, cache: IngestCache, kube: Kube, *, crawler_image: str = builders.DEFAULT_IMAGE
+        self, cache: DataIngestCache, kube: Kube, *, crawler_image: str = builders.DEFAULT_IMAGE
     ) -> None:
         super().__init__(kube, "DataIngest", DataIngest.model_validate, cache.ingests)
         self.crawler_image = crawler_image
@@ -136,7 +136,7 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
     async def deleting(self, key: Key, body: Object, ingest: DataIngest) -> float | None:
         return await self._finalize(key, body, ingest, self._jobs(key))
 
-    async def read(self, key: Key, body: Object, ingest: DataIngest) -> IngestRead:
+    async def read(self, key: Key, body: Object, ingest: DataIngest) -> DataIngestRead:
         """Also keeps the finalizer and provisions the bucket: the finalizer is there before
         anything can be written to the bucket, and the bucket's check is what `decide` reads."""
         await self._keep_finalizer(body, ingest)
@@ -168,9 +168,9 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
             published=published,
             pods=list(self.cache.pods.get(key) or ()),
         )
-        return IngestRead(observed, live, stale)
+        return DataIngestRead(observed, live, stale)
 
-    def decide(self, ingest: DataIngest, observed: IngestRead) -> Decision:
+    def decide(self, ingest: DataIngest, observed: DataIngestRead) -> Decision:
         return decide(ingest, observed.observed)
 
     async def act(
@@ -178,7 +178,7 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
         key: Key,
         body: Object,
         ingest: DataIngest,
-        observed: IngestRead,
+        observed: DataIngestRead,
         decision: Decision,
     ) -> bool:
         for name in observed.stale:
