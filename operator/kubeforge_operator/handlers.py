@@ -68,10 +68,6 @@ def _job_key(namespace: str | None, labels: Mapping[str, str]) -> Key:
     return (namespace or "", labels[JOB_LABEL])
 
 
-def _ingest_key(namespace: str | None, labels: Mapping[str, str]) -> Key:
-    return (namespace or "", labels[INGEST_LABEL])
-
-
 # --- indexes ------------------------------------------------------------------------------------
 
 
@@ -343,10 +339,25 @@ async def training_job_changed(
     memo.runtime.queues(kwargs).training_jobs.add((namespace or "", name))
 
 
-async def _child_changed(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
+def _queue_owner_on_change(
+    owner_label: str,
+    labels_filter: dict[str, Any],
+    queue: Callable[[Queues], WorkQueue[Key]],
+    id_prefix: str,
+    kinds: Iterable[tuple[str, str, str]],
 ) -> None:
-    memo.runtime.queues(kwargs).training_jobs.add(_job_key(namespace, labels))
+    """Adds the owner of every child of `kinds` that changes (its key from `owner_label`) to its
+    work queue."""
+
+    async def changed(
+        namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        queue(memo.runtime.queues(kwargs)).add((namespace or "", labels[owner_label]))
+
+    for group, version, plural in kinds:
+        kopf.on.event(
+            group, version, plural, labels=labels_filter, id=f"{id_prefix}{group}_{plural}"
+        )(changed)
 
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_LABELS, id="child__pods")
@@ -367,13 +378,16 @@ async def worker_pod_changed(
     memo.runtime.queues(kwargs).training_jobs.add(key)
 
 
-for _group, _version, _plural in [
-    ("batch", "v1", "jobs"),
-    *[(group, version, plural) for group, version, plural, _ in OWNED_KINDS],
-]:
-    kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child_{_group}_{_plural}")(
-        _child_changed
-    )
+_queue_owner_on_change(
+    JOB_LABEL,
+    CHILD_LABELS,
+    lambda queues: queues.training_jobs,
+    "child_",
+    [
+        ("batch", "v1", "jobs"),
+        *[(group, version, plural) for group, version, plural, _ in OWNED_KINDS],
+    ],
+)
 
 
 @kopf.on.event(GROUP, VERSION, DATA_INGEST.plural)
@@ -390,21 +404,14 @@ async def dataingest_changed(
                 queues.training_jobs.add(key)
 
 
-async def _ingest_child_changed(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    memo.runtime.queues(kwargs).data_ingests.add(_ingest_key(namespace, labels))
-
-
-for _group, _version, _plural in [
-    ("batch", "v1", "jobs"),
-    ("", "v1", "pods"),
-    *[(group, version, plural) for group, version, plural, _ in INGEST_OWNED_KINDS],
-]:
-    kopf.on.event(
-        _group,
-        _version,
-        _plural,
-        labels=INGEST_CHILD_LABELS,
-        id=f"ingest_child_{_group}_{_plural}",
-    )(_ingest_child_changed)
+_queue_owner_on_change(
+    INGEST_LABEL,
+    INGEST_CHILD_LABELS,
+    lambda queues: queues.data_ingests,
+    "ingest_child_",
+    [
+        ("batch", "v1", "jobs"),
+        ("", "v1", "pods"),
+        *[(group, version, plural) for group, version, plural, _ in INGEST_OWNED_KINDS],
+    ],
+)
