@@ -38,8 +38,8 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Namespace, Pod
 
 from kubeforge.api.trainingjob import TrainingJob
-from kubeforge_operator.builders import build_children
 from kubeforge_operator.k8s import Kube, TrainingJobResource
+from kubeforge_operator.trainingjob.builders import build_children
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = 4

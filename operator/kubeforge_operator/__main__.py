@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import kopf
 from prometheus_client import start_http_server
 
+from kubeforge_operator.dataingest.builders import DEFAULT_IMAGE
+
 # Importing the handlers registers them with kopf.
 from kubeforge_operator.handlers import Settings
-from kubeforge_operator.ingest_builders import DEFAULT_IMAGE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

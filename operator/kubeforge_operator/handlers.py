@@ -4,8 +4,8 @@ Watches keep in-memory indexes of TrainingJobs and DataIngests and of their chil
 `kubeforge.dev/training-job` and `kubeforge.dev/data-ingest` labels); kopf starts handlers only
 once every index is filled. Every watch event, of a resource or of any of its children, and a
 periodic resync add the resource's key to the work queue of its kind, whose workers call
-`Reconciler.reconcile` (TrainingJobs) or `IngestReconciler.reconcile` (DataIngests). No handler
-writes anything itself, and kopf keeps its own bookkeeping in annotations under
+`TrainingJobReconcile.reconcile` (TrainingJobs) or `DataIngestReconcile.reconcile` (DataIngests).
+No handler writes anything itself, and kopf keeps its own bookkeeping in annotations under
 `kopf.kubeforge.dev`, never in `status`.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +25,13 @@ from kubeforge.api.meta import GROUP, VERSION
 from kubeforge.api.trainingjob import TRAINING_JOB
 from kubeforge.progress import PROGRESS_KEY
 from kubeforge_operator.base.reconcile import Key
-from kubeforge_operator.builders import JOB_LABEL
-from kubeforge_operator.ingest_builders import DEFAULT_IMAGE, INGEST_LABEL
-from kubeforge_operator.ingest_reconcile import IngestCache, IngestReconciler
+from kubeforge_operator.dataingest.builders import DEFAULT_IMAGE, INGEST_LABEL
+from kubeforge_operator.dataingest.reconcile import DataIngestCache, DataIngestReconcile
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import DESIRED_HASH, MANAGED_BY
-from kubeforge_operator.reconcile import Cache, Reconciler
-from kubeforge_operator.status import needs_record
+from kubeforge_operator.trainingjob.builders import JOB_LABEL
+from kubeforge_operator.trainingjob.reconcile import TrainingJobCache, TrainingJobReconcile
+from kubeforge_operator.trainingjob.status import needs_record
 from kubeforge_operator.workqueue import WorkQueue
 
 RESYNC_SECONDS = 300.0
@@ -68,56 +68,7 @@ def _job_key(namespace: str | None, labels: Mapping[str, str]) -> Key:
     return (namespace or "", labels[JOB_LABEL])
 
 
-def _ingest_key(namespace: str | None, labels: Mapping[str, str]) -> Key:
-    return (namespace or "", labels[INGEST_LABEL])
-
-
 # --- indexes ------------------------------------------------------------------------------------
-
-
-@kopf.index(GROUP, VERSION, TRAINING_JOB.plural)
-async def training_jobs(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, Any]:
-    return {(namespace or "", name): _resource(body)}
-
-
-@kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS)
-async def worker_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return {_job_key(namespace, labels): _job_summary(body)}
-
-
-@kopf.index("", "v1", "pods", labels=CHILD_LABELS)
-async def worker_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return {_job_key(namespace, labels): _pod_summary(body)}
-
-
-@kopf.index(
-    "", "v1", "configmaps", labels={**CHILD_LABELS, "app.kubernetes.io/component": "progress"}
-)
-async def progress_reports(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> Any:
-    return {_job_key(namespace, labels): {PROGRESS_KEY: body.get("data", {}).get(PROGRESS_KEY)}}
-
-
-@kopf.index(GROUP, VERSION, DATA_INGEST.plural)
-async def dataingests(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, Any]:
-    return {(namespace or "", name): _resource(body)}
-
-
-@kopf.index("batch", "v1", "jobs", labels=INGEST_CHILD_LABELS)
-async def ingest_jobs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return {_ingest_key(namespace, labels): _job_summary(body)}
-
-
-@kopf.index("", "v1", "pods", labels=INGEST_CHILD_LABELS)
-async def ingest_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    """Crawl and publish pods: their waiting reasons and scheduling say why a stage is blocked."""
-    summary = {"metadata": {**_meta(body), "labels": dict(labels)}, "status": dict(body.status)}
-    return {_ingest_key(namespace, labels): summary}
 
 
 def _resource(body: kopf.Body) -> dict[str, Any]:
@@ -135,7 +86,10 @@ def _meta(body: kopf.Body) -> dict[str, Any]:
 
 
 def _pod_summary(body: kopf.Body) -> dict[str, Any]:
-    summary = {"metadata": _meta(body), "spec": {"nodeName": body.spec.get("nodeName")}}
+    """A pod as a status reads it: its labels (a DataIngest's tell crawl from publish), its node,
+    its waiting reasons and scheduling (why it cannot start)."""
+    meta = {**_meta(body), "labels": dict(body.metadata.get("labels") or {})}
+    summary = {"metadata": meta, "spec": {"nodeName": body.spec.get("nodeName")}}
     return {**summary, "status": dict(body.status)}
 
 
@@ -144,31 +98,58 @@ def _job_summary(body: kopf.Body) -> dict[str, Any]:
     return {"metadata": _meta(body), "spec": spec, "status": dict(body.status)}
 
 
-def _register_owned_index(
-    owner_label: str, labels_filter: dict[str, Any], index_id: str, owned: tuple[str, ...]
+def _index_resource(plural: str, index_id: str) -> None:
+    """Indexes the bodies of one kind of resource by (namespace, name), as `index_id`."""
+
+    async def index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+        return {(namespace or "", name): _resource(body)}
+
+    kopf.index(GROUP, VERSION, plural, id=index_id)(index)
+
+
+def _index_children(
+    owner_label: str,
+    labels_filter: dict[str, Any],
+    prefix: str,
+    owned_kinds: Iterable[tuple[str, str, str, str]],
 ) -> None:
-    """Indexes (kind, name, desired hash) of children of one kind, by their owner's key."""
-    group, version, plural, kind = owned
+    """Indexes a resource's children by their owner's key (its name in `owner_label`): its Jobs
+    (`{prefix}jobs`) and pods (`{prefix}pods`) as summaries, and the (kind, name, desired hash)
+    of each of `owned_kinds` (`{prefix}owned_GROUP_PLURAL`)."""
 
-    async def index(
-        namespace: str | None,
-        name: str,
-        labels: kopf.Labels,
-        annotations: kopf.Annotations,
-        **_: Any,
-    ) -> Any:
-        key = (namespace or "", labels[owner_label])
-        return {key: (kind, name, annotations.get(DESIRED_HASH))}
+    def register(
+        group: str, version: str, plural: str, summary: Callable[[kopf.Body], Any], index_id: str
+    ) -> None:
+        async def index(
+            namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+        ) -> Any:
+            return {(namespace or "", labels[owner_label]): summary(body)}
 
-    kopf.index(group, version, plural, labels=labels_filter, id=index_id)(index)
+        kopf.index(group, version, plural, labels=labels_filter, id=index_id)(index)
+
+    register("batch", "v1", "jobs", _job_summary, f"{prefix}jobs")
+    register("", "v1", "pods", _pod_summary, f"{prefix}pods")
+    for group, version, plural, kind in owned_kinds:
+
+        def owned(body: kopf.Body, kind: str = kind) -> tuple[str, str, str | None]:
+            return (kind, body.metadata.name, body.metadata.annotations.get(DESIRED_HASH))
+
+        register(group, version, plural, owned, f"{prefix}owned_{group}_{plural}")
 
 
-for _owned in OWNED_KINDS:
-    _register_owned_index(JOB_LABEL, CHILD_LABELS, f"owned_{_owned[0]}_{_owned[2]}", _owned)
-for _owned in INGEST_OWNED_KINDS:
-    _register_owned_index(
-        INGEST_LABEL, INGEST_CHILD_LABELS, f"ingest_owned_{_owned[0]}_{_owned[2]}", _owned
-    )
+_index_resource(TRAINING_JOB.plural, "training_jobs")
+_index_children(JOB_LABEL, CHILD_LABELS, "worker_", OWNED_KINDS)
+_index_resource(DATA_INGEST.plural, "dataingests")
+_index_children(INGEST_LABEL, INGEST_CHILD_LABELS, "ingest_", INGEST_OWNED_KINDS)
+
+
+@kopf.index(
+    "", "v1", "configmaps", labels={**CHILD_LABELS, "app.kubernetes.io/component": "progress"}
+)
+async def progress_reports(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> Any:
+    return {_job_key(namespace, labels): {PROGRESS_KEY: body.get("data", {}).get(PROGRESS_KEY)}}
 
 
 class _Merged(Mapping[Key, Iterable[Any]]):
@@ -194,19 +175,19 @@ def _merged(kwargs: Mapping[str, Any], prefix: str) -> _Merged:
     return _Merged([kwargs[name] for name in kwargs if name.startswith(prefix)])
 
 
-def _training_cache(kwargs: Mapping[str, Any]) -> Cache:
-    return Cache(
+def _training_cache(kwargs: Mapping[str, Any]) -> TrainingJobCache:
+    return TrainingJobCache(
         training_jobs=kwargs["training_jobs"],
         worker_jobs=kwargs["worker_jobs"],
         pods=kwargs["worker_pods"],
-        owned=_merged(kwargs, "owned_"),
+        owned=_merged(kwargs, "worker_owned_"),
         progress=kwargs["progress_reports"],
         datasets=kwargs["dataingests"],
     )
 
 
-def _ingest_cache(kwargs: Mapping[str, Any]) -> IngestCache:
-    return IngestCache(
+def _ingest_cache(kwargs: Mapping[str, Any]) -> DataIngestCache:
+    return DataIngestCache(
         ingests=kwargs["dataingests"],
         jobs=kwargs["ingest_jobs"],
         owned=_merged(kwargs, "ingest_owned_"),
@@ -253,9 +234,9 @@ class Runtime:
         if self._queues is None:
             training, ingests = _training_cache(indexes), _ingest_cache(indexes)
             self._queues = Queues(
-                WorkQueue(Reconciler(training, self.kube, self.departed_pods).reconcile),
+                WorkQueue(TrainingJobReconcile(training, self.kube, self.departed_pods).reconcile),
                 WorkQueue(
-                    IngestReconciler(
+                    DataIngestReconcile(
                         ingests, self.kube, crawler_image=self.settings.crawler_image
                     ).reconcile
                 ),
@@ -275,7 +256,7 @@ class Runtime:
         await self.kube.close()
 
 
-async def _resync(queues: Queues, training: Cache, ingests: IngestCache) -> None:
+async def _resync(queues: Queues, training: TrainingJobCache, ingests: DataIngestCache) -> None:
     while True:
         for queue, keys in (
             (queues.training_jobs, list(training.training_jobs)),
@@ -358,10 +339,25 @@ async def training_job_changed(
     memo.runtime.queues(kwargs).training_jobs.add((namespace or "", name))
 
 
-async def _child_changed(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
+def _queue_owner_on_change(
+    owner_label: str,
+    labels_filter: dict[str, Any],
+    queue: Callable[[Queues], WorkQueue[Key]],
+    id_prefix: str,
+    kinds: Iterable[tuple[str, str, str]],
 ) -> None:
-    memo.runtime.queues(kwargs).training_jobs.add(_job_key(namespace, labels))
+    """Adds the owner of every child of `kinds` that changes (its key from `owner_label`) to its
+    work queue."""
+
+    async def changed(
+        namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        queue(memo.runtime.queues(kwargs)).add((namespace or "", labels[owner_label]))
+
+    for group, version, plural in kinds:
+        kopf.on.event(
+            group, version, plural, labels=labels_filter, id=f"{id_prefix}{group}_{plural}"
+        )(changed)
 
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_LABELS, id="child__pods")
@@ -382,13 +378,16 @@ async def worker_pod_changed(
     memo.runtime.queues(kwargs).training_jobs.add(key)
 
 
-for _group, _version, _plural in [
-    ("batch", "v1", "jobs"),
-    *[(group, version, plural) for group, version, plural, _ in OWNED_KINDS],
-]:
-    kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child_{_group}_{_plural}")(
-        _child_changed
-    )
+_queue_owner_on_change(
+    JOB_LABEL,
+    CHILD_LABELS,
+    lambda queues: queues.training_jobs,
+    "child_",
+    [
+        ("batch", "v1", "jobs"),
+        *[(group, version, plural) for group, version, plural, _ in OWNED_KINDS],
+    ],
+)
 
 
 @kopf.on.event(GROUP, VERSION, DATA_INGEST.plural)
@@ -405,21 +404,14 @@ async def dataingest_changed(
                 queues.training_jobs.add(key)
 
 
-async def _ingest_child_changed(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    memo.runtime.queues(kwargs).data_ingests.add(_ingest_key(namespace, labels))
-
-
-for _group, _version, _plural in [
-    ("batch", "v1", "jobs"),
-    ("", "v1", "pods"),
-    *[(group, version, plural) for group, version, plural, _ in INGEST_OWNED_KINDS],
-]:
-    kopf.on.event(
-        _group,
-        _version,
-        _plural,
-        labels=INGEST_CHILD_LABELS,
-        id=f"ingest_child_{_group}_{_plural}",
-    )(_ingest_child_changed)
+_queue_owner_on_change(
+    INGEST_LABEL,
+    INGEST_CHILD_LABELS,
+    lambda queues: queues.data_ingests,
+    "ingest_child_",
+    [
+        ("batch", "v1", "jobs"),
+        ("", "v1", "pods"),
+        *[(group, version, plural) for group, version, plural, _ in INGEST_OWNED_KINDS],
+    ],
+)

@@ -1,10 +1,10 @@
 """What the children of every kubeforge resource share, and the Events the operator posts.
 
-The builders of TrainingJob and DataIngest children (`builders`, `ingest_builders`) put the same
-metadata on every object: the `app.kubernetes.io/*` labels plus the owner's own label, an owner
-reference to the resource (so deleting it collects them), and the hash of the object's desired
-content (`kubeforge.dev/desired-hash`), which lets a reconcile skip objects that are already as
-desired without asking the API server. Pods of both run under the restricted PodSecurity profile.
+The builders of TrainingJob and DataIngest children (`trainingjob.builders`, `dataingest.builders`)
+put the same metadata on every object: the `app.kubernetes.io/*` labels plus the owner's own label,
+an owner reference to the resource (so deleting it collects them), and the hash of the object's
+desired content (`kubeforge.dev/desired-hash`), which lets a reconcile skip objects that are already
+as desired without asking the API server. Pods of both run under the restricted PodSecurity profile.
 A CA bundle (`CaBundle`: a ConfigMap or Secret key) reaches a pod the same way for both: a volume
 holding the one key as `ca.crt` under /etc/kubeforge-ca/; the S3 endpoint's is named by
 AWS_CA_BUNDLE, which boto3 reads. Everything here is pure.

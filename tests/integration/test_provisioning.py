@@ -1,7 +1,8 @@
 """Bucket provisioning and removal against the real S3 server (SeaweedFS on the rig).
 
-Real: the S3 server and boto3. No Kubernetes: these call `kubeforge_operator.provisioning` as the
-reconcile does (in a thread there), with the rig's credentials as a Secret would hold them.
+Real: the S3 server and boto3. No Kubernetes: these call
+`kubeforge_operator.dataingest.provisioning` as the reconcile does (in a thread there), with the
+rig's credentials as a Secret would hold them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from kubeforge.api.dataingest import DataIngestReason, StorageSpec
 from kubeforge.api.meta import CaBundle
-from kubeforge_operator.provisioning import (
+from kubeforge_operator.dataingest.provisioning import (
     Credentials,
     StorageFailure,
     ca_file_from,

@@ -9,7 +9,8 @@ import yaml
 
 from kubeforge.api.dataingest import DataIngest
 from kubeforge.crawlconfig import CrawlerConfig, crawl_command, crawler_config, publish_command
-from kubeforge_operator import ingest_builders, objects
+from kubeforge_operator import objects
+from kubeforge_operator.dataingest import builders
 from tests.dataingest_cases import FULL_SPEC, MINIMAL_SPEC
 
 
@@ -25,7 +26,7 @@ def ingest(spec: dict[str, Any] | None = None, **changes: Any) -> DataIngest:
 def children(built: DataIngest, *, publish: bool = False) -> dict[str, dict[str, Any]]:
     return {
         f"{child['kind']}/{child['metadata']['name']}": child
-        for child in ingest_builders.build_children(built, publish=publish)
+        for child in builders.build_children(built, publish=publish)
     }
 
 
@@ -98,7 +99,7 @@ def test_pods_meet_the_restricted_pod_security_profile() -> None:
         "tmp": {"emptyDir"},
     }
     assert pod["automountServiceAccountToken"] is False
-    assert container(job)["image"] == ingest_builders.DEFAULT_IMAGE
+    assert container(job)["image"] == builders.DEFAULT_IMAGE
 
 
 def test_credentials_come_from_the_secret_and_storage_from_the_spec() -> None:
@@ -148,12 +149,12 @@ def test_the_children_are_of_the_version_being_built() -> None:
     assert written["datasetUri"] == "s3://acme-datasets/web/datasets/web/v2"
     for name in ("Job/web-crawl", "Job/web-publish"):
         meta = built[name]["metadata"]
-        assert meta["labels"][ingest_builders.DATASET_VERSION] == "2"
-        assert ingest_builders.job_version(built[name]) == 2
+        assert meta["labels"][builders.DATASET_VERSION] == "2"
+        assert builders.job_version(built[name]) == 2
     first = children(ingest(), publish=True)["Job/web-crawl"]
-    assert ingest_builders.job_version(first) == 1
+    assert builders.job_version(first) == 1
     # A Job from before versions were recorded is of version 1.
-    assert ingest_builders.job_version({"metadata": {"name": "web-crawl"}}) == 1
+    assert builders.job_version({"metadata": {"name": "web-crawl"}}) == 1
 
 
 def test_ca_bundles_are_mounted_for_the_crawl_config_and_for_boto3() -> None:

@@ -11,7 +11,7 @@ from kubeforge.api.dataingest import (
     DataIngestStatus,
     DatasetStatus,
 )
-from kubeforge_operator import ingest_metrics
+from kubeforge_operator.dataingest import metrics
 
 KEY = ("metrics-test", "docs")
 
@@ -39,7 +39,7 @@ def test_counters_phase_and_version_are_exported_until_the_ingest_is_gone() -> N
             uri="s3://b/datasets/docs/v1", version=1, documents=30, bytes=9, manifest="m"
         ),
     )
-    ingest_metrics.observe(KEY, status)
+    metrics.observe(KEY, status)
     labels = {"namespace": KEY[0], "dataingest": KEY[1]}
     assert succeeded_count() == before + 1
     assert sample("kubeforge_dataingest_pages", **labels, status_class="2xx") == 40
@@ -48,6 +48,6 @@ def test_counters_phase_and_version_are_exported_until_the_ingest_is_gone() -> N
     assert sample("kubeforge_dataingest_bytes_fetched", **labels) == 123456
     assert sample("kubeforge_dataingest_duplicates_removed", **labels) == 4
     assert sample("kubeforge_dataingest_dataset_version", **labels) == 1
-    ingest_metrics.forget(KEY)
+    metrics.forget(KEY)
     assert succeeded_count() == before
     assert sample("kubeforge_dataingest_documents", **labels) is None

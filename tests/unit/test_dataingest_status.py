@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kubeforge.api.dataingest import CrawlCounters, DataIngest, DatasetStatus
-from kubeforge_operator.ingest_status import (
+from kubeforge_operator.dataingest.status import (
     MANIFEST_POLL_SECONDS,
     STORAGE_RETRY_SECONDS,
     Decision,

@@ -21,8 +21,8 @@ from kubeforge.api.trainingjob import (
     TrainingJobStatus,
 )
 from kubeforge.goodput import ATTEMPTS_KEPT, STATUS_CLOCK_SECONDS, measure, measure_status
-from kubeforge_operator import metrics
-from kubeforge_operator.status import Decision
+from kubeforge_operator.trainingjob import metrics
+from kubeforge_operator.trainingjob.status import Decision
 from tests.trainingjob_cases import MINIMAL_SPEC
 
 START = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import yaml
 
-from kubeforge_operator import ingest_builders
+from kubeforge_operator.dataingest import builders
 from tests.conftest import REPO_ROOT
 from tests.image_names import image_ref, image_settings
 
@@ -27,4 +27,4 @@ def test_trainingjob_sample_uses_the_built_trainer_image() -> None:
 
 
 def test_operator_default_crawler_image_is_the_built_one() -> None:
-    assert image_ref("crawler") == ingest_builders.DEFAULT_IMAGE
+    assert image_ref("crawler") == builders.DEFAULT_IMAGE

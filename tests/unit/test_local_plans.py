@@ -23,7 +23,8 @@ from kubeforge.cli.local_state import PublishedDataset, StateDir
 from kubeforge.cli.local_training import TrainingFailed, plan_local_training
 from kubeforge.cli.resources import load_resources
 from kubeforge.progress import CONFIGMAP_ENV, FILE_ENV, NAMESPACE_ENV
-from kubeforge_operator import builders, ingest_builders
+from kubeforge_operator.dataingest import builders as ingest_builders
+from kubeforge_operator.trainingjob import builders
 
 ENDPOINT = "http://127.0.0.1:28333"
 ENVIRON = {"PATH": "/usr/bin", "AWS_ENDPOINT_URL": ENDPOINT}

@@ -8,7 +8,7 @@ import pytest
 
 from kubeforge.api.dataingest import DataIngestReason, SecretKeyNames
 from kubeforge.api.meta import CaBundle
-from kubeforge_operator.provisioning import (
+from kubeforge_operator.dataingest.provisioning import (
     Credentials,
     StorageFailure,
     ca_file_from,

@@ -9,7 +9,8 @@ import yaml
 
 from kubeforge.api.trainingjob import TrainingJob
 from kubeforge.plan import plan_training
-from kubeforge_operator import builders, objects
+from kubeforge_operator import objects
+from kubeforge_operator.trainingjob import builders
 from tests.trainingjob_cases import FULL_SPEC, MINIMAL_SPEC
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kubeforge.api.trainingjob import ProgressStatus, TrainingJob
-from kubeforge_operator.status import Action, Observed, classify_failure, decide
+from kubeforge_operator.trainingjob.status import Action, Observed, classify_failure, decide
 from tests.trainingjob_cases import MINIMAL_SPEC
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

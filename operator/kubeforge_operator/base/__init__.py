@@ -6,4 +6,5 @@
   Event of a transition.
 - `reconcile`: the reconcile skeleton (read, decide, act, report) and its shared steps (apply the
   children that drifted, patch status only when it changed).
+- `metrics`: the last status each reconcile decided, counted by phase when Prometheus scrapes.
 """

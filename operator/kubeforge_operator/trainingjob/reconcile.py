@@ -1,10 +1,10 @@
 """The one reconcile of a TrainingJob, on the shared skeleton (base.reconcile): read, decide, act,
 report.
 
-`Reconciler.reconcile(key)` reads the job and its children from the operator's in-memory indexes
-(kept current by watches, see handlers.py), so a reconcile that finds everything as desired makes
-no API call at all. It applies only the children whose desired hash differs from what is there,
-recreates the worker Job when an immutable part of it changed, acts on the status decision
+`TrainingJobReconcile.reconcile(key)` reads the job and its children from the operator's in-memory
+indexes (kept current by watches, see handlers.py), so a reconcile that finds everything as desired
+makes no API call at all. It applies only the children whose desired hash differs from what is
+there, recreates the worker Job when an immutable part of it changed, acts on the status decision
 (restart, stop, delete), patches status only when it changed, then marks counted pod failures,
 force-deletes workers stuck terminating and posts the Events of the transition.
 """
@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 
 from kubeforge import progress
 from kubeforge.api.trainingjob import TrainingJob
-from kubeforge_operator import builders, metrics
 from kubeforge_operator.base.reconcile import Key, Reconcile, apply_drifted, first
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import Object
-from kubeforge_operator.status import (
+from kubeforge_operator.trainingjob import builders, metrics
+from kubeforge_operator.trainingjob.status import (
     RESTART_RECORDED,
     TERMINAL,
     Action,
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Cache:
+class TrainingJobCache:
     """Read-only views of the operator's indexes, keyed by (namespace, TrainingJob name).
 
     training_jobs: the TrainingJob bodies; worker_jobs, pods: summaries of those children;
@@ -81,18 +81,21 @@ def resolve_dataset(
 
 
 @dataclass(frozen=True)
-class Read:
+class TrainingJobRead:
     """What a reconcile read of a job: what `decide` sees, and what acting on it needs."""
 
     observed: Observed
     dataset_uri: str | None
     departed: dict[str, Object]
-    """Failed pods deleted before a reconcile saw them, by name (see Reconciler)."""
+    """Failed pods deleted before a reconcile saw them, by name (see TrainingJobReconcile)."""
 
 
-class Reconciler(Reconcile[TrainingJob, Read, Decision]):
+class TrainingJobReconcile(Reconcile[TrainingJob, TrainingJobRead, Decision]):
     def __init__(
-        self, cache: Cache, kube: Kube, departed_pods: dict[Key, dict[str, Object]] | None = None
+        self,
+        cache: TrainingJobCache,
+        kube: Kube,
+        departed_pods: dict[Key, dict[str, Object]] | None = None,
     ) -> None:
         """departed_pods: failed pods deleted before a reconcile saw them (the pod watch adds
         them); a reconcile decides on them with the others, then forgets them."""
@@ -114,7 +117,7 @@ class Reconciler(Reconcile[TrainingJob, Read, Decision]):
         metrics.forget(key)  # its children go with it (owner references): nothing to do
         return None
 
-    async def read(self, key: Key, body: Object, resource: TrainingJob) -> Read:
+    async def read(self, key: Key, body: Object, resource: TrainingJob) -> TrainingJobRead:
         worker_job = _current_worker_job(self.cache.worker_jobs.get(key) or ())
         dataset_uri, waiting = resolve_dataset(resource, self.cache.datasets)
         started_on = ((worker_job or {}).get("metadata", {}).get("annotations") or {}).get(
@@ -134,13 +137,18 @@ class Reconciler(Reconcile[TrainingJob, Read, Decision]):
             progress=progress.decode(next(iter(self.cache.progress.get(key) or ()), None)),
             waiting_for_dataset=waiting,
         )
-        return Read(observed, dataset_uri, departed)
+        return TrainingJobRead(observed, dataset_uri, departed)
 
-    def decide(self, resource: TrainingJob, observed: Read) -> Decision:
+    def decide(self, resource: TrainingJob, observed: TrainingJobRead) -> Decision:
         return decide(resource, observed.observed)
 
     async def act(
-        self, key: Key, body: Object, resource: TrainingJob, observed: Read, decision: Decision
+        self,
+        key: Key,
+        body: Object,
+        resource: TrainingJob,
+        observed: TrainingJobRead,
+        decision: Decision,
     ) -> bool:
         namespace, name = key
         worker_job = observed.observed.worker_job
@@ -160,7 +168,7 @@ class Reconciler(Reconcile[TrainingJob, Read, Decision]):
             await self.kube.suspend_worker_job(namespace, name)
         return True
 
-    async def after_status(self, key: Key, observed: Read, decision: Decision) -> None:
+    async def after_status(self, key: Key, observed: TrainingJobRead, decision: Decision) -> None:
         """Marks the pods whose failure the stored status counts (a mark made before it is stored
         would lose the count if the patch failed), then force-deletes the stuck ones."""
         namespace = key[0]

@@ -31,8 +31,8 @@ from kubeforge.goodput import measure_status
 from kubeforge_operator.base import jobs
 from kubeforge_operator.base.outcome import Outcome, condition_writer, transition_event
 from kubeforge_operator.base.pods import is_start_blocker, start_blocker
-from kubeforge_operator.builders import CONTAINER, worker_selector
 from kubeforge_operator.objects import Event, Object, job_condition, parse_time
+from kubeforge_operator.trainingjob.builders import CONTAINER, worker_selector
 
 Phase = TrainingJobPhase
 Reason = TrainingJobReason

@@ -43,10 +43,10 @@ from kubeforge.api.dataingest import (
     StorageStatus,
 )
 from kubeforge.api.meta import Condition, ConditionStatus, find_condition, set_conditions
-from kubeforge_operator import ingest_schedule
 from kubeforge_operator.base import jobs
 from kubeforge_operator.base.outcome import Outcome, condition_writer, transition_event
 from kubeforge_operator.base.pods import is_start_blocker, start_blocker
+from kubeforge_operator.dataingest.schedule import latest_time, next_time
 from kubeforge_operator.objects import Event, Object
 
 Phase = DataIngestPhase
@@ -158,7 +158,7 @@ def next_schedule_time(ingest: DataIngest) -> datetime | None:
     anchor = status.last_schedule_time or status.start_time or status.completion_time
     if schedule is None or anchor is None:
         return None
-    return ingest_schedule.next_time(schedule, anchor)
+    return next_time(schedule, anchor)
 
 
 def scheduled_run(ingest: DataIngest, now: datetime) -> datetime | None:
@@ -169,7 +169,7 @@ def scheduled_run(ingest: DataIngest, now: datetime) -> datetime | None:
         return None
     if ingest.status.phase not in TERMINAL:
         return None
-    return ingest_schedule.latest_time(ingest.spec.schedule, due, now)
+    return latest_time(ingest.spec.schedule, due, now)
 
 
 def _next_run(ingest: DataIngest, due: datetime) -> DataIngest:

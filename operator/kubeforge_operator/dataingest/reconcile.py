@@ -1,7 +1,7 @@
 """The one reconcile of a DataIngest, on the shared skeleton (base.reconcile): keep its finalizer,
 provision its bucket, run its Jobs and report.
 
-`IngestReconciler.reconcile(key)` reads the ingest and its children (the crawler ConfigMap, the
+`DataIngestReconcile.reconcile(key)` reads the ingest and its children (the crawler ConfigMap, the
 crawl and publish Jobs) from the operator's in-memory indexes, like the TrainingJob reconcile.
 S3 is asked only when something there can have changed: the bucket is provisioned when it never
 was, was not ready, the spec changed since, or a scheduled run starts (its lifecycle rule covers
@@ -39,9 +39,10 @@ from kubeforge.api.dataingest import (
 from kubeforge.api.meta import GROUP
 from kubeforge.crawlconfig import dataset_uri
 from kubeforge.dataset import MANIFEST_KEY, RAW_PREFIXES, Manifest, total_counters
-from kubeforge_operator import ingest_builders, ingest_metrics, provisioning
 from kubeforge_operator.base.reconcile import Key, Reconcile, apply_drifted
-from kubeforge_operator.ingest_status import (
+from kubeforge_operator.dataingest import builders, metrics, provisioning
+from kubeforge_operator.dataingest.provisioning import Credentials, StorageFailure
+from kubeforge_operator.dataingest.status import (
     STORAGE_RETRY_SECONDS,
     TERMINAL,
     Decision,
@@ -59,14 +60,13 @@ from kubeforge_operator.ingest_status import (
 )
 from kubeforge_operator.k8s import Kube
 from kubeforge_operator.objects import Event, Object
-from kubeforge_operator.provisioning import Credentials, StorageFailure
 
 FINALIZER = f"{GROUP}/delete-data"
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class IngestCache:
+class DataIngestCache:
     """Read-only views of the operator's indexes, keyed by (namespace, DataIngest name).
 
     ingests: the DataIngest bodies; jobs: summaries of its crawl and publish Jobs; owned: (kind,
@@ -107,7 +107,7 @@ def dataset_status(ingest: DataIngest, version: int, manifest: Manifest) -> Data
 
 
 @dataclass(frozen=True)
-class IngestRead:
+class DataIngestRead:
     """What a reconcile read of an ingest: what `decide` sees, and what acting on it needs."""
 
     observed: Observed
@@ -117,9 +117,9 @@ class IngestRead:
     """The Jobs of another version (the previous run's), to delete before the new run's."""
 
 
-class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
+class DataIngestReconcile(Reconcile[DataIngest, DataIngestRead, Decision]):
     def __init__(
-        self, cache: IngestCache, kube: Kube, *, crawler_image: str = ingest_builders.DEFAULT_IMAGE
+        self, cache: DataIngestCache, kube: Kube, *, crawler_image: str = builders.DEFAULT_IMAGE
     ) -> None:
         super().__init__(kube, "DataIngest", DataIngest.model_validate, cache.ingests)
         self.crawler_image = crawler_image
@@ -128,7 +128,7 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
 
     def forget(self, key: Key) -> None:
         self._read.pop(key, None)
-        ingest_metrics.forget(key)
+        metrics.forget(key)
 
     def _jobs(self, key: Key) -> dict[str, Object]:
         return {job["metadata"]["name"]: job for job in self.cache.jobs.get(key) or ()}
@@ -136,7 +136,7 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
     async def deleting(self, key: Key, body: Object, ingest: DataIngest) -> float | None:
         return await self._finalize(key, body, ingest, self._jobs(key))
 
-    async def read(self, key: Key, body: Object, ingest: DataIngest) -> IngestRead:
+    async def read(self, key: Key, body: Object, ingest: DataIngest) -> DataIngestRead:
         """Also keeps the finalizer and provisions the bucket: the finalizer is there before
         anything can be written to the bucket, and the bucket's check is what `decide` reads."""
         await self._keep_finalizer(body, ingest)
@@ -150,12 +150,12 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
         for name, job in self._jobs(key).items():
             if job["metadata"].get("deletionTimestamp"):
                 continue
-            if ingest_builders.job_version(job) == version:
+            if builders.job_version(job) == version:
                 live[name] = job
             else:
                 stale.append(name)
-        crawl_job = live.get(ingest_builders.crawl_job_name(ingest))
-        publish_job = live.get(ingest_builders.publish_job_name(ingest))
+        crawl_job = live.get(builders.crawl_job_name(ingest))
+        publish_job = live.get(builders.publish_job_name(ingest))
         shard_counters, published = await self._read_dataset(
             key, ingest, version, crawl_job, publish_job
         )
@@ -168,9 +168,9 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
             published=published,
             pods=list(self.cache.pods.get(key) or ()),
         )
-        return IngestRead(observed, live, stale)
+        return DataIngestRead(observed, live, stale)
 
-    def decide(self, ingest: DataIngest, observed: IngestRead) -> Decision:
+    def decide(self, ingest: DataIngest, observed: DataIngestRead) -> Decision:
         return decide(ingest, observed.observed)
 
     async def act(
@@ -178,7 +178,7 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
         key: Key,
         body: Object,
         ingest: DataIngest,
-        observed: IngestRead,
+        observed: DataIngestRead,
         decision: Decision,
     ) -> bool:
         for name in observed.stale:
@@ -187,15 +187,13 @@ class IngestReconciler(Reconcile[DataIngest, IngestRead, Decision]):
         if decision.stage is not Stage.NONE and not observed.stale:
             spec = ingest.spec.model_copy(update={"image": ingest.spec.image or self.crawler_image})
             building = ingest.model_copy(update={"spec": spec, "status": decision.status})
-            children = ingest_builders.build_children(
-                building, publish=decision.stage is Stage.PUBLISH
-            )
+            children = builders.build_children(building, publish=decision.stage is Stage.PUBLISH)
             owned = self.cache.owned.get(key) or ()
             await apply_drifted(self.kube, children, owned, observed.live)
         return True
 
     def measure(self, key: Key, ingest: DataIngest, decision: Decision) -> None:
-        ingest_metrics.observe(key, decision.status)
+        metrics.observe(key, decision.status)
 
     async def _credentials(self, ingest: DataIngest) -> Credentials | None:
         """From the Secret the storage names; None means boto3's own (environment, identity)."""

@@ -6,17 +6,17 @@ Served by `prometheus_client` on the port given to `python -m kubeforge_operator
 
 from __future__ import annotations
 
-from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import REGISTRY, Collector
 
 from kubeforge.api.trainingjob import TrainingJob, TrainingJobPhase, TrainingJobStatus
 from kubeforge.goodput import measure_status
-from kubeforge_operator.status import Decision
+from kubeforge_operator.base.metrics import DecidedStatuses
+from kubeforge_operator.base.reconcile import Key
+from kubeforge_operator.trainingjob.status import Decision
 
 RECONCILE_SECONDS = Histogram(
     "kubeforge_reconcile_duration_seconds",
@@ -41,48 +41,33 @@ LOST_PER_RESTART = Histogram(
     buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
 
-_phases: dict[tuple[str, str], TrainingJobPhase] = {}
-_statuses: dict[tuple[str, str], TrainingJobStatus] = {}
+
+def _goodput(statuses: Mapping[Key, TrainingJobStatus]) -> Iterator[Metric]:
+    """kubeforge_trainingjob_goodput_ratio{namespace,name}, at the scrape's clock."""
+    goodput = GaugeMetricFamily(
+        "kubeforge_trainingjob_goodput_ratio",
+        "Productive training time over wall time since the workers were first created, 0 to 1.",
+        labels=["namespace", "name"],
+    )
+    now = datetime.now(UTC)
+    for (namespace, name), status in statuses.items():
+        measured = measure_status(status, now)
+        if measured is not None and measured.ratio is not None:
+            goodput.add_metric([namespace, name], measured.ratio)
+    yield goodput
 
 
-class _JobCollector(Collector):
-    """kubeforge_trainingjobs{phase} and kubeforge_trainingjob_goodput_ratio{namespace,name}:
-    counted when scraped, from the last reconcile of each job (goodput at the scrape's clock)."""
-
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "kubeforge_trainingjobs",
-            "TrainingJobs known to the operator, by phase.",
-            labels=["phase"],
-        )
-        tally = Tally(_phases.values())
-        for phase in TrainingJobPhase:
-            family.add_metric([phase.value], tally.get(phase, 0))
-        yield family
-        goodput = GaugeMetricFamily(
-            "kubeforge_trainingjob_goodput_ratio",
-            "Productive training time over wall time since the workers were first created, 0 to 1.",
-            labels=["namespace", "name"],
-        )
-        now = datetime.now(UTC)
-        for (namespace, name), status in list(_statuses.items()):
-            measured = measure_status(status, now)
-            if measured is not None and measured.ratio is not None:
-                goodput.add_metric([namespace, name], measured.ratio)
-        yield goodput
+_STATUSES = DecidedStatuses[TrainingJobStatus](
+    "kubeforge_trainingjobs", "TrainingJob", TrainingJobPhase, _goodput
+)
 
 
-REGISTRY.register(_JobCollector())
-
-
-def observe(key: tuple[str, str], job: TrainingJob, decision: Decision) -> None:
+def observe(key: Key, job: TrainingJob, decision: Decision) -> None:
     """Records what one reconcile decided."""
     status = decision.status
-    if status.phase is not None:
-        _phases[key] = status.phase
     for cause in decision.new_restarts:
         RESTARTS.labels(cause=cause.value).inc()
-    _statuses[key] = status
+    _STATUSES.observe(key, status)
     before = job.status.goodput.attempts if job.status.goodput else []
     # The first attempt stays first; the later ones began at distinct failures.
     restarted = {attempt.began_at: attempt for attempt in before[1:]}
@@ -97,6 +82,6 @@ def observe(key: tuple[str, str], job: TrainingJob, decision: Decision) -> None:
             LOST_PER_RESTART.observe(attempt.lost_seconds)
 
 
-def forget(key: tuple[str, str]) -> None:
-    _phases.pop(key, None)
-    _statuses.pop(key, None)
+def forget(key: Key) -> None:
+    """Drops a TrainingJob that is gone."""
+    _STATUSES.forget(key)

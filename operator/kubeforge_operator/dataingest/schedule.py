@@ -1,6 +1,6 @@
 """Cron arithmetic for a DataIngest's `spec.schedule`: when it fires next, and when it last fired.
 
-Pure, in UTC, over croniter (the API validated the expression with it). `ingest_status.decide`
+Pure, in UTC, over croniter (the API validated the expression with it). `status.decide`
 starts a scheduled run with these and asks to be woken when the next one falls due.
 """
 
