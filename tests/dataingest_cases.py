@@ -100,7 +100,7 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "no-seed-or-sitemap",
         minimal_with("sources", seeds=[]),
         "spec.sources",
-        "at least one seed, sitemap or object prefix",
+        "at least one seed, sitemap, object prefix or WARC file",
     ),
     InvalidSpec("no-crawl-policy", minimal_with("crawl"), "spec.crawl", "required"),
     InvalidSpec(
