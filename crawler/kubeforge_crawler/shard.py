@@ -22,6 +22,7 @@ completed shard returns its marker at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -282,7 +283,9 @@ class ShardCrawler:
         start = resumed.offset if resumed is not None and resumed.uri == file.uri else 0
         log.info("shard %d reads %s from byte %d", self.shard, file.uri, start)
         records = read_warc_records(
-            read_ranges(file.store, file.key, start), self.policy.max_response_bytes, start
+            functools.partial(read_ranges, file.store, file.key),
+            self.policy.max_response_bytes,
+            start,
         )
         # Each record is read and parsed on a thread: the ranged reads block.
         while (read := await asyncio.to_thread(next, records, None)) is not None:

@@ -2,11 +2,14 @@
 reason it is refused.
 
 Common Crawl's files (and those of warcio, wget and Heritrix) are one gzip member per record, so
-a member's offset in the file is where its record can be read again without what precedes it:
-`read_warc_records` decompresses member after member from any such offset (a stream of ranged
-reads handed in as chunks, never the whole file), parses each with FastWARC (chosen over warcio by
-`benchmarks/crawler/warc_readers.py`), and yields for each record the offset of the member after
-it, where a resumed read starts.
+a member's offset in the file is where its record can be read again without what precedes it.
+`read_warc_records` reads from any such offset (a stream of ranged reads handed in as chunks,
+never the whole file) and yields each record with the offset of the member after it, where a
+resumed read starts. FastWARC (chosen over warcio by `benchmarks/crawler/warc_readers.py`) reads
+the stream and gives each record's member offset; it stops at the first member it cannot read,
+and does not tell a member cut off by the end of the file from a short record, so that member,
+and the file's last one, are inflated alone with zlib (`_member`, exact but several times slower)
+and FastWARC goes on after it.
 
 A hostile member is refused and counted, never fatal: one that is not gzip, or whose record
 header FastWARC cannot parse, is `MalformedRecord` (the read goes on at the next gzip member
@@ -21,9 +24,10 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
@@ -36,6 +40,8 @@ _GZIP_MAGIC = b"\x1f\x8b\x08"
 _WINDOW = zlib.MAX_WBITS | 16  # a gzip header and trailer around deflate data
 _OUTPUT_STEP = 1024 * 1024
 """The most decompressed bytes produced per step, so an oversized member never sits in memory."""
+_FEED_STEP = 64 * 1024
+"""The most compressed bytes given to zlib per step: what it leaves after a member is copied."""
 _DOCUMENT_TYPES = WarcRecordType.response | WarcRecordType.conversion
 
 
@@ -71,56 +77,147 @@ class ReadRecord:
 
 
 class _Chunks:
-    """The compressed bytes from an offset on, consumed from the front."""
+    """The compressed bytes from an offset on, consumed from the front without copying."""
 
     def __init__(self, chunks: Iterable[bytes], offset: int) -> None:
         self._chunks = iter(chunks)
-        self.data = b""
+        self._data = b""
+        self._position = 0
         self.offset = offset
-        """The file offset of `data[0]`."""
+        """The file offset of the front byte."""
+
+    def available(self) -> int:
+        return len(self._data) - self._position
+
+    def front(self, count: int) -> memoryview:
+        """Up to `count` bytes from the front (not consumed)."""
+        return memoryview(self._data)[self._position : self._position + count]
+
+    def find(self, pattern: bytes, start: int) -> int:
+        """Where `pattern` is from `start` bytes past the front on, counted from the front; -1
+        when it is not in what has been read."""
+        found = self._data.find(pattern, self._position + start)
+        return found - self._position if found >= 0 else -1
 
     def more(self) -> bool:
         """Appends the next chunk; False at the end of the file."""
         chunk = next(self._chunks, None)
         if chunk is None:
             return False
-        self.data += chunk
+        # Called once what is left is a few bytes at most: only those are copied.
+        self._data = self._data[self._position :] + chunk
+        self._position = 0
         return True
 
     def consume(self, count: int) -> None:
-        self.data = self.data[count:]
+        self._position += count
         self.offset += count
 
 
+OpenAt = Callable[[int], Iterable[bytes]]
+"""A file's bytes from an offset to its end, in chunks (e.g. `read_ranges` of the file)."""
+
+
 def read_warc_records(
-    chunks: Iterable[bytes], max_record_bytes: int, start: int = 0
+    open_at: OpenAt, max_record_bytes: int, start: int = 0
 ) -> Iterator[ReadRecord]:
-    """The records of a gzipped WARC or WET file whose bytes from `start` on are `chunks`."""
-    source = _Chunks(chunks, start)
-    while source.data or source.more():
-        offset = source.offset
-        member = _member(source, max_record_bytes)
-        if isinstance(member, RefusedRecord):
+    """The records of a gzipped WARC or WET file from `start` on."""
+    position: int | None = start
+    while position is not None:
+        position = yield from _read_fast(open_at, max_record_bytes, position)
+
+
+def _read_fast(open_at: OpenAt, limit: int, start: int) -> Generator[ReadRecord, None, int | None]:
+    """Reads with FastWARC over the stream from `start`, which gives each record's member offset
+    but stops at the first member it cannot read: that one is then read alone (`_read_member`),
+    and the offset after it returned, where FastWARC goes on. None: the file is read."""
+    records = ArchiveIterator(_Stream(open_at(start)), parse_http=True)
+    # A record's outcome waits for the next record's offset, where reading goes on after it.
+    last: tuple[int, WarcDocument | RefusedRecord | None] | None = None
+    try:
+        for record in records:
+            offset = start + record.stream_pos
+            if last is not None and last[1] is not None:
+                yield ReadRecord(last[1], offset)
+            last = (offset, _outcome(record, offset, limit))
+    except OSError:
+        failed = start if last is None else _member_end(open_at, last[0], limit)
+        if last is not None and last[1] is not None:
+            yield ReadRecord(last[1], failed)
+        return (yield from _read_member(open_at, failed, limit))
+    if last is not None:
+        # FastWARC reads a member cut off by the end of the file as a short record: the last
+        # member is read alone to tell.
+        source = _Chunks(open_at(last[0]), last[0])
+        member = _member(source, limit)
+        if isinstance(member, RefusedRecord) and member.reason is DropReason.TRUNCATED_RECORD:
             yield ReadRecord(member, source.offset)
-            continue
+        elif last[1] is not None:
+            yield ReadRecord(last[1], source.offset)
+    return None
+
+
+def _member_end(open_at: OpenAt, offset: int, limit: int) -> int:
+    source = _Chunks(open_at(offset), offset)
+    _member(source, limit)
+    return source.offset
+
+
+def _read_member(open_at: OpenAt, offset: int, limit: int) -> Generator[ReadRecord, None, int]:
+    """The records of the one member at `offset`, inflated and parsed alone; returns the offset
+    after it."""
+    source = _Chunks(open_at(offset), offset)
+    member = _member(source, limit)
+    if isinstance(member, RefusedRecord):
+        yield ReadRecord(member, source.offset)
+    else:
         for outcome in _parse(member, offset):
             yield ReadRecord(outcome, source.offset)
+    return source.offset
+
+
+class _Stream(io.RawIOBase):
+    """Chunks as a file FastWARC reads."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = memoryview(b"")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = memoryview(chunk)
+        count = min(len(target), len(self._buffer))
+        target[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        self._position += count
+        return count
 
 
 def _member(source: _Chunks, limit: int) -> bytes | RefusedRecord:
     """The decompressed member at the front of `source` (consumed), or why it is refused."""
     offset = source.offset
-    while len(source.data) < len(_GZIP_MAGIC) and source.more():
+    while source.available() < len(_GZIP_MAGIC) and source.more():
         pass
-    if not source.data.startswith(_GZIP_MAGIC):
+    if source.front(len(_GZIP_MAGIC)) != _GZIP_MAGIC:
         _skip_to_next_member(source)
         return RefusedRecord(offset, DropReason.MALFORMED_RECORD, "not a gzip member")
     decompressor = zlib.decompressobj(_WINDOW)
     output = bytearray()
     size = 0
     while True:
+        fed = source.front(_FEED_STEP)
         try:
-            piece = decompressor.decompress(source.data, _OUTPUT_STEP)
+            piece = decompressor.decompress(fed, _OUTPUT_STEP)
         except zlib.error as error:
             _skip_to_next_member(source)
             return RefusedRecord(offset, DropReason.MALFORMED_RECORD, f"gzip: {error}")
@@ -131,10 +228,10 @@ def _member(source: _Chunks, limit: int) -> bytes | RefusedRecord:
             output = bytearray()  # over the limit: the rest is only counted
         if decompressor.eof:
             # What follows the member starts the next one (the unconsumed tail may repeat it).
-            source.consume(len(source.data) - len(decompressor.unused_data))
+            source.consume(len(fed) - len(decompressor.unused_data))
             break
-        source.consume(len(source.data) - len(decompressor.unconsumed_tail))
-        if not (piece or source.data or source.more()):
+        source.consume(len(fed) - len(decompressor.unconsumed_tail))
+        if not (piece or source.available() or source.more()):
             return RefusedRecord(offset, DropReason.TRUNCATED_RECORD, "the file ends in it")
     if size > limit:
         return RefusedRecord(offset, DropReason.TOO_LARGE, f"{size} bytes, above {limit}")
@@ -144,14 +241,14 @@ def _member(source: _Chunks, limit: int) -> bytes | RefusedRecord:
 def _skip_to_next_member(source: _Chunks) -> None:
     """Consumes bytes up to the next gzip member header after the front one, or to the end."""
     while True:
-        found = source.data.find(_GZIP_MAGIC, 1)
+        found = source.find(_GZIP_MAGIC, 1)
         if found > 0:
             source.consume(found)
             return
         # Keeps the last bytes, which may begin a header that the next chunk completes.
-        source.consume(max(1, len(source.data) - len(_GZIP_MAGIC) + 1))
+        source.consume(max(1, source.available() - len(_GZIP_MAGIC) + 1))
         if not source.more():
-            source.consume(len(source.data))
+            source.consume(source.available())
             return
 
 
@@ -165,6 +262,15 @@ def _parse(member: bytes, offset: int) -> Iterator[WarcDocument | RefusedRecord]
             yield _document(record, offset)
     except OSError as error:
         yield RefusedRecord(offset, DropReason.MALFORMED_RECORD, str(error))
+
+
+def _outcome(record: WarcRecord, offset: int, limit: int) -> WarcDocument | RefusedRecord | None:
+    """A record's outcome as the fast path reads it; None for a record that is no document."""
+    if not record.record_type & _DOCUMENT_TYPES:
+        return None
+    if record.content_length > limit:
+        return RefusedRecord(offset, DropReason.TOO_LARGE, f"{record.content_length} bytes")
+    return _document(record, offset)
 
 
 def _document(record: WarcRecord, offset: int) -> WarcDocument | RefusedRecord:

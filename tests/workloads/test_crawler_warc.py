@@ -13,6 +13,7 @@ committed part of a long WET file, and started again.
 from __future__ import annotations
 
 import collections
+import functools
 import gzip
 import subprocess
 import time
@@ -182,13 +183,8 @@ def test_warc_and_wet_files_become_deduplicated_documents_and_a_killed_shard_res
     for item in provenance:
         assert item.warc is not None
         key = item.warc.file.removeprefix(f"s3://{bucket}/")
-        reread = next(
-            read_warc_records(
-                read_ranges(S3Store(bucket, "", s3), key, item.warc.offset),
-                MAX_RECORD_BYTES,
-                item.warc.offset,
-            )
-        ).outcome
+        open_at = functools.partial(read_ranges, S3Store(bucket, "", s3), key)
+        reread = next(read_warc_records(open_at, MAX_RECORD_BYTES, item.warc.offset)).outcome
         assert isinstance(reread, WarcDocument)
         assert (reread.url, reread.record_id) == (item.url, item.warc.record_id)
 
