@@ -1,5 +1,6 @@
-"""WARC and WET files (`sources.warc`) read from the rig's S3 into a deduplicated dataset, and a
-shard killed in the middle of a file that resumes where it committed.
+"""WARC and WET files (`sources.warc`) read from the rig's S3 into a deduplicated dataset, a
+shard killed in the middle of a file that resumes where it committed, and the store of a source
+named by its own endpoint, read signed or unsigned.
 
 Real: the rig's S3 server (SeaweedFS) holding WARC and WET files written here from pydoc's pages
 (`tests.warcfiles`), named by URI, by prefix and by a gzipped paths index as Common Crawl
@@ -22,11 +23,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 
 from kubeforge.api.dataingest import DropReason
 from kubeforge.crawlconfig import CrawlerConfig
 from kubeforge.dataset import iter_documents, read_manifest, read_shard_marker, total_counters
-from kubeforge.storage import S3Store, read_ranges
+from kubeforge.storage import MAX_ATTEMPTS_VARIABLE, S3Store, open_store, read_ranges
 from kubeforge_crawler.checkpoint import load_state
 from kubeforge_crawler.urls import shard_of
 from kubeforge_crawler.warc import WarcDocument, read_warc_records
@@ -196,3 +198,20 @@ def test_warc_and_wet_files_become_deduplicated_documents_and_a_killed_shard_res
     assert dropped[DropReason.HTTP_ERROR] == 1
     assert dropped[DropReason.UNSUPPORTED_CONTENT_TYPE] == 1
     assert counters.duplicates_removed == 2, "the copy of json and the near copy of zlib"
+
+
+def test_a_warc_store_names_its_endpoint_and_may_be_read_unsigned(
+    rig: Rig, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.put_object(Bucket=bucket, Key="cc/a.warc.gz", Body=warcfiles.warcinfo())
+    # The pods' own endpoint is elsewhere: the source's endpoint is the one used.
+    for variable, value in s3_environment(rig, AWS_ENDPOINT_URL="http://127.0.0.1:9").items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setenv(MAX_ATTEMPTS_VARIABLE, "1")
+    signed = open_store(f"s3://{bucket}/cc", endpoint=rig.s3_endpoint)
+    assert signed.get("a.warc.gz") == warcfiles.warcinfo()
+    # Unsigned, the request carries no credentials: this store is not public, so it refuses it.
+    unsigned = open_store(f"s3://{bucket}/cc", endpoint=rig.s3_endpoint, anonymous=True)
+    with pytest.raises(ClientError) as refused:
+        unsigned.get("a.warc.gz")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
