@@ -145,6 +145,7 @@ def _read_fast(open_at: OpenAt, limit: int, start: int) -> Generator[ReadRecord,
         if last is not None and last[1] is not None:
             yield ReadRecord(last[1], failed)
         return (yield from _read_member(open_at, failed, limit))
+    end = start
     if last is not None:
         # FastWARC reads a member cut off by the end of the file as a short record: the last
         # member is read alone to tell.
@@ -154,6 +155,10 @@ def _read_fast(open_at: OpenAt, limit: int, start: int) -> Generator[ReadRecord,
             yield ReadRecord(member, source.offset)
         elif last[1] is not None:
             yield ReadRecord(last[1], source.offset)
+        end = source.offset
+    # Nor does it yield a member cut off before its record's header: what is left is read alone.
+    while any(open_at(end)):
+        end = yield from _read_member(open_at, end, limit)
     return None
 
 
@@ -208,7 +213,11 @@ def _member(source: _Chunks, limit: int) -> bytes | RefusedRecord:
     offset = source.offset
     while source.available() < len(_GZIP_MAGIC) and source.more():
         pass
-    if source.front(len(_GZIP_MAGIC)) != _GZIP_MAGIC:
+    front = bytes(source.front(len(_GZIP_MAGIC)))
+    if len(front) < len(_GZIP_MAGIC) and _GZIP_MAGIC.startswith(front):
+        source.consume(len(front))
+        return RefusedRecord(offset, DropReason.TRUNCATED_RECORD, "the file ends in it")
+    if front != _GZIP_MAGIC:
         _skip_to_next_member(source)
         return RefusedRecord(offset, DropReason.MALFORMED_RECORD, "not a gzip member")
     decompressor = zlib.decompressobj(_WINDOW)

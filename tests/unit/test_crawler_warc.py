@@ -91,6 +91,15 @@ def test_hostile_records_are_refused_and_reading_goes_on(chunk: int) -> None:
     assert [item.url for item in kept] == ["https://docs.example/heapq"] * len(hostile)
 
 
+@pytest.mark.parametrize("cut", [2, 6, 12, 40])
+def test_a_member_cut_off_anywhere_by_the_end_of_the_file_is_truncated(cut: int) -> None:
+    good = warcfiles.conversion("https://docs.example/heapq", warcfiles.module_text("heapq"))
+    found = outcomes(good + good[:cut])
+    assert [type(item) for item in found] == [WarcDocument, RefusedRecord]
+    assert isinstance(found[1], RefusedRecord)
+    assert (found[1].offset, found[1].reason) == (len(good), DropReason.TRUNCATED_RECORD)
+
+
 def test_a_read_resumed_at_any_next_offset_yields_the_rest() -> None:
     data = warcfiles.warcinfo() + b"".join(
         warcfiles.response(f"https://docs.example/{name}", warcfiles.module_html(name).encode())
