@@ -6,18 +6,19 @@ a member's offset in the file is where its record can be read again without what
 `read_warc_records` reads from any such offset (a stream of ranged reads handed in as chunks,
 never the whole file) and yields each record with the offset of the member after it, where a
 resumed read starts. FastWARC (chosen over warcio by `benchmarks/crawler/warc_readers.py`) reads
-the stream and gives each record's member offset; it stops at the first member it cannot read,
-and does not tell a member cut off by the end of the file from a short record, so that member,
-and the file's last one, are inflated alone with zlib (`_member`, exact but several times slower)
-and FastWARC goes on after it.
+the stream and gives each record's member offset. It stops at the first member it cannot read,
+reads a member cut off by the end of the file as a short record and passes over one cut before
+its header; so that member, the file's last one and whatever follows it are inflated alone with
+zlib (`_member`: exact, but several times slower), and FastWARC goes on after them.
 
 A hostile member is refused and counted, never fatal: one that is not gzip, or whose record
 header FastWARC cannot parse, is `MalformedRecord` (the read goes on at the next gzip member
-header); one that decompresses past the size limit is `TooLarge` (the rest of it is decompressed
-and thrown away as it comes, so memory stays bounded); a member cut off by the end of the file is
-`TruncatedRecord`. Of the records, `response` records must be HTTP 200 (`HttpError`) with an HTML
-media type (`UnsupportedContentType`); `conversion` records (WET) are text. Other record types
-(`warcinfo`, `request`, `metadata`) are skipped without a count: they are not documents.
+header); a record longer than the size limit (its Content-Length, or what its member inflates to
+when read alone, in steps thrown away as they come, so memory stays bounded) is `TooLarge`; a
+member cut off by the end of the file is `TruncatedRecord`. Of the records, `response` records
+must be HTTP 200 (`HttpError`) with an HTML media type (`UnsupportedContentType`); `conversion`
+records (WET) are text. Other record types (`warcinfo`, `request`, `metadata`) are skipped
+without a count: they are not documents.
 """
 
 from __future__ import annotations
