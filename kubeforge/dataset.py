@@ -5,7 +5,8 @@ A dataset version lives under one object-storage location (`s3://bucket/datasets
     parts/SSSSS/PPPPP.jsonl.gz   documents, one JSON object per line (gzip), written by shard S;
     parts/SSSSS/PPPPP.parquet    or the same columns as Parquet (zstd), per `spec.output.format`
     shards/SSSSS.json            shard S's completion marker: its parts (counts, sha256, and the
-                                 provenance of every document: url, fetch time, content hash)
+                                 provenance of every document: url, fetch time, content hash,
+                                 and the WARC file, record id and offset of one read from WARC)
     manifest.json                written last, when every shard is complete: the schema, the
                                  shards, the parts and the documents a global pass removed
     state/, exchange/            the crawl's raw state (checkpoints, URLs passed between shards),
@@ -25,7 +26,7 @@ import gzip
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -133,6 +134,14 @@ SCHEMA = _schema()
 """The columns of every part, derived from `Document`."""
 
 
+class WarcOrigin(_Record):
+    """The WARC or WET record a document was read from (`sources.warc`)."""
+
+    file: str = Field(description="The file's URI.")
+    record_id: str = Field(description="The record's WARC-Record-ID.")
+    offset: int = Field(description="Where the record's gzip member starts in the file.")
+
+
 class DocumentProvenance(_Record):
     """Where one document came from, listed in its shard's marker."""
 
@@ -142,6 +151,7 @@ class DocumentProvenance(_Record):
     content_hash: str
     http_status: int
     text_bytes: int | None = None  # UTF-8 bytes of its text; None in markers written before it
+    warc: WarcOrigin | None = None  # None for a fetched page or a partner object
 
 
 class PartInfo(_Record):
@@ -248,8 +258,10 @@ def write_part(
     documents: list[Document],
     http_statuses: list[int],
     format: OutputFormat = OutputFormat.JSONL,
+    warc_origins: Sequence[WarcOrigin | None] | None = None,
 ) -> PartInfo:
-    """Writes part `index` of `shard` and describes it (not yet committed: no marker lists it)."""
+    """Writes part `index` of `shard` and describes it (not yet committed: no marker lists it);
+    `warc_origins`, row by row, where documents came from WARC records."""
     data = encode_part(documents, format)
     key = part_key(shard, index, format)
     store.put(key, data)
@@ -261,8 +273,11 @@ def write_part(
             content_hash=document.content_hash,
             http_status=status,
             text_bytes=len(document.text.encode("utf-8")),
+            warc=origin,
         )
-        for document, status in zip(documents, http_statuses, strict=True)
+        for document, status, origin in zip(
+            documents, http_statuses, warc_origins or [None] * len(documents), strict=True
+        )
     )
     return PartInfo(
         key=key,

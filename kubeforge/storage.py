@@ -4,7 +4,8 @@ Datasets, crawl checkpoints and training checkpoints live in object storage. Eve
 opens a location with `open_store(uri)` and reads and writes whole objects by key under it; a
 write is atomic (a reader sees the old object or the new one, never a part), which is what the
 commit protocols of the dataset format rely on. A large object can also be read as byte ranges
-(`size`, `get_range`), which lets a reader fetch its parts concurrently.
+(`size`, `get_range`), which lets a reader fetch its parts concurrently, or stream it from an
+offset without holding it whole (`read_ranges`).
 
 An S3 object of `KUBEFORGE_S3_MULTIPART_THRESHOLD` bytes or more (default 64 MiB) is written as a
 multipart upload of `KUBEFORGE_S3_PART_BYTES` parts (default 64 MiB) sent concurrently: S3 refuses
@@ -20,8 +21,9 @@ once (`kubeforge.s3tls`), naming the endpoint and how to give the CA that signed
 
 S3 credentials, endpoint and region come from the environment as boto3 reads them
 (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, or workload
-identity), never from the URI. boto3 is imported only when an `s3://` store is opened, so the
-shared core does not depend on it.
+identity), never from the URI; a store of someone else's public data can name its own endpoint
+and be read unsigned (`open_store(uri, endpoint=..., anonymous=True)`). boto3 is imported only
+when an `s3://` store is opened, so the shared core does not depend on it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -297,16 +299,23 @@ MAX_ATTEMPTS_VARIABLE = "KUBEFORGE_S3_MAX_ATTEMPTS"
 DEFAULT_MAX_ATTEMPTS = 20
 
 
-def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Client:
+def s3_client_from_environment(
+    environ: Mapping[str, str] = os.environ,
+    *,
+    endpoint: str | None = None,
+    anonymous: bool = False,
+) -> S3Client:
     """An S3 client configured the way boto3 reads its environment (endpoint and CA bundle
     included), which retries through outages of the store (KUBEFORGE_S3_MAX_ATTEMPTS), logging
-    when it starts and stops waiting, but not through a refused certificate.
+    when it starts and stops waiting, but not through a refused certificate. `endpoint` replaces
+    the environment's; `anonymous` sends requests unsigned (a public bucket).
 
     Each client has a session of its own: boto3's default session keeps the credentials it
     resolved first for the life of the process, so a store opened after the environment
     changed (another job's credentials, a rotated key) would sign with the old ones."""
     # Imported here: only the components that talk to S3 install boto3.
     import boto3.session
+    from botocore import UNSIGNED
     from botocore.config import Config
 
     from kubeforge.s3tls import refuse_certificates_at_once
@@ -317,12 +326,15 @@ def s3_client_from_environment(environ: Mapping[str, str] = os.environ) -> S3Cli
         raise ValueError(f"{MAX_ATTEMPTS_VARIABLE}={text!r} is not a positive number of attempts")
     attempts = int(text)
     config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
-    client = boto3.session.Session().client("s3", config=config)
+    if anonymous:
+        config = config.merge(Config(signature_version=UNSIGNED))
+    client = boto3.session.Session().client("s3", config=config, endpoint_url=endpoint)
     return report_waits(refuse_certificates_at_once(client))
 
 
-def open_store(uri: str) -> ObjectStore:
-    """The store at `s3://bucket/prefix` or `file:///absolute/directory`."""
+def open_store(uri: str, *, endpoint: str | None = None, anonymous: bool = False) -> ObjectStore:
+    """The store at `s3://bucket/prefix` or `file:///absolute/directory`; an S3 store's endpoint
+    and signing as `s3_client_from_environment` takes them."""
     parts = urlsplit(uri)
     if parts.scheme == "file":
         if parts.netloc not in {"", "localhost"} or not parts.path.startswith("/"):
@@ -331,5 +343,20 @@ def open_store(uri: str) -> ObjectStore:
     if parts.scheme == "s3":
         if not parts.netloc:
             raise ValueError(f"{uri!r}: an s3 URI names a bucket (s3://bucket/prefix)")
-        return S3Store(parts.netloc, parts.path, s3_client_from_environment())
+        client = s3_client_from_environment(endpoint=endpoint, anonymous=anonymous)
+        return S3Store(parts.netloc, parts.path, client)
     raise ValueError(f"{uri!r}: object storage URIs start with {' or '.join(SCHEMES)}://")
+
+
+RANGE_BYTES = 8 * MIB
+"""What `read_ranges` asks for at a time: a few requests per large object, little memory."""
+
+
+def read_ranges(
+    store: ObjectStore, key: str, start: int = 0, range_bytes: int = RANGE_BYTES
+) -> Iterator[bytes]:
+    """The object's bytes from `start` to its end, one ranged read at a time, so that a large
+    object is streamed (never held whole) and can be resumed at any offset."""
+    size = store.size(key)
+    for offset in range(start, size, range_bytes):
+        yield store.get_range(key, offset, min(offset + range_bytes, size))

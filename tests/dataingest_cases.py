@@ -26,6 +26,13 @@ FULL_SPEC: dict[str, Any] = {
         "allowedDomains": ["example.com"],
         "includePatterns": [r"/(docs|blog)/"],
         "excludePatterns": [r"\?page=\d+$"],
+        "warc": {
+            "files": ["s3://partner-crawl/2024/part-00000.warc.gz"],
+            "prefixes": ["file:///data/wet"],
+            "pathIndexes": ["s3://commoncrawl/crawl-data/CC-MAIN-2024-10/wet.paths.gz"],
+            "endpoint": "https://s3.amazonaws.com",
+            "anonymous": True,
+        },
         "maxDepth": 5,
         "maxPages": 100000,
     },
@@ -100,7 +107,7 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "no-seed-or-sitemap",
         minimal_with("sources", seeds=[]),
         "spec.sources",
-        "at least one seed, sitemap or object prefix",
+        "at least one seed, sitemap, object prefix or WARC file",
     ),
     InvalidSpec("no-crawl-policy", minimal_with("crawl"), "spec.crawl", "required"),
     InvalidSpec(
@@ -119,6 +126,12 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "object-prefix-scheme",
         minimal_with("sources", objectPrefixes=["https://partner.example/data/"]),
         "spec.sources.objectPrefixes[0]",
+        "should match",
+    ),
+    InvalidSpec(
+        "warc-file-scheme",
+        minimal_with("sources", warc={"files": ["https://data.commoncrawl.org/a.warc.gz"]}),
+        "spec.sources.warc.files[0]",
         "should match",
     ),
     InvalidSpec(

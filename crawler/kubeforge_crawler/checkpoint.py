@@ -44,6 +44,16 @@ class SavedLink(BaseModel):
         return Link(self.url, self.depth, self.kind)
 
 
+class ImportPosition(BaseModel):
+    """How far into an object a shard's committed documents go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uri: str
+    offset: int
+    """The byte where reading goes on: everything before it is committed."""
+
+
 class CrawlState(BaseModel):
     """Everything a shard needs to resume, and what other shards read to see it is idle."""
 
@@ -60,7 +70,10 @@ class CrawlState(BaseModel):
     sent: tuple[str, ...]
     consumed: tuple[str, ...]
     imported: tuple[str, ...] = ()
-    """The objects (URIs) under `sources.objectPrefixes` whose documents are committed."""
+    """The objects (URIs) under `sources.objectPrefixes` and the WARC files whose documents are
+    all committed."""
+    importing: ImportPosition | None = None
+    """The WARC file being read at the commit, and where reading it goes on."""
 
 
 def save_state(store: ObjectStore, state: CrawlState) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kubeforge.api.dataingest import DropReason, ProcessingSpec
-from kubeforge.dataset import content_hash
+from kubeforge.dataset import WarcOrigin, content_hash
 from kubeforge_crawler.extract import Extracted
 from kubeforge_crawler.filters import Filter, LanguageFilter, QualityFilter, detect_language
 from kubeforge_crawler.minhash import MinHasher, NearDuplicateIndex, Signature
@@ -31,6 +31,7 @@ class Candidate:
     text: str
     content_hash: str
     signature: Signature
+    warc: WarcOrigin | None = None
 
 
 class DocumentPipeline:
@@ -53,9 +54,14 @@ class DocumentPipeline:
         self.index.add(signature)
 
     def process(
-        self, url: str, fetched_at: datetime, http_status: int, extracted: Extracted
+        self,
+        url: str,
+        fetched_at: datetime,
+        http_status: int,
+        extracted: Extracted,
+        warc: WarcOrigin | None = None,
     ) -> Candidate | DropReason:
-        """The document a page yields, or why it yields none."""
+        """The document a page (or the WARC record `warc`) yields, or why it yields none."""
         if not extracted.text.strip():
             return DropReason.NO_TEXT
         for step in self.filters:
@@ -79,4 +85,5 @@ class DocumentPipeline:
             text=text,
             content_hash=text_hash,
             signature=signature,
+            warc=warc,
         )

@@ -8,7 +8,10 @@ the same origin (a redirect elsewhere is a new URL for whichever shard owns it),
 text and links, and passes the text through the document pipeline into the part being filled.
 
 Before fetching, it imports the objects under `sources.objectPrefixes` that it owns (`imports`),
-through the same document pipeline.
+then the records of the WARC and WET files of `sources.warc` that it owns (`warc_files`, `warc`),
+through the same document pipeline. A file is owned, as an object is, by a stable hash of its
+URI; a commit in the middle of a file records the offset after its last record read, where a
+restarted shard goes on.
 
 Every `output.commitIntervalSeconds`, or when the part is full, it commits (`checkpoint`). With
 nothing left to fetch it commits as idle, takes URLs other shards found for it (`exchange`), and
@@ -19,6 +22,7 @@ completed shard returns its marker at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -31,15 +35,17 @@ from kubeforge.dataset import (
     Document,
     PartInfo,
     ShardMarker,
+    WarcOrigin,
     document_id,
     read_shard_marker,
     write_part,
     write_shard_marker,
 )
 from kubeforge.progress import FileSink
-from kubeforge.storage import ObjectNotFound, ObjectStore
+from kubeforge.storage import ObjectNotFound, ObjectStore, read_ranges
 from kubeforge_crawler.checkpoint import (
     CrawlState,
+    ImportPosition,
     SavedLink,
     load_state,
     save_state,
@@ -63,6 +69,8 @@ from kubeforge_crawler.politeness import HostTurns, host_delay
 from kubeforge_crawler.robots import RobotsCache, Verdict
 from kubeforge_crawler.sitemaps import parse_sitemap
 from kubeforge_crawler.urls import Scope, host_of, normalize, origin_of, scheme_of, shard_of
+from kubeforge_crawler.warc import RefusedRecord, WarcDocument, read_warc_records
+from kubeforge_crawler.warc_files import WarcFile, WarcFiles
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +121,7 @@ class ShardCrawler:
         self.sent: list[str] = []
         self.consumed: set[str] = set()
         self.imported: set[str] = set()
+        self.importing: ImportPosition | None = None
         self.outbox: defaultdict[int, list[Link]] = defaultdict(list)
         self.epoch = 0
         self.pages_fetched = 0
@@ -137,6 +146,7 @@ class ShardCrawler:
         detector = TerminationDetector(self.store, self.config.shards)
         async with self.downloader:
             await self._import_objects()
+            await self._import_warc()
             while True:
                 await self._drain()
                 if self.dirty or not self.committed_idle:
@@ -174,6 +184,7 @@ class ShardCrawler:
         self.sent = list(state.sent)
         self.consumed = set(state.consumed)
         self.imported = set(state.imported)
+        self.importing = state.importing
         self.counters = ShardCounters(state.counters)
         self.pages_fetched = state.pages_fetched
         self.frontier.seen = set(state.seen)
@@ -255,6 +266,49 @@ class ShardCrawler:
                 self.dirty = True
                 if self._commit_due():
                     await self._commit(idle=False)
+
+    async def _import_warc(self) -> None:
+        """Reads the WARC files this shard owns that it has not committed whole yet, the one it
+        was in from where its last commit left it."""
+        if not self.config.sources.warc.given:
+            return
+        files = await asyncio.to_thread(WarcFiles(self.config.sources.warc).named)
+        for file in files:
+            if file.uri in self.imported or shard_of(file.uri, self.config.shards) != self.shard:
+                continue
+            await self._import_warc_file(file)
+
+    async def _import_warc_file(self, file: WarcFile) -> None:
+        resumed = self.importing
+        start = resumed.offset if resumed is not None and resumed.uri == file.uri else 0
+        log.info("shard %d reads %s from byte %d", self.shard, file.uri, start)
+        records = read_warc_records(
+            functools.partial(read_ranges, file.store, file.key),
+            self.policy.max_response_bytes,
+            start,
+        )
+        # Each record is read and parsed on a thread: the ranged reads block.
+        while (read := await asyncio.to_thread(next, records, None)) is not None:
+            self._consider_record(file.uri, read.outcome)
+            self.importing = ImportPosition(uri=file.uri, offset=read.next_offset)
+            self.dirty = True
+            if self._commit_due():
+                await self._commit(idle=False)
+        self.imported.add(file.uri)
+        self.importing = None
+        self.dirty = True
+
+    def _consider_record(self, uri: str, record: WarcDocument | RefusedRecord) -> None:
+        if isinstance(record, RefusedRecord):
+            log.info("%s at byte %d: %s (%s)", uri, record.offset, record.reason, record.detail)
+            self.counters.drop(record.reason)
+            return
+        if record.html:
+            extracted = extract_html(decode_html(record.body, record.charset))  # links unfollowed
+        else:
+            extracted = extract_plain(record.body.decode("utf-8", errors="replace"))
+        origin = WarcOrigin(file=uri, record_id=record.record_id, offset=record.offset)
+        self._consider(record.url, record.date, HTTP_OK, extracted, origin)
 
     # Fetching.
 
@@ -410,9 +464,16 @@ class ShardCrawler:
                 self._discover(target, link.depth + 1, LinkKind.PAGE)
         self._consider(response.url, response.fetched_at, response.status, extracted)
 
-    def _consider(self, url: str, fetched_at: datetime, status: int, extracted: Extracted) -> None:
+    def _consider(
+        self,
+        url: str,
+        fetched_at: datetime,
+        status: int,
+        extracted: Extracted,
+        warc: WarcOrigin | None = None,
+    ) -> None:
         """Passes a document through the pipeline into the part being filled, or counts why not."""
-        result = self.pipeline.process(url, fetched_at, status, extracted)
+        result = self.pipeline.process(url, fetched_at, status, extracted, warc)
         if isinstance(result, DropReason):
             self.counters.drop(result)
             return
@@ -443,6 +504,7 @@ class ShardCrawler:
             pages_fetched = self.pages_fetched
             consumed = tuple(sorted(self.consumed))
             imported = tuple(sorted(self.imported))
+            importing = self.importing
             self.dirty = False
             self.last_commit = time.monotonic()
             parts = list(self.parts)
@@ -464,6 +526,7 @@ class ShardCrawler:
                 sent=(*self.sent, *sent),
                 consumed=consumed,
                 imported=imported,
+                importing=importing,
             )
             await asyncio.to_thread(save_state, self.store, state)
             if self.progress is not None:
@@ -495,7 +558,13 @@ class ShardCrawler:
         ]
         statuses = [candidate.http_status for candidate in candidates]
         part = write_part(
-            self.store, self.shard, index, documents, statuses, self.config.output.format
+            self.store,
+            self.shard,
+            index,
+            documents,
+            statuses,
+            self.config.output.format,
+            warc_origins=[candidate.warc for candidate in candidates],
         )
         signatures = [candidate.signature for candidate in candidates]
         self.store.put(

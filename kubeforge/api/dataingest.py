@@ -52,6 +52,7 @@ NETWORK_LIST_LIMIT = 64
 HTTP_URL = r"^https?://[^\s/?#@]+([/?#]\S*)?$"
 URL_MAX_LENGTH = 2048
 OBJECT_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$"
+OBJECT_LOCATION = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|file:///\S*)$"
 HOST_NAME = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)$"
 # RFC 9309: the product token a crawler matches robots.txt groups with.
 PRODUCT_NAME = r"^[A-Za-z_-]+$"
@@ -170,6 +171,9 @@ class DropReason(StrEnum):
     LOW_QUALITY = "LowQuality"
     EXACT_DUPLICATE = "ExactDuplicate"
     NEAR_DUPLICATE = "NearDuplicate"
+    # WARC records (sources.warc), besides TooLarge, HttpError and UnsupportedContentType.
+    MALFORMED_RECORD = "MalformedRecord"
+    TRUNCATED_RECORD = "TruncatedRecord"
 
 
 class EncryptionMode(StrEnum):
@@ -218,6 +222,7 @@ def _regex(value: str) -> str:
 
 HttpUrl = Annotated[str, Field(pattern=HTTP_URL, max_length=URL_MAX_LENGTH)]
 ObjectPrefix = Annotated[str, Field(pattern=OBJECT_PREFIX, max_length=URL_MAX_LENGTH)]
+ObjectLocation = Annotated[str, Field(pattern=OBJECT_LOCATION, max_length=URL_MAX_LENGTH)]
 HostName = Annotated[str, Field(pattern=HOST_NAME, max_length=253)]
 CronSchedule = Annotated[str, Field(pattern=CRON_SCHEDULE, max_length=128), AfterValidator(_cron)]
 UrlPattern = Annotated[str, AfterValidator(_regex), Field(min_length=1, max_length=1024)]
@@ -244,6 +249,38 @@ def _set_of(description: str) -> Any:
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description=description,
     )
+
+
+class WarcSources(CamelModel):
+    """WARC and WET files (e.g. Common Crawl's) whose records are imported as documents."""
+
+    files: Annotated[list[ObjectLocation], AfterValidator(unique)] = _set_of(
+        "WARC (.warc.gz) or WET (.warc.wet.gz) files, each by URI (s3://bucket/key or "
+        "file:///path)."
+    )
+    prefixes: Annotated[list[ObjectLocation], AfterValidator(unique)] = _set_of(
+        "Prefixes whose .warc.gz and .warc.wet.gz files are all read."
+    )
+    path_indexes: Annotated[list[ObjectLocation], AfterValidator(unique)] = _set_of(
+        "Lists of files, one a line, gzipped or not, such as Common Crawl's warc.paths.gz or "
+        "wet.paths.gz. A line that is no URI is a key in the bucket that holds the list (s3://) "
+        "or a path under the list's directory (file://).",
+    )
+    endpoint: HttpUrl | None = Field(
+        default=None,
+        description="The S3 endpoint that serves the files (e.g. https://s3.amazonaws.com for "
+        "Common Crawl's bucket). Omitted: the crawler pods' storage endpoint.",
+    )
+    anonymous: bool = Field(
+        default=False,
+        description="Read the files unsigned, as a public bucket allows. Otherwise they are "
+        "read with the crawler pods' storage credentials.",
+    )
+
+    @property
+    def given(self) -> bool:
+        """Whether any file, prefix or index is named."""
+        return bool(self.files or self.prefixes or self.path_indexes)
 
 
 class SourcesSpec(CamelModel):
@@ -274,6 +311,14 @@ class SourcesSpec(CamelModel):
         "document each). They pass through the same filters and deduplication as crawled pages, "
         "read with the crawler pods' storage credentials.",
     )
+    warc: WarcSources = defaulted(
+        WarcSources,
+        "WARC and WET files whose records become documents: HTML `response` records of status "
+        "200 are extracted like fetched pages, WET `conversion` records are text already; both "
+        "pass through the same filters, PII scrubbing and deduplication. The files are split "
+        "between the shards and streamed in ranges; a record larger than "
+        "crawl.maxResponseBytes, malformed or truncated is dropped and counted.",
+    )
     max_depth: Int32 = Field(
         default=3, ge=0, description="Links followed from a seed: 0 fetches the seeds only."
     )
@@ -286,11 +331,15 @@ class SourcesSpec(CamelModel):
     @cel_rule(
         "(has(self.seeds) && size(self.seeds) > 0) || "
         "(has(self.sitemaps) && size(self.sitemaps) > 0) || "
-        "(has(self.objectPrefixes) && size(self.objectPrefixes) > 0)",
-        "at least one seed, sitemap or object prefix must be given",
+        "(has(self.objectPrefixes) && size(self.objectPrefixes) > 0) || "
+        "(has(self.warc) && ("
+        "(has(self.warc.files) && size(self.warc.files) > 0) || "
+        "(has(self.warc.prefixes) && size(self.warc.prefixes) > 0) || "
+        "(has(self.warc.pathIndexes) && size(self.warc.pathIndexes) > 0)))",
+        "at least one seed, sitemap, object prefix or WARC file, prefix or index must be given",
     )
     def _has_a_start(self) -> bool:
-        return bool(self.seeds or self.sitemaps or self.object_prefixes)
+        return bool(self.seeds or self.sitemaps or self.object_prefixes or self.warc.given)
 
 
 class UserAgent(CamelModel):

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pytest
 
 from kubeforge.api.dataingest import CrawlPolicy, DropReason
-from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command
+from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command, publish_command
 from kubeforge.dataset import ShardMarker
 from kubeforge.storage import open_store
 from kubeforge_crawler.fetch import Downloader, Refused, Response
@@ -135,3 +135,15 @@ def run_shard(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def run_publish(config_path: Path, environment: Mapping[str, str]) -> None:
+    """The publish stage as the operator starts it, once every shard is done; it must succeed."""
+    publisher = subprocess.run(
+        publish_command(str(config_path), python=sys.executable),
+        env=environment,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert publisher.returncode == 0, publisher.stderr.decode()

@@ -29,11 +29,11 @@ import pytest
 import yaml
 
 from kubeforge.api.dataingest import DropReason, OutputFormat
-from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command, publish_command
+from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command
 from kubeforge.dataset import iter_documents, part_format, read_manifest, total_counters
 from kubeforge.storage import S3Store
 from tests.conftest import Rig
-from tests.workloads.crawls import QUALITY
+from tests.workloads.crawls import QUALITY, run_publish
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -131,14 +131,7 @@ def test_objects_under_a_prefix_become_deduplicated_documents(
     for shard in shards:
         _, errors = shard.communicate(timeout=120)
         assert shard.returncode == 0, errors.decode()
-    publisher = subprocess.run(
-        publish_command(str(config_path), python=sys.executable),
-        env=environment,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    assert publisher.returncode == 0, publisher.stderr.decode()
+    run_publish(config_path, environment)
 
     store = S3Store(bucket, "datasets/partner/v1", s3)
     manifest = read_manifest(store)
