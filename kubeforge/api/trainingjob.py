@@ -271,7 +271,8 @@ class TokenizerConfig(CamelModel):
     )
 
     @cel_rule(
-        "(self.type == 'uri') == has(self.uri)",
+        # `type` may be absent: the apiserver checks the rule on the field's default ({}) too.
+        "(has(self.type) && self.type == 'uri') == has(self.uri)",
         "uri is set exactly when type is uri",
         field_path=".uri",
     )
@@ -314,7 +315,8 @@ class TrainerConfig(CamelModel):
     )
 
     @cel_rule(
-        "self.model.architecture != 'mlp' || self.tokenizer.type == 'bytes'",
+        "self.model.architecture != 'mlp' || !has(self.tokenizer) || !has(self.tokenizer.type) "
+        "|| self.tokenizer.type == 'bytes'",
         "tokenizer applies only to language models, not the mlp",
         field_path=".tokenizer",
     )
