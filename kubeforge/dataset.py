@@ -7,8 +7,11 @@ A dataset version lives under one object-storage location (`s3://bucket/datasets
     shards/SSSSS.json            shard S's completion marker: its parts (counts, sha256, and the
                                  provenance of every document: url, fetch time, content hash,
                                  and the WARC file, record id and offset of one read from WARC)
+    tokenizer.json               with `output.tokenizer`: a byte-level BPE (Hugging Face
+                                 `tokenizers`) trained on the kept documents at publish
     manifest.json                written last, when every shard is complete: the schema, the
-                                 shards, the parts and the documents a global pass removed
+                                 shards, the parts and the documents a global pass removed (and
+                                 the tokenizer, with each part's token count)
     state/, exchange/            the crawl's raw state (checkpoints, URLs passed between shards),
                                  which a lifecycle rule may expire once the crawl is over
 
@@ -36,6 +39,9 @@ from kubeforge.storage import ObjectStore
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "manifest.json"
+TOKENIZER_KEY = "tokenizer.json"
+END_OF_DOCUMENT_TOKEN = "<|endoftext|>"  # noqa: S105 (a token of text, not a secret)
+"""The special token a version's tokenizer ends every document with."""
 STATE_PREFIX = "state/"
 EXCHANGE_PREFIX = "exchange/"
 RAW_PREFIXES = (STATE_PREFIX, EXCHANGE_PREFIX)
@@ -191,6 +197,22 @@ class ManifestPart(_Record):
         description="UTF-8 bytes of the text of its documents that are not removed, so a reader "
         "can size the part without reading it; None where the crawler did not record it.",
     )
+    tokens: int | None = Field(
+        default=None,
+        description="Tokens of its documents that are not removed, each ended by the "
+        "end-of-document token, with the version's tokenizer; None without one.",
+    )
+
+
+class TokenizerInfo(_Record):
+    """The version's own tokenizer, trained at publish."""
+
+    key: str = TOKENIZER_KEY
+    sha256: str = Field(description="sha256 of the tokenizer.json bytes.")
+    vocab_size: int = Field(description="Tokens in its vocabulary, special ones included.")
+    end_of_document: str = Field(
+        default=END_OF_DOCUMENT_TOKEN, description="The token that ends each document."
+    )
 
 
 class ShardSummary(_Record):
@@ -213,6 +235,11 @@ class Manifest(_Record):
     documents: int = Field(description="Documents in the dataset, removals subtracted.")
     bytes: int = Field(description="Bytes of all parts.")
     duplicates_removed: int = Field(description="Documents the global deduplication removed.")
+    tokenizer: TokenizerInfo | None = Field(
+        default=None,
+        description="The tokenizer trained on this version (`output.tokenizer`); None without "
+        "one, and in manifests written before tokenizers existed.",
+    )
 
 
 def _arrow_schema() -> Any:
@@ -328,13 +355,20 @@ def read_manifest(store: ObjectStore) -> Manifest:
     return manifest
 
 
+def kept_documents(store: ObjectStore, part: ManifestPart) -> list[Document]:
+    """The documents of one part of a published dataset, without the removed ones."""
+    removed = set(part.removed)
+    return [
+        document
+        for document in read_part(store, part.key, part.sha256)
+        if document.id not in removed
+    ]
+
+
 def iter_documents(store: ObjectStore, manifest: Manifest) -> Iterator[Document]:
     """Every document of a published dataset, in manifest order, without the removed ones."""
     for part in manifest.parts:
-        removed = set(part.removed)
-        for document in read_part(store, part.key, part.sha256):
-            if document.id not in removed:
-                yield document
+        yield from kept_documents(store, part)
 
 
 def total_counters(manifest: Manifest) -> CrawlCounters:

@@ -61,7 +61,12 @@ FULL_SPEC: dict[str, Any] = {
         "pii": {"emails": True, "phoneNumbers": False},
         "dedup": {"exact": True, "nearDuplicates": True, "threshold": 0.85, "permutations": 256},
     },
-    "output": {"format": "jsonl", "partMaxDocuments": 5000, "commitIntervalSeconds": 30},
+    "output": {
+        "format": "jsonl",
+        "partMaxDocuments": 5000,
+        "commitIntervalSeconds": 30,
+        "tokenizer": {"vocabSize": 32768, "minFrequency": 2},
+    },
     "storage": {
         "bucket": "acme-datasets",
         "prefix": "web/datasets",
@@ -158,6 +163,18 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         {**MINIMAL_SPEC, "processing": {"quality": {"minWords": 10, "maxWords": 5}}},
         "spec.processing.quality.minWords",
         "minWords must not exceed maxWords",
+    ),
+    InvalidSpec(
+        "tokenizer-vocabulary-below-the-bytes",
+        minimal_with("output", tokenizer={"vocabSize": 300}),
+        "spec.output.tokenizer.vocabSize",
+        "greater than or equal to 512",
+    ),
+    InvalidSpec(
+        "tokenizer-vocabulary-too-large",
+        minimal_with("output", tokenizer={"vocabSize": 2_000_000}),
+        "spec.output.tokenizer.vocabSize",
+        "less than or equal to 1048576",
     ),
     InvalidSpec(
         "zero-shards", {**MINIMAL_SPEC, "shards": 0}, "spec.shards", "greater than or equal to 1"

@@ -36,6 +36,7 @@ FULL_SPEC: dict[str, Any] = {
             "warmupSteps": 100,
             "gradClipNorm": 1.0,
         },
+        "tokenizer": {"type": "dataset"},
         "batch": {"globalSize": 256, "microSize": 16},
         "steps": 5000,
         "precision": "bf16",
@@ -239,6 +240,31 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         minimal_with(trainer=trainer_with(model={"architecture": "mlp", "heads": 4})),
         "spec.trainer.model",
         "apply only to the gpt architecture",
+    ),
+    InvalidSpec(
+        "tokenizer-on-mlp",
+        minimal_with(trainer=trainer_with(tokenizer={"type": "dataset"})),
+        "spec.trainer.tokenizer",
+        "tokenizer applies only to language models",
+    ),
+    InvalidSpec(
+        "tokenizer-uri-without-type-uri",
+        minimal_with(
+            trainer=trainer_with(
+                model={"architecture": "gpt"},
+                tokenizer={"type": "dataset", "uri": "s3://tokenizers/web/tokenizer.json"},
+            )
+        ),
+        "spec.trainer.tokenizer.uri",
+        "uri is set exactly when type is uri",
+    ),
+    InvalidSpec(
+        "tokenizer-type-uri-without-uri",
+        minimal_with(
+            trainer=trainer_with(model={"architecture": "gpt"}, tokenizer={"type": "uri"})
+        ),
+        "spec.trainer.tokenizer.uri",
+        "uri is set exactly when type is uri",
     ),
     InvalidSpec(
         "hidden-size-not-multiple-of-heads",

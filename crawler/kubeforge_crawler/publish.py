@@ -4,6 +4,8 @@ Runs once every shard has its completion marker (`--stage publish`, its own Job)
 already removed duplicates among its own documents while crawling; this pass walks all parts in
 shard order with the same rules (exact content hash, then MinHash near-duplicates against what
 was kept before) and lists the documents it removes in the manifest, without rewriting parts.
+With `output.tokenizer` it then trains the version's tokenizer on the kept documents and counts
+each part's tokens (`kubeforge_crawler.tokenizer`), before the manifest that names them.
 Rerunning it after the manifest exists returns that manifest.
 """
 
@@ -28,6 +30,7 @@ from kubeforge.dataset import (
 from kubeforge.storage import ObjectNotFound, ObjectStore
 from kubeforge_crawler.checkpoint import signatures_key
 from kubeforge_crawler.minhash import NearDuplicateIndex, decode_signatures
+from kubeforge_crawler.tokenizer import publish_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,10 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
                     text_bytes=_text_bytes(kept),
                 )
             )
+    tokenizer = None
+    if config.output.tokenizer is not None:
+        tokenizer, counted = publish_tokenizer(store, parts, config.output.tokenizer)
+        parts = list(counted)
     removed_total = sum(len(part.removed) for part in parts)
     manifest = Manifest(
         created_at=datetime.now(UTC),
@@ -106,6 +113,7 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
         documents=sum(part.documents for part in parts) - removed_total,
         bytes=sum(part.bytes for part in parts),
         duplicates_removed=removed_total,
+        tokenizer=tokenizer,
     )
     write_manifest(store, manifest)
     log.info(

@@ -545,6 +545,24 @@ class ProcessingSpec(CamelModel):
     dedup: Deduplication = defaulted(Deduplication, "Exact and near-duplicate removal.")
 
 
+TOKENIZER_MIN_VOCABULARY = 512
+TOKENIZER_MAX_VOCABULARY = 1 << 20
+
+
+class TokenizerTraining(CamelModel):
+    """A byte-level BPE tokenizer trained on the published version's kept documents."""
+
+    vocab_size: Int32 = Field(
+        ge=TOKENIZER_MIN_VOCABULARY,
+        le=TOKENIZER_MAX_VOCABULARY,
+        description="Most tokens in the vocabulary: the 256 bytes, the end-of-document token and "
+        "the merges learned from the text (fewer when the text has no more pairs to merge).",
+    )
+    min_frequency: Int32 = Field(
+        default=2, ge=1, description="Fewest occurrences of a pair of tokens that are merged."
+    )
+
+
 class OutputSpec(CamelModel):
     """How documents are written."""
 
@@ -566,6 +584,12 @@ class OutputSpec(CamelModel):
         gt=0,
         description="A shard commits its documents and crawl state at least this often; a "
         "restarted shard resumes from its last commit.",
+    )
+    tokenizer: TokenizerTraining | None = Field(
+        default=None,
+        description="Train a byte-level BPE tokenizer on the version when it is published, write "
+        "it as tokenizer.json beside the manifest and record each part's token count. Omitted: "
+        "no tokenizer (the trainer's byte-level one needs none).",
     )
 
 

@@ -158,6 +158,14 @@ class Precision(StrEnum):
     FP32 = "fp32"
 
 
+class TokenizerType(StrEnum):
+    """Where a language model's tokenizer comes from."""
+
+    BYTES = "bytes"
+    DATASET = "dataset"
+    URI = "uri"
+
+
 class GangScheduler(StrEnum):
     """Which gang scheduler places all workers together, or none."""
 
@@ -245,10 +253,40 @@ class BatchConfig(CamelModel):
         return self.micro_size is None or self.micro_size <= self.global_size
 
 
+class TokenizerConfig(CamelModel):
+    """The tokenizer that turns the dataset's text into a language model's tokens (and back
+    into text); its vocabulary sizes the model's embeddings. Read from object storage when the
+    job starts, never downloaded."""
+
+    type: TokenizerType = Field(
+        default=TokenizerType.BYTES,
+        description="bytes: each UTF-8 byte is a token, plus an end-of-document token (257 in "
+        "all), nothing to train; dataset: the tokenizer.json published with the dataset version "
+        "(DataIngest output.tokenizer); uri: the tokenizer.json named by uri.",
+    )
+    uri: ObjectUri | None = Field(
+        default=None,
+        description="A Hugging Face tokenizer.json (s3:// in the job's storage, or file://) "
+        "whose vocabulary has an end-of-document token. Set exactly when type is uri.",
+    )
+
+    @cel_rule(
+        # `type` may be absent: the apiserver checks the rule on the field's default ({}) too.
+        "(has(self.type) && self.type == 'uri') == has(self.uri)",
+        "uri is set exactly when type is uri",
+        field_path=".uri",
+    )
+    def _uri_only_for_uri_type(self) -> bool:
+        return (self.type == TokenizerType.URI) == (self.uri is not None)
+
+
 class TrainerConfig(CamelModel):
     """Configuration of kubeforge's built-in trainer (python -m kubeforge_trainer)."""
 
     model: ModelConfig = immutable("The model to train.")
+    tokenizer: TokenizerConfig = defaulted(
+        TokenizerConfig, "The tokenizer of a language model's text (the mlp has none)."
+    )
     optimizer: OptimizerConfig = defaulted(OptimizerConfig, "Optimiser and learning-rate schedule.")
     batch: BatchConfig = defaulted(BatchConfig, "Batch sizes.")
     steps: Int64 = Field(ge=1, description="Total optimiser steps to train for.")
@@ -275,6 +313,18 @@ class TrainerConfig(CamelModel):
         description="Seed of the model's initial weights and of the data order. The data order "
         "depends only on it, never on the number of workers.",
     )
+
+    @cel_rule(
+        "self.model.architecture != 'mlp' || !has(self.tokenizer) || !has(self.tokenizer.type) "
+        "|| self.tokenizer.type == 'bytes'",
+        "tokenizer applies only to language models, not the mlp",
+        field_path=".tokenizer",
+    )
+    def _no_tokenizer_for_mlp(self) -> bool:
+        return (
+            self.model.architecture != ModelArchitecture.MLP
+            or self.tokenizer.type == TokenizerType.BYTES
+        )
 
 
 class DatasetRef(CamelModel):

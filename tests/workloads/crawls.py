@@ -78,7 +78,11 @@ def web_config(
             },
             "crawl": crawl or crawl_policy(web),
             "processing": {"quality": QUALITY},
-            "output": {"partMaxDocuments": 5, "commitIntervalSeconds": 0.3},
+            "output": {
+                "partMaxDocuments": 5,
+                "commitIntervalSeconds": 0.3,
+                "tokenizer": {"vocabSize": 512},
+            },
             "pollSeconds": 0.1,
         }
     )

@@ -2,9 +2,10 @@
 
 Real: HTTP servers on 127.0.0.x serving pydoc pages of the standard library (`testweb`), the
 crawler's own code end to end (asyncio fetching, robots.txt, extraction, filters, dedup, parts,
-markers, manifest), the S3 server for the resume test, and crawler processes started with the
-command the operator puts into its pods. Nothing is faked. The test web is the only thing
-contacted: every other address a page or redirect names is refused before any connection.
+markers, manifest, the version's BPE tokenizer), the S3 server for the resume test, and crawler
+processes started with the command the operator puts into its pods. Nothing is faked. The test
+web is the only thing contacted: every other address a page or redirect names is refused before
+any connection.
 
 Near-duplicate precision and recall on the planted copies are printed (run with -s to see them).
 """
@@ -12,6 +13,7 @@ Near-duplicate precision and recall on the planted copies are printed (run with 
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import signal
 import subprocess
@@ -32,6 +34,7 @@ from kubeforge.dataset import (
     Manifest,
     ShardMarker,
     iter_documents,
+    kept_documents,
     read_manifest,
     read_part,
     read_shard_marker,
@@ -40,6 +43,7 @@ from kubeforge.storage import ObjectStore, S3Store, open_store
 from kubeforge_crawler.checkpoint import load_state
 from kubeforge_crawler.publish import publish
 from kubeforge_crawler.urls import shard_of
+from kubeforge_trainer.tokenizer import BpeTokenizer
 from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.testweb import (
@@ -109,6 +113,19 @@ def test_the_manifest_sizes_each_part_by_the_text_it_keeps(crawl: Crawl) -> None
         documents = read_part(crawl.store, part.key, part.sha256)
         kept = [document.text for document in documents if document.id not in part.removed]
         assert part.text_bytes == sum(len(text.encode("utf-8")) for text in kept), part.key
+
+
+def test_the_version_carries_its_tokenizer_and_each_parts_tokens(crawl: Crawl) -> None:
+    info = crawl.manifest.tokenizer
+    assert info is not None
+    data = crawl.store.get(info.key)
+    assert hashlib.sha256(data).hexdigest() == info.sha256
+    tokenizer = BpeTokenizer(data, info.key, info.end_of_document)
+    assert tokenizer.vocab_size == info.vocab_size <= 512
+    for part in crawl.manifest.parts:
+        texts = [document.text for document in kept_documents(crawl.store, part)]
+        assert part.tokens == len(tokenizer.encode_documents(texts)), part.key
+        assert all(tokenizer.decode(tokenizer.encode(text)) == text for text in texts)
 
 
 def test_near_duplicates_are_found_with_full_precision_and_recall(
@@ -338,7 +355,10 @@ def publish_every_page_once(config_path: Path, rig: Rig, store: S3Store, web: Lo
         check=False,
     )
     assert publisher.returncode == 0, publisher.stderr.decode()
-    urls = [document.url for document in iter_documents(store, read_manifest(store))]
+    manifest = read_manifest(store)
+    assert manifest.tokenizer is not None
+    assert store.exists(manifest.tokenizer.key), "the version's tokenizer.json"
+    urls = [document.url for document in iter_documents(store, manifest)]
     assert len(urls) == len(set(urls)), "no document twice"
     kept = collections.Counter(web.clusters.get(url, url) for url in urls)
     assert kept == collections.Counter(set(web.clusters.values())), "every page once"

@@ -15,6 +15,7 @@ the attempt that counted), compared with an uninterrupted reference run, never o
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -26,12 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kubeforge.api.trainingjob import ProgressStatus
+from kubeforge.api.dataingest import TokenizerTraining
+from kubeforge.api.trainingjob import ProgressStatus, TokenizerType
+from kubeforge.dataset import Manifest, read_manifest
 from kubeforge.storage import FileStore, S3Store
 from kubeforge_trainer.checkpoint import Checkpoints
 from kubeforge_trainer.digits import DigitsSource
 from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
+from tests.workloads.crawls import s3_environment
 from tests.workloads.trainer_runs import (
     SMALL_GPT,
     ConsumedSamples,
@@ -216,36 +220,73 @@ def test_resizing_2_1_2_through_sigterms_checkpoints_and_resumes_exactly(
     assert consumed.by_position == reference.consumed.by_position
 
 
-def test_the_gpt_learns_from_text_shards_in_object_storage(
-    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path
+def tokens_per_byte(manifest: Manifest) -> float:
+    """Tokens per byte of text over the dataset: its own tokenizer's counts, else bytes."""
+    parts = manifest.parts
+    tokens = sum(
+        part.text_bytes + part.documents if part.tokens is None else part.tokens for part in parts
+    )
+    return tokens / sum(part.text_bytes for part in parts)
+
+
+@pytest.mark.parametrize("tokenizer", [TokenizerType.BYTES, TokenizerType.DATASET])
+def test_the_gpt_learns_from_text_shards_in_object_storage_and_resumes(
+    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path, tokenizer: TokenizerType
 ) -> None:
-    # Real text: the plain-text documentation of a few standard-library modules, one per part.
+    # Real text: the plain-text documentation of a few standard-library modules, one per part;
+    # tokens are its bytes, or the version's own BPE (trained and counted as publish does). A
+    # second run with more steps resumes from the first one's last checkpoint, and the generator
+    # writes text with the same tokenizer.
 
     modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect"]
-    write_text_dataset(S3Store(bucket, "datasets/docs/v1", s3), module_docs(modules))
-    dataset = f"s3://{bucket}/datasets/docs/v1"
-    spec = {
-        "trainer": {
-            "model": SMALL_GPT,
-            "optimizer": {"learningRate": 0.01, "warmupSteps": 10, "weightDecay": 0.1},
-            "batch": {"globalSize": 16},
-            "steps": 80,
-        },
-        "dataset": {"uri": dataset},
-        "checkpoint": {"uri": f"s3://{bucket}/ckpt", "intervalSteps": 50},
-    }
-    launch = Launch(training_job("gpt", 2, spec), tmp_path, rig, dataset_uri=dataset)
-    try:
-        launch.start()
-        codes = launch.wait()
-    finally:
-        launch.kill()
-    assert codes == [0, 0], launch.output()
-    metrics = json.loads(S3Store(bucket, "ckpt", s3).get("final/metrics.json"))
-    first, last = metrics["history"][0], metrics["history"][-1]
-    assert (first["step"], last["step"]) == (1, 80)
-    assert last["loss"] < 0.6 * first["loss"], metrics["history"]
-    assert last["tokensPerSecond"] > 0
+    prefix = f"datasets/docs-{tokenizer}/v1"
+    training = TokenizerTraining(vocab_size=1024) if tokenizer == TokenizerType.DATASET else None
+    write_text_dataset(S3Store(bucket, prefix, s3), module_docs(modules), tokenizer=training)
+    dataset = f"s3://{bucket}/{prefix}"
+    checkpoints = f"s3://{bucket}/ckpt-{tokenizer}"
+    for run, steps in (("first", 80), ("resumed", 100)):
+        spec = {
+            "trainer": {
+                "model": SMALL_GPT,
+                "tokenizer": {"type": tokenizer},
+                "optimizer": {"learningRate": 0.01, "warmupSteps": 10, "weightDecay": 0.1},
+                "batch": {"globalSize": 16},
+                "steps": steps,
+            },
+            "dataset": {"uri": dataset},
+            "checkpoint": {"uri": checkpoints, "intervalSteps": 40},
+        }
+        (tmp_path / run).mkdir()
+        launch = Launch(
+            training_job(f"gpt-{run}", 2, spec), tmp_path / run, rig, dataset_uri=dataset
+        )
+        try:
+            launch.start()
+            codes = launch.wait()
+        finally:
+            launch.kill()
+        assert codes == [0, 0], launch.output()
+        metrics = json.loads(S3Store(bucket, f"ckpt-{tokenizer}", s3).get("final/metrics.json"))
+        first, last = metrics["history"][0], metrics["history"][-1]
+        if run == "first":
+            assert (first["step"], last["step"]) == (1, 80)
+            # Per byte, so that tokenizers compare: 60% of a uniform guess among 257 tokens.
+            per_byte = last["loss"] * tokens_per_byte(read_manifest(S3Store(bucket, prefix, s3)))
+            assert per_byte < 0.6 * math.log(257), metrics["history"]
+            assert last["tokensPerSecond"] > 0
+        else:
+            assert "resumed from the checkpoint of step 80" in launch.output()
+            assert (metrics["steps"], last["step"]) == (100, 100)
+    generated = subprocess.run(
+        [sys.executable, "-m", "kubeforge_trainer.generate", "--model", checkpoints],
+        env=s3_environment(rig),
+        capture_output=True,
+        check=False,
+    )
+    assert generated.returncode == 0, generated.stderr.decode()
+    texts = [json.loads(line)["text"] for line in generated.stdout.decode().splitlines()]
+    assert len(texts) == 3
+    assert any(texts)
 
 
 def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from kubeforge.api.dataingest import CrawlCounters, OutputFormat
+from kubeforge.api.dataingest import CrawlCounters, OutputFormat, TokenizerTraining
 from kubeforge.api.trainingjob import TrainingJob
 from kubeforge.dataset import (
     Document,
@@ -43,6 +43,7 @@ from kubeforge.dataset import (
 )
 from kubeforge.plan import TrainingPlan, plan_training
 from kubeforge.storage import ObjectStore
+from kubeforge_crawler.tokenizer import publish_tokenizer
 from tests.conftest import Rig
 from tests.polling import wait_for
 
@@ -235,10 +236,12 @@ def write_text_dataset(
     format: OutputFormat = OutputFormat.JSONL,
     *,
     sized: bool = True,
+    tokenizer: TokenizerTraining | None = None,
 ) -> None:
     """A published dataset with one shard whose parts (in `format`) hold the given documents;
     its manifest gives each part's text size as publishing does, unless not `sized` (as
-    manifests written before it was recorded)."""
+    manifests written before it was recorded), and with `tokenizer` the version's tokenizer and
+    token counts, trained and counted by the publish stage's own code."""
     fetched = datetime(2026, 1, 1, tzinfo=UTC)
     parts = []
     for index, part_texts in enumerate(texts):
@@ -262,6 +265,10 @@ def write_text_dataset(
                 text_bytes=sum(len(text.encode()) for text in part_texts) if sized else None,
             )
         )
+    trained = None
+    if tokenizer is not None:
+        trained, counted = publish_tokenizer(store, parts, tokenizer)
+        parts = list(counted)
     total = sum(len(part_texts) for part_texts in texts)
     write_manifest(
         store,
@@ -279,5 +286,6 @@ def write_text_dataset(
             documents=total,
             bytes=sum(part.bytes for part in parts),
             duplicates_removed=0,
+            tokenizer=trained,
         ),
     )

@@ -1,10 +1,12 @@
 """`python -m kubeforge_trainer.generate --model URI [--prompt TEXT]...`: text from a trained GPT.
 
 Reads a finished run's `final/config.yaml` and `final/model.pt` under URI (the TrainingJob's
-checkpoint URI, s3:// or file://) and continues each prompt byte by byte, sampling the next byte
-from the `top_k` most likely ones at a temperature, until the end-of-document token or `--bytes`
-bytes. Prints one JSON object per prompt and line: `{"prompt": ..., "text": ...}`. The local
-runner's report calls it as a program, so the core never imports torch.
+checkpoint URI, s3:// or file://), and the tokenizer the run trained with (from its dataset or
+URI, as the trainer did), and continues each prompt token by token, sampling the next token from
+the `top_k` most likely ones at a temperature, until the end-of-document token or `--tokens`
+tokens; the tokenizer decodes what was written. Prints one JSON object per prompt and line:
+`{"prompt": ..., "text": ...}`. The local runner's report calls it as a program, so the core
+never imports torch.
 """
 
 from __future__ import annotations
@@ -21,49 +23,52 @@ import yaml
 from kubeforge.api.trainingjob import ModelArchitecture
 from kubeforge.plan import WorkerConfig
 from kubeforge.storage import ObjectStore, open_store
-from kubeforge_trainer import text
 from kubeforge_trainer.artifacts import DIRECTORY
 from kubeforge_trainer.gpt import GPT
 from kubeforge_trainer.tasks import build_gpt
+from kubeforge_trainer.tokenizer import TextTokenizer, load_tokenizer
 
 DEFAULT_PROMPTS = ("The ", "Return ", "This module ")
 
 
-def load_gpt(store: ObjectStore) -> GPT:
-    """The trained GPT of a finished run."""
+def load_gpt(store: ObjectStore) -> tuple[GPT, TextTokenizer]:
+    """The trained GPT of a finished run, and its tokenizer."""
     config = WorkerConfig.model_validate(yaml.safe_load(store.get(f"{DIRECTORY}/config.yaml")))
     if config.trainer.model.architecture != ModelArchitecture.GPT:
         raise ValueError(f"{store.uri}: the run trained a {config.trainer.model.architecture}")
-    model = build_gpt(config.trainer.model)
+    dataset = open_store(config.dataset_uri) if config.dataset_uri else None
+    tokenizer = load_tokenizer(config.trainer.tokenizer, dataset)
+    model = build_gpt(config.trainer.model, tokenizer.vocab_size)
     weights = torch.load(io.BytesIO(store.get(f"{DIRECTORY}/model.pt")), weights_only=True)
     model.load_state_dict(weights)
-    return model.eval()
+    return model.eval(), tokenizer
 
 
 @torch.no_grad()
 def continue_text(
     model: GPT,
+    tokenizer: TextTokenizer,
     prompt: str,
     *,
-    max_bytes: int,
+    max_tokens: int,
     temperature: float,
     top_k: int,
     generator: torch.Generator,
 ) -> str:
-    """The bytes the model writes after the prompt, decoded (invalid UTF-8 replaced)."""
-    tokens = [int(token) for token in text.encode(prompt)[:-1]]  # no end-of-document yet
+    """The tokens the model writes after the prompt, decoded."""
+    tokens = tokenizer.encode(prompt)
     written: list[int] = []
-    for _ in range(max_bytes):
+    for _ in range(max_tokens):
         window = torch.tensor([tokens[-model.context_length :]])
         logits = model(window)[0, -1] / temperature
         top = torch.topk(logits, min(top_k, logits.numel()))
         pick = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)
         token = int(top.indices[pick])
-        if token == text.END_OF_DOCUMENT:
+        if token == tokenizer.end_of_document:
             break
         tokens.append(token)
         written.append(token)
-    return bytes(written).decode("utf-8", errors="replace")
+    return tokenizer.decode(written)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,13 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="the run's checkpoint URI")
     parser.add_argument("--prompt", action="append", help="text to continue (repeatable)")
-    parser.add_argument("--bytes", type=int, default=200, help="most bytes written per prompt")
+    parser.add_argument("--tokens", type=int, default=200, help="most tokens written per prompt")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
     try:
-        model = load_gpt(open_store(arguments.model))
+        model, tokenizer = load_gpt(open_store(arguments.model))
     except (KeyError, ValueError) as error:
         print(f"{arguments.model}: {error}", file=sys.stderr)
         return 2
@@ -86,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for prompt in arguments.prompt or DEFAULT_PROMPTS:
         written = continue_text(
             model,
+            tokenizer,
             prompt,
-            max_bytes=arguments.bytes,
+            max_tokens=arguments.tokens,
             temperature=arguments.temperature,
             top_k=arguments.top_k,
             generator=generator,

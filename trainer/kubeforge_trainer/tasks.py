@@ -1,9 +1,10 @@
 """What the trainer trains: a model, its sample source and its cost, from the worker config.
 
 Both tasks are next-label prediction with cross-entropy: the MLP predicts a digit per image, the
-GPT the next byte at every position. A task says how many loss terms a sample has (1 or the
-context length), so the loss of a global batch is the mean over all its terms whatever the
-world size, and how many FLOPs a sample costs, for MFU.
+GPT the next token at every position, over the vocabulary of the tokenizer the config names. A
+task says how many loss terms a sample has (1 or the context length), so the loss of a global
+batch is the mean over all its terms whatever the world size, and how many FLOPs a sample costs,
+for MFU.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kubeforge_trainer import digits, text
 from kubeforge_trainer.gpt import GPT
 from kubeforge_trainer.loader import SampleSource
 from kubeforge_trainer.mlp import MLP
+from kubeforge_trainer.tokenizer import load_tokenizer
 
 MLP_DEFAULTS = {"layers": 2, "hidden_size": 256}
 GPT_DEFAULTS = {"layers": 4, "hidden_size": 256, "heads": 4, "context_length": 256}
@@ -62,22 +64,25 @@ def build_task(config: WorkerConfig) -> Task:
         )
     if not config.dataset_uri:
         raise ValueError("the gpt model trains on a dataset: the TrainingJob needs spec.dataset")
-    gpt = build_gpt(spec)
+    dataset = open_store(config.dataset_uri)
+    tokenizer = load_tokenizer(config.trainer.tokenizer, dataset)
+    gpt = build_gpt(spec, tokenizer.vocab_size)
     layers, hidden_size = len(gpt.blocks), gpt.hidden_size
     context = gpt.context_length
     return Task(
         model=gpt,
-        source=text.TextSource(open_store(config.dataset_uri), context),
+        source=text.TextSource(dataset, context, tokenizer),
         loss_terms_per_sample=context,
         tokens_per_sample=context,
         flops_per_sample=context * gpt_flops_per_token(gpt, layers, hidden_size, context),
     )
 
 
-def build_gpt(spec: ModelConfig) -> GPT:
-    """The GPT the model settings describe, with the architecture's defaults for omitted sizes."""
+def build_gpt(spec: ModelConfig, vocab_size: int) -> GPT:
+    """The GPT the model settings describe over a tokenizer's vocabulary, with the
+    architecture's defaults for omitted sizes."""
     return GPT(
-        text.VOCAB_SIZE,
+        vocab_size,
         _size(spec, "context_length", GPT_DEFAULTS),
         layers=_size(spec, "layers", GPT_DEFAULTS),
         hidden_size=_size(spec, "hidden_size", GPT_DEFAULTS),

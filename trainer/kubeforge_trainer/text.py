@@ -1,15 +1,17 @@
-"""The GPT's data: a kubeforge dataset's documents as byte-level token windows.
+"""A language model's data: a kubeforge dataset's documents as token windows.
 
-Tokens are the UTF-8 bytes of each document's text (0..255) followed by an end-of-document token
-(256), so no tokenizer is trained or downloaded. Each part of the dataset is one block of the
-global order: its documents' tokens are concatenated and cut into windows of contextLength + 1
-tokens (inputs and the targets shifted by one), consecutive windows sharing one token.
+A tokenizer (`kubeforge_trainer.tokenizer`: byte-level, the dataset version's own BPE, or one
+named by URI) turns each document's text into tokens followed by an end-of-document token. Each
+part of the dataset is one block of the global order: its documents' tokens are concatenated and
+cut into windows of contextLength + 1 tokens (inputs and the targets shifted by one),
+consecutive windows sharing one token.
 
-Opening the source reads only the manifest: a part's windows follow from the UTF-8 bytes and the
-count of its kept documents, which the manifest records (`ManifestPart.text_bytes`). A part that
-lacks them (a dataset published before they were recorded) is read once to count its tokens.
-Afterwards a part is read only when the prefetching loader needs it and it has left the small
-cache.
+Opening the source reads only the manifest: a part's windows follow from its token count, which
+the manifest records for the version's own tokenizer (`ManifestPart.tokens`), and which for the
+byte-level one is the UTF-8 bytes plus the kept documents (`ManifestPart.text_bytes`). A part
+whose count is not recorded (another tokenizer, or a dataset published before the counts) is
+read and encoded once to count it. Afterwards a part is read only when the prefetching loader
+needs it and it has left the small cache.
 """
 
 from __future__ import annotations
@@ -18,33 +20,28 @@ import hashlib
 from collections import OrderedDict
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
-from kubeforge.dataset import ManifestPart, read_manifest, read_part
+from kubeforge.dataset import ManifestPart, kept_documents, read_manifest
 from kubeforge.storage import ObjectStore
 from kubeforge_trainer.order import SampleIds
+from kubeforge_trainer.tokenizer import ByteTokenizer, TextTokenizer, Tokens
 
-END_OF_DOCUMENT = 256
-VOCAB_SIZE = 257
 CACHED_PARTS = 8
-
-Tokens = npt.NDArray[np.int16]
-
-
-def encode(text: str) -> Tokens:
-    """The tokens of one document, ending with the end-of-document token."""
-    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int16)
-    return np.append(data, np.int16(END_OF_DOCUMENT))
 
 
 class TextSource:
     """The windows of a published dataset; sample ids run through the parts in manifest order."""
 
-    def __init__(self, store: ObjectStore, context_length: int) -> None:
+    def __init__(
+        self, store: ObjectStore, context_length: int, tokenizer: TextTokenizer | None = None
+    ) -> None:
         self.store = store
         self.context_length = context_length
+        self.tokenizer: TextTokenizer = tokenizer or ByteTokenizer()
         manifest = read_manifest(store)
+        own = manifest.tokenizer
+        self._counted = own is not None and own.sha256 == self.tokenizer.sha256
         self._cache: OrderedDict[int, Tokens] = OrderedDict()
         self._parts: list[ManifestPart] = []
         sizes: list[int] = []
@@ -62,7 +59,13 @@ class TextSource:
         digest = hashlib.sha256()
         for part in self._parts:
             digest.update(part.sha256.encode())
-        self._fingerprint = f"{digest.hexdigest()}-context-{context_length}"
+        # The byte-level tokenizer adds nothing, so its runs resume from older checkpoints.
+        tokens = "" if self.tokenizer.sha256 is None else f"-tokenizer-{self.tokenizer.sha256}"
+        self._fingerprint = f"{digest.hexdigest()}-context-{context_length}{tokens}"
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
 
     @property
     def block_sizes(self) -> tuple[int, ...]:
@@ -83,10 +86,12 @@ class TextSource:
         return tensor[:, :-1], tensor[:, 1:]
 
     def _token_count(self, index: int, part: ManifestPart) -> int:
-        """The part's tokens: one per byte of text and one per document that is kept."""
-        if part.text_bytes is None:
-            return len(self._load(index, part))
-        return part.text_bytes + part.documents - len(part.removed)
+        """The part's tokens, from the manifest where it knows them, else by encoding it."""
+        if self._counted and part.tokens is not None:
+            return part.tokens
+        if isinstance(self.tokenizer, ByteTokenizer) and part.text_bytes is not None:
+            return part.text_bytes + part.documents - len(part.removed)
+        return len(self._load(index, part))
 
     def _tokens(self, index: int) -> Tokens:
         cached = self._cache.get(index)
@@ -96,10 +101,8 @@ class TextSource:
         return self._load(index, self._parts[index])
 
     def _load(self, index: int, part: ManifestPart) -> Tokens:
-        removed = set(part.removed)
-        documents = read_part(self.store, part.key, part.sha256)
-        pieces = [encode(document.text) for document in documents if document.id not in removed]
-        tokens = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int16)
+        texts = [document.text for document in kept_documents(self.store, part)]
+        tokens = self.tokenizer.encode_documents(texts)
         self._cache[index] = tokens
         if len(self._cache) > CACHED_PARTS:
             self._cache.popitem(last=False)

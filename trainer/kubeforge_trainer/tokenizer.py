@@ -1,0 +1,130 @@
+"""The language models' tokenizers: text to token ids and back, and the vocabulary's size.
+
+`bytes` needs nothing: a token per UTF-8 byte (0..255) and an end-of-document token (256). The
+others are Hugging Face `tokenizer.json` files read from object storage when the job starts
+(never downloaded from a hub): the dataset version's own, trained at publish, or one named by
+URI. Documents are encoded without the tokenizer's own special tokens (a BOS a template would
+add), each followed by the end-of-document token, exactly as the publish stage counted them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Tokenizer
+
+from kubeforge.api.trainingjob import TokenizerConfig, TokenizerType
+from kubeforge.dataset import END_OF_DOCUMENT_TOKEN, read_manifest
+from kubeforge.storage import ObjectStore, open_store
+
+Tokens = npt.NDArray[np.uint16] | npt.NDArray[np.uint32]
+
+END_OF_DOCUMENT_TOKENS = (END_OF_DOCUMENT_TOKEN, "<|end_of_text|>", "</s>", "<eos>")
+"""Tokens a tokenizer.json named by URI may end documents with, the first one present chosen."""
+
+
+class TextTokenizer(Protocol):
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def end_of_document(self) -> int: ...
+
+    @property
+    def sha256(self) -> str | None:
+        """The digest of its tokenizer.json; None for the byte-level one."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> Tokens:
+        """The documents' tokens, each document's followed by the end-of-document token."""
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def _dtype(vocab_size: int) -> type[np.uint16] | type[np.uint32]:
+    return np.uint16 if vocab_size <= 1 << 16 else np.uint32
+
+
+def _ended(
+    pieces: Sequence[Sequence[int] | npt.NDArray[np.uint8]], end: int, dtype: type
+) -> Tokens:
+    lengths = np.fromiter((len(piece) + 1 for piece in pieces), dtype=np.int64, count=len(pieces))
+    tokens: Tokens = np.empty(int(lengths.sum()), dtype=dtype)
+    start = 0
+    for piece, length in zip(pieces, lengths, strict=True):
+        tokens[start : start + length - 1] = piece
+        tokens[start + length - 1] = end
+        start += int(length)
+    return tokens
+
+
+class ByteTokenizer:
+    """A token per UTF-8 byte, and an end-of-document token."""
+
+    vocab_size = 257
+    end_of_document = 256
+    sha256 = None
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_documents(self, texts: Sequence[str]) -> Tokens:
+        pieces = [np.frombuffer(text.encode("utf-8"), dtype=np.uint8) for text in texts]
+        return _ended(pieces, self.end_of_document, np.uint16)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The bytes decoded; invalid UTF-8 (a model may write any byte) replaced."""
+        return bytes(token for token in ids if token < 256).decode("utf-8", errors="replace")
+
+
+class BpeTokenizer:
+    """A Hugging Face tokenizer.json."""
+
+    def __init__(self, data: bytes, where: str, end_of_document: str | None = None) -> None:
+        self._tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        names = (end_of_document,) if end_of_document else END_OF_DOCUMENT_TOKENS
+        ids = [self._tokenizer.token_to_id(name) for name in names]
+        found = [token for token in ids if token is not None]
+        if not found:
+            raise ValueError(f"{where}: no end-of-document token in its vocabulary: {names}")
+        self.end_of_document = found[0]
+        self._dtype = _dtype(self.vocab_size)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def encode_documents(self, texts: Sequence[str]) -> Tokens:
+        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        return _ended([encoding.ids for encoding in encodings], self.end_of_document, self._dtype)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def load_tokenizer(config: TokenizerConfig, dataset: ObjectStore | None) -> TextTokenizer:
+    """The tokenizer the config names, read from the dataset version or its URI."""
+    if config.type == TokenizerType.BYTES:
+        return ByteTokenizer()
+    if config.type == TokenizerType.URI:
+        assert config.uri is not None  # the API requires it with this type
+        folder, _, name = config.uri.rpartition("/")
+        return BpeTokenizer(open_store(folder).get(name), config.uri)
+    if dataset is None:
+        raise ValueError("tokenizer.type dataset needs spec.dataset")
+    info = read_manifest(dataset).tokenizer
+    if info is None:
+        raise ValueError(
+            f"{dataset.uri} was published without a tokenizer: set output.tokenizer on its "
+            "DataIngest, or choose tokenizer.type bytes or uri"
+        )
+    data = dataset.get(info.key)
+    if hashlib.sha256(data).hexdigest() != info.sha256:
+        raise ValueError(f"{dataset.uri}/{info.key}: sha256 differs from the manifest's")
+    return BpeTokenizer(data, f"{dataset.uri}/{info.key}", info.end_of_document)
