@@ -33,7 +33,7 @@ from kubeforge_trainer.digits import DigitsSource
 from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.workloads.trainer_runs import (
-    SMALL_GPT,
+    SMALL_LANGUAGE_MODELS,
     ConsumedSamples,
     Launch,
     highest_logged_step,
@@ -216,40 +216,50 @@ def test_resizing_2_1_2_through_sigterms_checkpoints_and_resumes_exactly(
     assert consumed.by_position == reference.consumed.by_position
 
 
-def test_the_gpt_learns_from_text_shards_in_object_storage(
-    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path
+@pytest.mark.parametrize("architecture", SMALL_LANGUAGE_MODELS)
+def test_a_language_model_learns_from_text_shards_in_object_storage_and_resumes(
+    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path, architecture: str
 ) -> None:
     # Real text: the plain-text documentation of a few standard-library modules, one per part.
+    # Trained for 80 steps by two workers, then for 20 more by a new group from the checkpoint.
 
     modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect"]
     write_text_dataset(S3Store(bucket, "datasets/docs/v1", s3), module_docs(modules))
     dataset = f"s3://{bucket}/datasets/docs/v1"
-    spec = {
-        "trainer": {
-            "model": SMALL_GPT,
-            "optimizer": {"learningRate": 0.01, "warmupSteps": 10, "weightDecay": 0.1},
-            "batch": {"globalSize": 16},
-            "steps": 80,
-        },
-        "dataset": {"uri": dataset},
-        "checkpoint": {"uri": f"s3://{bucket}/ckpt", "intervalSteps": 50},
-    }
-    launch = Launch(training_job("gpt", 2, spec), tmp_path, rig, dataset_uri=dataset)
-    try:
-        launch.start()
-        codes = launch.wait()
-    finally:
-        launch.kill()
-    assert codes == [0, 0], launch.output()
-    metrics = json.loads(S3Store(bucket, "ckpt", s3).get("final/metrics.json"))
-    first, last = metrics["history"][0], metrics["history"][-1]
-    assert (first["step"], last["step"]) == (1, 80)
-    assert last["loss"] < 0.6 * first["loss"], metrics["history"]
-    assert last["tokensPerSecond"] > 0
+    for steps in (80, 100):
+        spec = {
+            "trainer": {
+                "model": SMALL_LANGUAGE_MODELS[architecture],
+                "optimizer": {"learningRate": 0.01, "warmupSteps": 10, "weightDecay": 0.1},
+                "batch": {"globalSize": 16},
+                "steps": steps,
+            },
+            "dataset": {"uri": dataset},
+            "checkpoint": {"uri": f"s3://{bucket}/ckpt", "intervalSteps": 50},
+        }
+        workdir = tmp_path / str(steps)
+        workdir.mkdir()
+        job = training_job(architecture, 2, spec)
+        launch = Launch(job, workdir, rig, dataset_uri=dataset)
+        try:
+            launch.start()
+            codes = launch.wait()
+        finally:
+            launch.kill()
+        assert codes == [0, 0], launch.output()
+        metrics = json.loads(S3Store(bucket, "ckpt", s3).get("final/metrics.json"))
+        first, last = metrics["history"][0], metrics["history"][-1]
+        if steps == 80:
+            assert (first["step"], last["step"]) == (1, 80)
+            assert last["loss"] < 0.6 * first["loss"], metrics["history"]
+            assert last["tokensPerSecond"] > 0
+    assert "resumed from the checkpoint of step 80" in launch.output()
+    assert last["step"] == 100
 
 
-def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
-    rig: Rig, tmp_path: Path
+@pytest.mark.parametrize("architecture", SMALL_LANGUAGE_MODELS)
+def test_a_compiled_language_model_trains_and_its_checkpoints_resume_without_compile(
+    rig: Rig, tmp_path: Path, architecture: str
 ) -> None:
     # `compile: true` as on a GPU (torch.compile's CPU backend here): the checkpoint holds the
     # plain model's names, so an uncompiled run resumes from it, and a compiled one from that.
@@ -261,7 +271,7 @@ def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
     for run, (steps, compile_model) in steps_by_run.items():
         spec = {
             "trainer": {
-                "model": SMALL_GPT,
+                "model": SMALL_LANGUAGE_MODELS[architecture],
                 "batch": {"globalSize": 16},
                 "steps": steps,
                 "compile": compile_model,
