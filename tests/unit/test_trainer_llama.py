@@ -1,6 +1,7 @@
 """The Llama model: its shapes (the published ones to the parameter), grouped-query attention,
-causality, rotary positions' relative property and its FLOPs per token. Real modules on the CPU;
-the large shapes are built on the meta device, which allocates nothing."""
+causality, rotary positions' relative property, bf16 autocast and the language models' FLOPs per
+token. Real modules on the CPU; the large shapes are built on the meta device, which allocates
+nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from kubeforge.api.trainingjob import ModelConfig, ModelSize
+from kubeforge_trainer.gpt import GPT
 from kubeforge_trainer.llama import Block, Llama, rotary_tables, rotate
 from kubeforge_trainer.llama_shapes import NAMED_SHAPES, LlamaShape, shape_of, swiglu_width
 from kubeforge_trainer.tasks import build_language_model, flops_per_token
@@ -106,6 +108,21 @@ def test_flops_per_token_are_6_per_matmul_weight_plus_attention() -> None:
     assert flops_per_token(model) == 6 * matmul_weights + attention
     tied = replace(SMALL, tie_embeddings=True)
     assert flops_per_token(Llama(100, tied)) == flops_per_token(model)
+
+
+def test_the_gpt_counts_the_same_way_its_position_embedding_aside() -> None:
+    gpt = GPT(100, 16, layers=2, hidden_size=32, heads=4)
+    weights = parameters(gpt) - 16 * 32  # the tied token embedding counts once, as the output
+    assert flops_per_token(gpt) == 6 * weights + 12 * 2 * 32 * 16
+
+
+def test_bf16_autocast_computes_the_logits_the_fp32_model_does_within_bf16_precision() -> None:
+    model = Llama(50, SMALL)
+    tokens = torch.randint(0, 50, (2, 16))
+    with torch.autocast("cpu", torch.bfloat16):
+        low = model(tokens)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), model(tokens), atol=0.05, rtol=0.05)
 
 
 def test_a_named_size_takes_the_context_and_rope_base_it_is_given() -> None:
