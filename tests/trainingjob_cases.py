@@ -261,9 +261,17 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "size names the whole shape",
     ),
     InvalidSpec(
+        "llama-hidden-size-without-heads",
+        minimal_with(trainer=trainer_with(model={"architecture": "llama", "hiddenSize": 100})),
+        "spec.trainer.model",
+        "hiddenSize and heads are set together",
+    ),
+    InvalidSpec(
         "heads-not-multiple-of-kv-heads",
         minimal_with(
-            trainer=trainer_with(model={"architecture": "llama", "heads": 6, "kvHeads": 4})
+            trainer=trainer_with(
+                model={"architecture": "llama", "hiddenSize": 96, "heads": 6, "kvHeads": 4}
+            )
         ),
         "spec.trainer.model.kvHeads",
         "heads must be a multiple of kvHeads",

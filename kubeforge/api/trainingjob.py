@@ -212,8 +212,8 @@ class ModelConfig(CamelModel):
         default=None,
         ge=1,
         description="Key and value heads per layer, shared by groups of query heads (grouped-"
-        "query attention; equal to heads: multi-head attention). A divisor of heads; omitted with "
-        "heads set: equal to it (llama only).",
+        "query attention; equal to heads: multi-head attention). A divisor of heads, set only with "
+        "it; omitted: equal to it (llama only).",
     )
     intermediate_size: Int32 | None = Field(
         default=None,
@@ -281,6 +281,18 @@ class ModelConfig(CamelModel):
                 self.intermediate_size,
                 self.tie_embeddings,
             )
+        )
+
+    @cel_rule(
+        "self.architecture != 'llama' || (has(self.hiddenSize) == has(self.heads) && "
+        "(!has(self.kvHeads) || has(self.heads)))",
+        "a llama's hiddenSize and heads are set together, and kvHeads only with them",
+    )
+    def _llama_attention_shape_whole(self) -> bool:
+        # The rules below can then check every head shape; none is left to the defaults.
+        return self.architecture != ModelArchitecture.LLAMA or (
+            (self.hidden_size is None) == (self.heads is None)
+            and (self.kv_heads is None or self.heads is not None)
         )
 
     @cel_rule(

@@ -145,11 +145,20 @@ def test_explicit_dimensions_default_to_multi_head_and_an_8_3_swiglu() -> None:
     assert [swiglu_width(width) for width in (128, 768, 1024)] == [384, 2048, 2816]
 
 
-def test_a_shape_the_defaults_make_impossible_is_refused_naming_its_dimensions() -> None:
-    # hiddenSize 100 with the tiny shape's 4 heads: heads of 25, which rotary positions can't pair.
-    spec = ModelConfig.model_validate({"architecture": "llama", "hiddenSize": 100})
-    with pytest.raises(ValueError, match="head size 25 is odd"):
-        shape_of(spec)
+@pytest.mark.parametrize(
+    ("hidden_size", "heads", "kv_heads", "refusal"),
+    [
+        (100, 8, 8, "hiddenSize 100 is not a multiple of heads 8"),
+        (64, 8, 3, "heads 8 is not a multiple of kvHeads 3"),
+        (20, 4, 2, "the head size 5 is odd"),
+    ],
+)
+def test_an_impossible_shape_is_refused_naming_its_dimensions(
+    hidden_size: int, heads: int, kv_heads: int, refusal: str
+) -> None:
+    # The API refuses these first; a shape built directly checks itself the same way.
+    with pytest.raises(ValueError, match=refusal):
+        replace(SMALL, hidden_size=hidden_size, heads=heads, kv_heads=kv_heads)
 
 
 def test_the_model_takes_the_vocabulary_it_is_given() -> None:

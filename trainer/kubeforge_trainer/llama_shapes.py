@@ -71,8 +71,7 @@ def swiglu_width(hidden_size: int) -> int:
 def shape_of(model: ModelConfig) -> LlamaShape:
     """The shape the model settings describe: the named size (tiny when none is named) with the
     dimensions they set instead of its own. Heads without kvHeads are multi-head attention; a
-    width without intermediateSize has `swiglu_width`. Raises ValueError for an impossible
-    shape."""
+    width without intermediateSize has `swiglu_width`."""
     base = NAMED_SHAPES[model.size or ModelSize.TINY]
     intermediate_size = model.intermediate_size
     if intermediate_size is None and model.hidden_size is not None:
