@@ -81,7 +81,6 @@ class Llama(nn.Module):
 
     def __init__(self, vocab_size: int, shape: LlamaShape) -> None:
         super().__init__()
-        self.vocab_size = vocab_size
         self.shape = shape
         self.context_length = shape.context_length
         self.hidden_size = shape.hidden_size
@@ -103,9 +102,9 @@ class Llama(nn.Module):
         after materialising a model built on the meta device.
 
         Untied: the embedding is N(0, 1) and the output layer N(0, 1/width) cut at 3 standard
-        deviations, as torchtitan. Tied:
-        the shared matrix is N(0, 0.02²) as Hugging Face's Llama, since an N(0, 1) output layer
-        would start with logits of standard deviation sqrt(width).
+        deviations, as torchtitan. Tied: the shared matrix is N(0, 0.02²) as Hugging Face's
+        Llama, since an N(0, 1) output layer would start with logits of standard deviation
+        sqrt(width).
         """
         device = self.token_embedding.weight.device
         self.rope_cos, self.rope_sin = rotary_tables(self.shape, device)
