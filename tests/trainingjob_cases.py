@@ -239,7 +239,57 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "heads-on-mlp",
         minimal_with(trainer=trainer_with(model={"architecture": "mlp", "heads": 4})),
         "spec.trainer.model",
-        "apply only to the gpt architecture",
+        "apply only to the gpt and llama architectures",
+    ),
+    InvalidSpec(
+        "kv-heads-on-gpt",
+        minimal_with(trainer=trainer_with(model={"architecture": "gpt", "kvHeads": 2})),
+        "spec.trainer.model",
+        "apply only to the llama architecture",
+    ),
+    InvalidSpec(
+        "unknown-llama-size",
+        minimal_with(trainer=trainer_with(model={"architecture": "llama", "size": "70b"})),
+        "spec.trainer.model.size",
+        "llama-3.1-8b",
+    ),
+    InvalidSpec(
+        "llama-size-and-layers",
+        minimal_with(
+            trainer=trainer_with(model={"architecture": "llama", "size": "tiny", "layers": 4})
+        ),
+        "spec.trainer.model.size",
+        "size names the whole shape",
+    ),
+    InvalidSpec(
+        "llama-hidden-size-without-heads",
+        minimal_with(trainer=trainer_with(model={"architecture": "llama", "hiddenSize": 100})),
+        "spec.trainer.model",
+        "hiddenSize and heads are set together",
+    ),
+    InvalidSpec(
+        "heads-not-multiple-of-kv-heads",
+        minimal_with(
+            trainer=trainer_with(
+                model={"architecture": "llama", "hiddenSize": 96, "heads": 6, "kvHeads": 4}
+            )
+        ),
+        "spec.trainer.model.kvHeads",
+        "heads must be a multiple of kvHeads",
+    ),
+    InvalidSpec(
+        "odd-llama-head-size",
+        minimal_with(
+            trainer=trainer_with(model={"architecture": "llama", "hiddenSize": 36, "heads": 4})
+        ),
+        "spec.trainer.model.hiddenSize",
+        "must be even for rotary positions",
+    ),
+    InvalidSpec(
+        "zero-rope-theta",
+        minimal_with(trainer=trainer_with(model={"architecture": "llama", "ropeTheta": 0})),
+        "spec.trainer.model.ropeTheta",
+        "greater than 0",
     ),
     InvalidSpec(
         "tokenizer-on-mlp",

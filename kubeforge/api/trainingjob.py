@@ -142,6 +142,19 @@ class ModelArchitecture(StrEnum):
 
     MLP = "mlp"
     GPT = "gpt"
+    LLAMA = "llama"
+
+
+class ModelSize(StrEnum):
+    """The llama architecture's named shapes: kubeforge's own small ones and the published Llama
+    3.x shapes (their vocabulary aside: the model takes the dataset's)."""
+
+    TINY = "tiny"
+    SIZE_125M = "125m"
+    SIZE_350M = "350m"
+    LLAMA_3_2_1B = "llama-3.2-1b"
+    LLAMA_3_2_3B = "llama-3.2-3b"
+    LLAMA_3_1_8B = "llama-3.1-8b"
 
 
 class OptimizerName(StrEnum):
@@ -179,30 +192,115 @@ ObjectUri = Annotated[str, Field(pattern=OBJECT_URI, max_length=URI_MAX_LENGTH)]
 
 
 class ModelConfig(CamelModel):
-    """The model the built-in trainer trains; omitted sizes take the architecture's defaults."""
+    """The model the built-in trainer trains; omitted sizes take the architecture's defaults (for
+    llama: those of `size`, or of the tiny shape)."""
 
     architecture: ModelArchitecture = Field(
-        description="Model family: mlp (a classifier of 28x28 images into 10 classes) or gpt "
-        "(a GPT-style language model over the dataset's text)."
+        description="Model family: mlp (a classifier of 28x28 images into 10 classes), gpt (a "
+        "GPT-2-style language model over the dataset's text) or llama (a Llama-3-style one: "
+        "RMSNorm, rotary positions, SwiGLU, grouped-query attention)."
+    )
+    size: ModelSize | None = Field(
+        default=None,
+        description="A named llama shape: tiny, 125m, 350m, or the published llama-3.2-1b, "
+        "llama-3.2-3b and llama-3.1-8b (with the dataset's vocabulary). Excludes the shape's "
+        "own dimensions (layers, hiddenSize, heads, kvHeads, intermediateSize, tieEmbeddings); "
+        "contextLength and ropeTheta may still be set (llama only).",
     )
     layers: Int32 | None = Field(default=None, ge=1, description="Number of layers.")
     hidden_size: Int32 | None = Field(
-        default=None, ge=1, description="Width of the hidden layers (the embedding size for gpt)."
+        default=None,
+        ge=1,
+        description="Width of the hidden layers (the embedding size for gpt and llama).",
     )
     heads: Int32 | None = Field(
-        default=None, ge=1, description="Attention heads per layer (gpt only)."
+        default=None, ge=1, description="Attention heads per layer (gpt and llama only)."
+    )
+    kv_heads: Int32 | None = Field(
+        default=None,
+        ge=1,
+        description="Key and value heads per layer, shared by groups of query heads (grouped-"
+        "query attention; equal to heads: multi-head attention). A divisor of heads, set only with "
+        "it; omitted: equal to it (llama only).",
+    )
+    intermediate_size: Int32 | None = Field(
+        default=None,
+        ge=1,
+        description="Width of the SwiGLU MLP's hidden layer (llama only). Omitted with "
+        "hiddenSize set: 8/3 of it, rounded up to a multiple of 128.",
     )
     context_length: Int32 | None = Field(
-        default=None, ge=1, description="Tokens per training sequence (gpt only)."
+        default=None, ge=1, description="Tokens per training sequence (gpt and llama only)."
+    )
+    tie_embeddings: bool | None = Field(
+        default=None,
+        description="Whether the output layer shares the token embedding's weights (llama "
+        "only; gpt always ties them).",
+    )
+    rope_theta: float | None = Field(
+        default=None,
+        gt=0,
+        description="Base of the rotary position embedding's frequencies (llama only; default "
+        "500000, as Llama 3).",
     )
 
     @cel_rule(
-        "self.architecture == 'gpt' || (!has(self.heads) && !has(self.contextLength))",
-        "heads and contextLength apply only to the gpt architecture",
+        "self.architecture != 'mlp' || (!has(self.heads) && !has(self.contextLength))",
+        "heads and contextLength apply only to the gpt and llama architectures",
     )
-    def _attention_settings_only_for_gpt(self) -> bool:
-        return self.architecture == ModelArchitecture.GPT or (
+    def _attention_settings_only_for_language_models(self) -> bool:
+        return self.architecture != ModelArchitecture.MLP or (
             self.heads is None and self.context_length is None
+        )
+
+    @cel_rule(
+        "self.architecture == 'llama' || (!has(self.size) && !has(self.kvHeads) && "
+        "!has(self.intermediateSize) && !has(self.tieEmbeddings) && !has(self.ropeTheta))",
+        "size, kvHeads, intermediateSize, tieEmbeddings and ropeTheta apply only to the llama "
+        "architecture",
+    )
+    def _llama_settings_only_for_llama(self) -> bool:
+        return self.architecture == ModelArchitecture.LLAMA or all(
+            value is None
+            for value in (
+                self.size,
+                self.kv_heads,
+                self.intermediate_size,
+                self.tie_embeddings,
+                self.rope_theta,
+            )
+        )
+
+    @cel_rule(
+        "!has(self.size) || (!has(self.layers) && !has(self.hiddenSize) && !has(self.heads) && "
+        "!has(self.kvHeads) && !has(self.intermediateSize) && !has(self.tieEmbeddings))",
+        "size names the whole shape: layers, hiddenSize, heads, kvHeads, intermediateSize and "
+        "tieEmbeddings must not be set with it",
+        field_path=".size",
+    )
+    def _size_or_dimensions(self) -> bool:
+        return self.size is None or all(
+            value is None
+            for value in (
+                self.layers,
+                self.hidden_size,
+                self.heads,
+                self.kv_heads,
+                self.intermediate_size,
+                self.tie_embeddings,
+            )
+        )
+
+    @cel_rule(
+        "self.architecture != 'llama' || (has(self.hiddenSize) == has(self.heads) && "
+        "(!has(self.kvHeads) || has(self.heads)))",
+        "a llama's hiddenSize and heads are set together, and kvHeads only with them",
+    )
+    def _llama_attention_shape_whole(self) -> bool:
+        # The rules below can then check every head shape; none is left to the defaults.
+        return self.architecture != ModelArchitecture.LLAMA or (
+            (self.hidden_size is None) == (self.heads is None)
+            and (self.kv_heads is None or self.heads is not None)
         )
 
     @cel_rule(
@@ -212,6 +310,28 @@ class ModelConfig(CamelModel):
     )
     def _heads_divide_hidden_size(self) -> bool:
         return self.heads is None or self.hidden_size is None or self.hidden_size % self.heads == 0
+
+    @cel_rule(
+        "!has(self.kvHeads) || !has(self.heads) || self.heads % self.kvHeads == 0",
+        "heads must be a multiple of kvHeads",
+        field_path=".kvHeads",
+    )
+    def _kv_heads_divide_heads(self) -> bool:
+        return self.kv_heads is None or self.heads is None or self.heads % self.kv_heads == 0
+
+    @cel_rule(
+        "self.architecture != 'llama' || !has(self.heads) || !has(self.hiddenSize) || "
+        "self.hiddenSize / self.heads % 2 == 0",
+        "hiddenSize / heads (the head size) must be even for rotary positions",
+        field_path=".hiddenSize",
+    )
+    def _head_size_even(self) -> bool:
+        return (
+            self.architecture != ModelArchitecture.LLAMA
+            or self.heads is None
+            or self.hidden_size is None
+            or self.hidden_size // self.heads % 2 == 0
+        )
 
 
 class OptimizerConfig(CamelModel):

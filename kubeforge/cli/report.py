@@ -173,8 +173,8 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
         lines.append(f"- {restart.time:%Y-%m-%d %H:%M:%S} UTC: {restart.describe()}")
     lines.append("")
     trainer = local.job.spec.trainer
-    gpt = trainer is not None and trainer.model.architecture == ModelArchitecture.GPT
-    if uri is not None and gpt and metrics:
+    language_model = trainer is not None and trainer.model.architecture != ModelArchitecture.MLP
+    if uri is not None and language_model and metrics:
         lines += ["Texts the model writes (prompt in bold):", ""]
         for sample in generate_samples(uri, local.env):
             written = " ".join(sample["text"].split())

@@ -50,7 +50,7 @@ def test_every_problem_is_named_by_its_field(tmp_path: Path) -> None:
     problems = [problem.split(": ", 1)[1] for problem in _problems(tmp_path, INVALID)]
     assert problems == [
         'TrainingJob "broken" is invalid: spec.trainer.model.architecture: Unsupported value: '
-        '"cnn": supported values: "mlp", "gpt"',
+        '"cnn": supported values: "mlp", "gpt", "llama"',
         'TrainingJob "broken" is invalid: spec.trainer.batch.microSize: Invalid value: "object": '
         "microSize must not exceed globalSize",
         'TrainingJob "broken" is invalid: spec.replicas: Invalid value: 0: should be greater '

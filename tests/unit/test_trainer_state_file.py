@@ -16,6 +16,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from kubeforge.api.trainingjob import OptimizerConfig, OptimizerName
 from kubeforge_trainer import state_file
 from kubeforge_trainer.gpt import GPT
+from kubeforge_trainer.llama import Llama
+from kubeforge_trainer.llama_shapes import LlamaShape
 from kubeforge_trainer.mlp import MLP
 from kubeforge_trainer.schedule import warmup_cosine
 from kubeforge_trainer.trainer import build_optimizer
@@ -70,7 +72,11 @@ class Run:
             self.model: nn.Module = MLP(784, 10, layers=2, hidden_size=32)
             config = OptimizerConfig(name=OptimizerName.ADAM, learning_rate=1e-3)
         else:
-            self.model = GPT(257, 16, layers=2, hidden_size=32, heads=2)
+            if architecture == "gpt":
+                self.model = GPT(257, 16, layers=2, hidden_size=32, heads=2)
+            else:
+                shape = LlamaShape(2, 32, 4, 2, 64, context_length=16, tie_embeddings=False)
+                self.model = Llama(257, shape)
             config = OptimizerConfig(name=OptimizerName.ADAMW, weight_decay=0.1, warmup_steps=2)
         self.optimizer = build_optimizer(self.model, config, fused=False)
         self.scheduler = LambdaLR(self.optimizer, warmup_cosine(config.warmup_steps, 20))
@@ -119,7 +125,7 @@ class Run:
         torch.set_rng_state(state["rng"][0]["cpu"])
 
 
-@pytest.mark.parametrize("architecture", ["mlp", "gpt"])
+@pytest.mark.parametrize("architecture", ["mlp", "gpt", "llama"])
 def test_training_resumes_from_a_decoded_state_bit_for_bit(architecture: str) -> None:
     original = Run(architecture)
     original.train(3)

@@ -37,7 +37,7 @@ from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.workloads.crawls import s3_environment
 from tests.workloads.trainer_runs import (
-    SMALL_GPT,
+    SMALL_LANGUAGE_MODELS,
     ConsumedSamples,
     Launch,
     highest_logged_step,
@@ -229,25 +229,33 @@ def tokens_per_byte(manifest: Manifest) -> float:
     return tokens / sum(part.text_bytes for part in parts)
 
 
-@pytest.mark.parametrize("tokenizer", [TokenizerType.BYTES, TokenizerType.DATASET])
-def test_the_gpt_learns_from_text_shards_in_object_storage_and_resumes(
-    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path, tokenizer: TokenizerType
+@pytest.mark.parametrize(
+    ("architecture", "tokenizer"),
+    [("gpt", TokenizerType.BYTES), ("llama", TokenizerType.DATASET)],
+)
+def test_a_language_model_learns_from_text_shards_in_object_storage_and_resumes(
+    rig: Rig,
+    bucket: str,
+    s3: S3Client,
+    tmp_path: Path,
+    architecture: str,
+    tokenizer: TokenizerType,
 ) -> None:
     # Real text: the plain-text documentation of a few standard-library modules, one per part;
-    # tokens are its bytes, or the version's own BPE (trained and counted as publish does). A
-    # second run with more steps resumes from the first one's last checkpoint, and the generator
-    # writes text with the same tokenizer.
+    # tokens are its bytes, or the version's own BPE (trained and counted as publish does).
+    # Trained for 80 steps by two workers, then for 20 more by a new group from the checkpoint,
+    # and the generator writes text with the same tokenizer.
 
     modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect"]
     prefix = f"datasets/docs-{tokenizer}/v1"
     training = TokenizerTraining(vocab_size=1024) if tokenizer == TokenizerType.DATASET else None
     write_text_dataset(S3Store(bucket, prefix, s3), module_docs(modules), tokenizer=training)
     dataset = f"s3://{bucket}/{prefix}"
-    checkpoints = f"s3://{bucket}/ckpt-{tokenizer}"
+    checkpoints = f"s3://{bucket}/ckpt-{architecture}"
     for run, steps in (("first", 80), ("resumed", 100)):
         spec = {
             "trainer": {
-                "model": SMALL_GPT,
+                "model": SMALL_LANGUAGE_MODELS[architecture],
                 "tokenizer": {"type": tokenizer},
                 "optimizer": {"learningRate": 0.01, "warmupSteps": 10, "weightDecay": 0.1},
                 "batch": {"globalSize": 16},
@@ -258,7 +266,7 @@ def test_the_gpt_learns_from_text_shards_in_object_storage_and_resumes(
         }
         (tmp_path / run).mkdir()
         launch = Launch(
-            training_job(f"gpt-{run}", 2, spec), tmp_path / run, rig, dataset_uri=dataset
+            training_job(f"{architecture}-{run}", 2, spec), tmp_path / run, rig, dataset_uri=dataset
         )
         try:
             launch.start()
@@ -266,7 +274,7 @@ def test_the_gpt_learns_from_text_shards_in_object_storage_and_resumes(
         finally:
             launch.kill()
         assert codes == [0, 0], launch.output()
-        metrics = json.loads(S3Store(bucket, f"ckpt-{tokenizer}", s3).get("final/metrics.json"))
+        metrics = json.loads(S3Store(bucket, f"ckpt-{architecture}", s3).get("final/metrics.json"))
         first, last = metrics["history"][0], metrics["history"][-1]
         if run == "first":
             assert (first["step"], last["step"]) == (1, 80)
@@ -289,8 +297,9 @@ def test_the_gpt_learns_from_text_shards_in_object_storage_and_resumes(
     assert any(texts)
 
 
-def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
-    rig: Rig, tmp_path: Path
+@pytest.mark.parametrize("architecture", SMALL_LANGUAGE_MODELS)
+def test_a_compiled_language_model_trains_and_its_checkpoints_resume_without_compile(
+    rig: Rig, tmp_path: Path, architecture: str
 ) -> None:
     # `compile: true` as on a GPU (torch.compile's CPU backend here): the checkpoint holds the
     # plain model's names, so an uncompiled run resumes from it, and a compiled one from that.
@@ -302,7 +311,7 @@ def test_a_compiled_gpt_trains_and_its_checkpoints_resume_without_compile(
     for run, (steps, compile_model) in steps_by_run.items():
         spec = {
             "trainer": {
-                "model": SMALL_GPT,
+                "model": SMALL_LANGUAGE_MODELS[architecture],
                 "batch": {"globalSize": 16},
                 "steps": steps,
                 "compile": compile_model,

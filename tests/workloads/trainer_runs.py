@@ -49,6 +49,10 @@ from tests.polling import wait_for
 
 SMALL_GPT = {"architecture": "gpt", "layers": 2, "hiddenSize": 64, "heads": 4, "contextLength": 64}
 """A GPT that trains a step in milliseconds on a CPU: the tests' and benchmarks' model."""
+SMALL_LLAMA = {"architecture": "llama", "size": "tiny", "contextLength": 64}
+"""The tiny Llama at the small GPT's context."""
+SMALL_LANGUAGE_MODELS = {"gpt": SMALL_GPT, "llama": SMALL_LLAMA}
+"""The small model of each language-model architecture, by its name."""
 
 
 def free_port() -> int:

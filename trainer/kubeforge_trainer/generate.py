@@ -1,4 +1,5 @@
-"""`python -m kubeforge_trainer.generate --model URI [--prompt TEXT]...`: text from a trained GPT.
+"""`python -m kubeforge_trainer.generate --model URI [--prompt TEXT]...`: text from a trained
+language model (GPT or Llama).
 
 Reads a finished run's `final/config.yaml` and `final/model.pt` under URI (the TrainingJob's
 checkpoint URI, s3:// or file://), and the tokenizer the run trained with (from its dataset or
@@ -20,25 +21,23 @@ from collections.abc import Sequence
 import torch
 import yaml
 
-from kubeforge.api.trainingjob import ModelArchitecture
 from kubeforge.plan import WorkerConfig
 from kubeforge.storage import ObjectStore, open_store
 from kubeforge_trainer.artifacts import DIRECTORY
 from kubeforge_trainer.gpt import GPT
-from kubeforge_trainer.tasks import build_gpt
+from kubeforge_trainer.llama import Llama
+from kubeforge_trainer.tasks import build_language_model
 from kubeforge_trainer.tokenizer import TextTokenizer, load_tokenizer
 
 DEFAULT_PROMPTS = ("The ", "Return ", "This module ")
 
 
-def load_gpt(store: ObjectStore) -> tuple[GPT, TextTokenizer]:
-    """The trained GPT of a finished run, and its tokenizer."""
+def load_language_model(store: ObjectStore) -> tuple[GPT | Llama, TextTokenizer]:
+    """The trained language model of a finished run, and its tokenizer."""
     config = WorkerConfig.model_validate(yaml.safe_load(store.get(f"{DIRECTORY}/config.yaml")))
-    if config.trainer.model.architecture != ModelArchitecture.GPT:
-        raise ValueError(f"{store.uri}: the run trained a {config.trainer.model.architecture}")
     dataset = open_store(config.dataset_uri) if config.dataset_uri else None
     tokenizer = load_tokenizer(config.trainer.tokenizer, dataset)
-    model = build_gpt(config.trainer.model, tokenizer.vocab_size)
+    model = build_language_model(config.trainer.model, tokenizer.vocab_size)
     weights = torch.load(io.BytesIO(store.get(f"{DIRECTORY}/model.pt")), weights_only=True)
     model.load_state_dict(weights)
     return model.eval(), tokenizer
@@ -46,7 +45,7 @@ def load_gpt(store: ObjectStore) -> tuple[GPT, TextTokenizer]:
 
 @torch.no_grad()
 def continue_text(
-    model: GPT,
+    model: GPT | Llama,
     tokenizer: TextTokenizer,
     prompt: str,
     *,
@@ -73,7 +72,8 @@ def continue_text(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kubeforge_trainer.generate", description="Sample text from a trained GPT."
+        prog="python -m kubeforge_trainer.generate",
+        description="Sample text from a trained language model.",
     )
     parser.add_argument("--model", required=True, help="the run's checkpoint URI")
     parser.add_argument("--prompt", action="append", help="text to continue (repeatable)")
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
     try:
-        model, tokenizer = load_gpt(open_store(arguments.model))
+        model, tokenizer = load_language_model(open_store(arguments.model))
     except (KeyError, ValueError) as error:
         print(f"{arguments.model}: {error}", file=sys.stderr)
         return 2

@@ -71,6 +71,11 @@ class GPT(nn.Module):
                 # GPT-2's scaling of residual projections by depth.
                 nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * layers))
 
+    def lookup_parameters(self) -> int:
+        """Parameters only looked up, never multiplied: the position embedding (the token
+        embedding is also the output layer)."""
+        return self.position_embedding.weight.numel()
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.token_embedding(tokens) + self.position_embedding(positions)

@@ -1,10 +1,10 @@
 """What the trainer trains: a model, its sample source and its cost, from the worker config.
 
-Both tasks are next-label prediction with cross-entropy: the MLP predicts a digit per image, the
-GPT the next token at every position, over the vocabulary of the tokenizer the config names. A
-task says how many loss terms a sample has (1 or the context length), so the loss of a global
-batch is the mean over all its terms whatever the world size, and how many FLOPs a sample costs,
-for MFU.
+Every task is next-label prediction with cross-entropy: the MLP predicts a digit per image, the
+language models (GPT, Llama) the next token at every position, over the vocabulary of the
+tokenizer the config names. A task says how many loss terms a sample has (1 or the context
+length), so the loss of a global batch is the mean over all its terms whatever the world size,
+and how many FLOPs a sample costs, for MFU.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from kubeforge.plan import WorkerConfig
 from kubeforge.storage import open_store
 from kubeforge_trainer import digits, text
 from kubeforge_trainer.gpt import GPT
+from kubeforge_trainer.llama import Llama
+from kubeforge_trainer.llama_shapes import shape_of
 from kubeforge_trainer.loader import SampleSource
 from kubeforge_trainer.mlp import MLP
+from kubeforge_trainer.throughput import transformer_flops_per_token
 from kubeforge_trainer.tokenizer import load_tokenizer
 
 MLP_DEFAULTS = {"layers": 2, "hidden_size": 256}
@@ -63,24 +66,29 @@ def build_task(config: WorkerConfig) -> Task:
             test_set=digits.DigitsSource("test"),
         )
     if not config.dataset_uri:
-        raise ValueError("the gpt model trains on a dataset: the TrainingJob needs spec.dataset")
+        raise ValueError(
+            f"the {spec.architecture} model trains on a dataset: the TrainingJob needs spec.dataset"
+        )
     dataset = open_store(config.dataset_uri)
     tokenizer = load_tokenizer(config.trainer.tokenizer, dataset)
-    gpt = build_gpt(spec, tokenizer.vocab_size)
-    layers, hidden_size = len(gpt.blocks), gpt.hidden_size
-    context = gpt.context_length
+    language_model = build_language_model(spec, tokenizer.vocab_size)
+    context = language_model.context_length
     return Task(
-        model=gpt,
+        model=language_model,
         source=text.TextSource(dataset, context, tokenizer),
         loss_terms_per_sample=context,
         tokens_per_sample=context,
-        flops_per_sample=context * gpt_flops_per_token(gpt, layers, hidden_size, context),
+        flops_per_sample=context * flops_per_token(language_model),
     )
 
 
-def build_gpt(spec: ModelConfig, vocab_size: int) -> GPT:
-    """The GPT the model settings describe over a tokenizer's vocabulary, with the
+def build_language_model(spec: ModelConfig, vocab_size: int) -> GPT | Llama:
+    """The GPT or Llama the model settings describe, over the text source's vocabulary, with the
     architecture's defaults for omitted sizes."""
+    if spec.architecture == ModelArchitecture.LLAMA:
+        return Llama(vocab_size, shape_of(spec))
+    if spec.architecture != ModelArchitecture.GPT:
+        raise ValueError(f"{spec.architecture} is not a language model")
     return GPT(
         vocab_size,
         _size(spec, "context_length", GPT_DEFAULTS),
@@ -90,11 +98,13 @@ def build_gpt(spec: ModelConfig, vocab_size: int) -> GPT:
     )
 
 
-def gpt_flops_per_token(model: GPT, layers: int, hidden_size: int, context: int) -> float:
-    """Training FLOPs per token, as PaLM (appendix B) counts them: 6 per weight (forward and
-    backward matmuls) plus attention's 12 x layers x width x context."""
-    weights = sum(p.numel() for p in model.parameters()) - model.position_embedding.weight.numel()
-    return 6.0 * weights + 12.0 * layers * hidden_size * context
+def flops_per_token(model: GPT | Llama) -> float:
+    """Training FLOPs per token of a language model at its full context: every parameter but
+    those only looked up (positions; a Llama's untied token embedding) is a matmul weight."""
+    weights = sum(p.numel() for p in model.parameters()) - model.lookup_parameters()
+    return transformer_flops_per_token(
+        weights, len(model.blocks), model.hidden_size, model.context_length
+    )
 
 
 def loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Throughput and model FLOPs utilisation (MFU) against the GPU's dense bf16 peak.
+"""Throughput and model FLOPs utilisation (MFU): FLOPs per token, and the GPU's dense bf16 peak.
 
 Peaks are the dense (not 2:4-sparse) bf16 tensor-core figures from the vendors' data sheets,
 half the sparse figures they headline. The PCIe and NVL cards run at lower clocks and power than
@@ -26,6 +26,15 @@ PEAK_BF16_FLOPS = {
     "L4": 121e12,
     "A10G": 70e12,
 }
+
+
+def transformer_flops_per_token(
+    matmul_weights: int, layers: int, attention_width: int, context: int
+) -> float:
+    """Training FLOPs per token of a decoder, as PaLM (appendix B) and torchtitan count them: 6 per
+    weight that multiplies activations (2 forward, 4 backward) plus attention's scores and
+    weighted sums, 12 x layers x width (heads x head size) x context, counted as if unmasked."""
+    return 6.0 * matmul_weights + 12.0 * layers * attention_width * context
 
 
 def peak_flops(device: torch.device) -> float | None:
