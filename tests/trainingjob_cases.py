@@ -255,6 +255,18 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "microSize must not exceed globalSize",
     ),
     InvalidSpec(
+        "cpu-offload-without-fsdp",
+        minimal_with(trainer=trainer_with(parallelism={"strategy": "ddp", "cpuOffload": True})),
+        "spec.trainer.parallelism.cpuOffload",
+        "cpuOffload needs strategy fsdp",
+    ),
+    InvalidSpec(
+        "unknown-parallel-strategy",
+        minimal_with(trainer=trainer_with(parallelism={"strategy": "tp"})),
+        "spec.trainer.parallelism.strategy",
+        "ddp",
+    ),
+    InvalidSpec(
         "negative-gpu-limit",
         minimal_with(resources={"limits": {"nvidia.com/gpu": -1}}),
         "spec.resources.limits[nvidia.com/gpu]",
