@@ -43,6 +43,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import (
     FileSystemBase,
     FileSystemReader,
@@ -243,14 +244,25 @@ def load_shards(
     lists `files`) into this rank's part of them, whatever the world size that saved it."""
     model_state, optimizer_state = get_state_dict(model, optimizer)
     state: dict[str, Any] = {"model": model_state, "optimizer": optimizer_state}
-    load(
-        state,
-        storage_reader=ShardReader(ObjectStoreFileSystem(store, step, files)),
-        process_group=group.control,
-    )
+    try:
+        load(
+            state,
+            storage_reader=ShardReader(ObjectStoreFileSystem(store, step, files)),
+            process_group=group.control,
+        )
+    except CheckpointException as error:  # every rank gets every rank's errors
+        problems = "; ".join(
+            f"rank {rank}: {_first(failure)}" for rank, failure in sorted(error.failures.items())
+        )
+        raise ValueError(f"{step_directory(step)} does not load: {problems}") from None
     set_state_dict(
         model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"]
     )
+
+
+def _first(failure: object) -> object:
+    """The exception of a DCP failure (an exception and its traceback)."""
+    return failure[0] if isinstance(failure, tuple) else failure
 
 
 def load_whole_state(
