@@ -31,7 +31,8 @@ from kubeforge.api.trainingjob import (
     ParallelismConfig,
     ParallelStrategy,
 )
-from kubeforge.storage import S3Store
+from kubeforge.plan import WorkerConfig
+from kubeforge.storage import FileStore, S3Store
 from kubeforge_trainer import state_file
 from kubeforge_trainer.checkpoint import LATEST, Checkpoints, StateFormat, step_directory
 from kubeforge_trainer.distributed import Distributed
@@ -42,7 +43,7 @@ from kubeforge_trainer.sharded_checkpoint import (
     load_whole_state,
 )
 from kubeforge_trainer.tasks import build_gpt, loss_sum
-from kubeforge_trainer.trainer import build_optimizer
+from kubeforge_trainer.trainer import Trainer, build_optimizer
 from tests.conftest import Rig
 from tests.workloads.trainer_runs import (
     ConsumedSamples,
@@ -56,10 +57,10 @@ from tests.workloads.trainer_runs import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # five torchrun runs
 
 # Long enough that each SIGTERM, sent once a polled step is seen, lands well inside its run.
-STEPS = 600
+STEPS = 400
 FSDP = {"strategy": "fsdp"}
 
 
@@ -81,7 +82,7 @@ def test_resharding_2_3_1_2_through_sigterms_resumes_exactly(
     checkpoints = Checkpoints(store, keep=3)
     resized = tmp_path / "resized"
     resized.mkdir()
-    for replicas, stop_at in ((2, 100), (3, 250), (1, 400), (2, None)):
+    for replicas, stop_at in ((2, 80), (3, 180), (1, 280), (2, None)):
         launch = Launch(training_job("resharded", replicas, spec), resized, rig)
         codes = run_stopped_at(launch, stop_at)
         if stop_at is None:
@@ -155,7 +156,7 @@ def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    names = {parameter: name for name, parameter in model.named_parameters()}
+    names: dict[torch.Tensor, str] = {p: name for name, p in model.named_parameters()}
     return {
         f"{names[parameter]}.{key}": _whole(value)
         for parameter, state in optimizer.state.items()
@@ -253,3 +254,21 @@ def test_a_whole_model_state_loads_into_a_sharded_model(group: Distributed) -> N
     sharded, sharded_optimizer, _ = trained_gpt(group, ParallelStrategy.FSDP, steps=0)
     load_whole_state(sharded, sharded_optimizer, state["model"], state["optimizer"])
     assert_same_state(sharded, sharded_optimizer, model, optimizer)
+
+
+def test_a_restore_skips_a_sharded_checkpoint_that_does_not_verify(
+    group: Distributed, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileStore(tmp_path / "ckpt")
+    spec = mlp_job_spec({"uri": store.uri, "intervalSteps": 2}, 4, FSDP)
+    config = WorkerConfig(job_name="skip", **spec)
+    first = Trainer(config, group)
+    assert first.train()
+    first.close()
+    shard = f"{step_directory(4)}/shards/__0_0.distcp"
+    store.put(shard, store.get(shard)[:-1] + b"?")
+    config.trainer.steps = 6
+    second = Trainer(config, group)
+    second.close()
+    assert second.step == 2
+    assert "skipping checkpoint step-000000004: step-000000004 does not load" in caplog.text

@@ -36,7 +36,7 @@ import io
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,18 +181,19 @@ class Checkpoints:
         }
         return sorted(found, reverse=True)
 
-    def newest_valid(self) -> int | None:
+    def newest_valid(self, failed: Collection[int] = ()) -> int | None:
         """The step of the checkpoint to resume from: the one `latest` names if it verifies,
-        else the newest that does; warns about each one skipped."""
+        else the newest that does, but none of the steps that `failed` to load; warns about each
+        one skipped."""
         latest = self._latest()
-        if latest is not None:
+        if latest is not None and latest.step not in failed:
             try:
                 self._verified = self._verified_state(latest)
                 return latest.step
             except (ObjectNotFound, ValueError) as problem:
                 log.warning("skipping checkpoint %s: %s", step_directory(latest.step), problem)
         for step in self.steps():
-            if latest is not None and step == latest.step:
+            if step in failed or (latest is not None and step == latest.step):
                 continue
             try:
                 self._verified = self._verified_state(self._manifest(step))

@@ -34,7 +34,13 @@ from kubeforge.plan import WorkerConfig
 from kubeforge.progress import ProgressReporter, sink_from_env
 from kubeforge.storage import open_store
 from kubeforge_trainer.artifacts import write_final_artifacts
-from kubeforge_trainer.checkpoint import Checkpoints, CheckpointWriter, StateFormat, decode_state
+from kubeforge_trainer.checkpoint import (
+    Checkpoints,
+    CheckpointWriter,
+    StateFormat,
+    decode_state,
+    step_directory,
+)
 from kubeforge_trainer.distributed import Distributed, StepAgreement, broadcast_bytes
 from kubeforge_trainer.loader import Batch, BatchLoader
 from kubeforge_trainer.order import GlobalOrder
@@ -183,29 +189,42 @@ class Trainer:
         """Loads the newest valid checkpoint. Rank 0 chooses it, reads and verifies its state
         file, and sends its bytes to the other ranks: one read of object storage per group, not
         per rank, and every rank decodes the very same bytes. A sharded checkpoint's shards are
-        then read by every rank, each the slices of them it holds."""
+        then read by every rank, each the slices of them it holds; when one does not verify,
+        every rank learns it and the next older checkpoint is tried."""
         if self.checkpoints is None:
             return
-        verified = None
-        if self.group.is_main and (step := self.checkpoints.newest_valid()) is not None:
-            verified = self.checkpoints.read_verified(step)
-        chosen = [
-            None
-            if verified is None
-            else (verified.step, verified.state_format, len(verified.buffer), verified.files)
-        ]
-        dist.broadcast_object_list(chosen, src=0, group=self.group.control)
-        if chosen[0] is None:
-            log.info("no checkpoint under %s: starting at step 0", self.checkpoints.store.uri)
-            return
-        step, state_format, size, files = chosen[0]
-        mine = None if verified is None else verified.buffer
-        state = decode_state(state_format, broadcast_bytes(self.group, mine, size))
-        if state_format == StateFormat.SHARDED:
-            load_shards(self.checkpoints.store, step, files, self.model, self.optimizer, self.group)
+        failed: set[int] = set()
+        while True:
+            verified = None
+            if self.group.is_main and (step := self.checkpoints.newest_valid(failed)) is not None:
+                verified = self.checkpoints.read_verified(step)
+            chosen = [
+                None
+                if verified is None
+                else (verified.step, verified.state_format, len(verified.buffer), verified.files)
+            ]
+            dist.broadcast_object_list(chosen, src=0, group=self.group.control)
+            if chosen[0] is None:
+                if failed:  # the model may hold part of a failed load: never train from it
+                    raise RuntimeError(f"no checkpoint under {self.checkpoints.store.uri} loads")
+                log.info("no checkpoint under %s: starting at step 0", self.checkpoints.store.uri)
+                return
+            step, state_format, size, files = chosen[0]
+            mine = None if verified is None else verified.buffer
+            state = decode_state(state_format, broadcast_bytes(self.group, mine, size))
+            if state_format != StateFormat.SHARDED:
+                self.load_state_dict(state)
+                break
+            try:
+                load_shards(
+                    self.checkpoints.store, step, files, self.model, self.optimizer, self.group
+                )
+            except ValueError as problem:  # raised on every rank alike
+                log.warning("skipping checkpoint %s: %s", step_directory(step), problem)
+                failed.add(step)
+                continue
             self.load_trainer_state(state)
-        else:
-            self.load_state_dict(state)
+            break
         self._saved_step = self.step
         log.info("resumed from the checkpoint of step %d", self.step)
 
