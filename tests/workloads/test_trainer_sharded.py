@@ -164,19 +164,22 @@ def _optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict
     }
 
 
+def snapshot(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Copies of the model's and optimiser's tensors, whole, by name."""
+    return _weights(model), _optimizer_state(model, optimizer)
+
+
 def assert_same_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    expected_model: nn.Module,
-    expected_optimizer: torch.optim.Optimizer,
+    expected: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]],
 ) -> None:
-    for actual, expected in (
-        (_weights(model), _weights(expected_model)),
-        (_optimizer_state(model, optimizer), _optimizer_state(expected_model, expected_optimizer)),
-    ):
-        assert actual.keys() == expected.keys()
-        for name, tensor in expected.items():
-            torch.testing.assert_close(actual[name], tensor, rtol=0, atol=0, msg=name)
+    for actual_tensors, expected_tensors in zip(snapshot(model, optimizer), expected, strict=True):
+        assert actual_tensors.keys() == expected_tensors.keys()
+        for name, tensor in expected_tensors.items():
+            torch.testing.assert_close(actual_tensors[name], tensor, rtol=0, atol=0, msg=name)
 
 
 def test_fsdp_shards_every_block_then_the_root_and_keeps_parameter_names(
@@ -226,7 +229,27 @@ def test_a_sharded_checkpoint_restores_the_model_and_optimiser_exactly(
     assert state_file.decode(verified.buffer) == {"step": 2}
     fresh, fresh_optimizer, _ = trained_gpt(group, strategy, steps=0)
     load_shards(store, 2, verified.files, fresh, fresh_optimizer, group)
-    assert_same_state(fresh, fresh_optimizer, model, optimizer)
+    assert_same_state(fresh, fresh_optimizer, snapshot(model, optimizer))
+
+
+def test_an_asynchronous_save_holds_its_step_while_training_goes_on(
+    group: Distributed, bucket: str, s3: S3Client
+) -> None:
+    store = S3Store(bucket, "ckpt", s3)
+    model, optimizer, _ = trained_gpt(group, ParallelStrategy.FSDP)
+    at_save = snapshot(model, optimizer)
+    checkpoints = Checkpoints(store, keep=2)
+    writer = ShardedCheckpointWriter(checkpoints, model, optimizer, group)
+    writer.save(2, {"step": 2}, wait=False)
+    tokens = torch.randint(0, 200, (4, 17))
+    loss_sum(model(tokens[:, :-1]), tokens[:, 1:]).backward()
+    optimizer.step()  # changes every parameter and moment in place while the upload may run
+    assert writer.committed() == []  # committed only once every rank's upload is waited for
+    writer.close()
+    assert [record.step for record in writer.committed()] == [2]
+    fresh, fresh_optimizer, _ = trained_gpt(group, ParallelStrategy.FSDP, steps=0)
+    load_shards(store, 2, checkpoints.read_verified(2).files, fresh, fresh_optimizer, group)
+    assert_same_state(fresh, fresh_optimizer, at_save)
 
 
 def test_an_altered_shard_fails_the_load_and_names_it(
@@ -253,7 +276,7 @@ def test_a_whole_model_state_loads_into_a_sharded_model(group: Distributed) -> N
     state = state_file.decode(torch.frombuffer(bytearray(encoded), dtype=torch.uint8))
     sharded, sharded_optimizer, _ = trained_gpt(group, ParallelStrategy.FSDP, steps=0)
     load_whole_state(sharded, sharded_optimizer, state["model"], state["optimizer"])
-    assert_same_state(sharded, sharded_optimizer, model, optimizer)
+    assert_same_state(sharded, sharded_optimizer, snapshot(model, optimizer))
 
 
 def test_a_restore_skips_a_sharded_checkpoint_that_does_not_verify(

@@ -33,10 +33,13 @@ closed, a file read is downloaded whole and verified first.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 from collections.abc import Generator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from os import PathLike
 from typing import Any
 
@@ -56,7 +59,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from torch.distributed.checkpoint.state_dict_loader import load
-from torch.distributed.checkpoint.state_dict_saver import save
+from torch.distributed.checkpoint.state_dict_saver import async_save
 
 from kubeforge.api.trainingjob import CheckpointRecord
 from kubeforge.storage import ObjectStore
@@ -70,6 +73,8 @@ from kubeforge_trainer.checkpoint import (
     step_directory,
 )
 from kubeforge_trainer.distributed import Distributed
+
+log = logging.getLogger(__name__)
 
 SHARDS = "shards"
 
@@ -182,8 +187,22 @@ class ShardReader(FileSystemReader):
         self.path = path
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    step: int
+    files: ObjectStoreFileSystem
+    done: Future[Any]
+
+
 class ShardedCheckpointWriter:
-    """Saves sharded checkpoints from the training loop; every rank has one and takes part."""
+    """Saves sharded checkpoints from the training loop, uploading in the background; every rank
+    has one and takes part.
+
+    A save copies this rank's shards to host memory (DCP's staging) and returns while a thread
+    uploads them (`async_save`), on a gloo group of its own so that its collectives never
+    interleave with the loop's. The checkpoint is committed at the next save, or at once when the
+    save must finish (`wait`: SIGTERM, the end), when every rank has waited for its upload: the
+    ranks exchange their files' digests there, in the training thread, at the same step."""
 
     def __init__(
         self,
@@ -198,29 +217,29 @@ class ShardedCheckpointWriter:
         self.group = group
         self.blocked_seconds = 0.0
         self._committed: list[CheckpointRecord] = []
+        self._in_flight: _InFlight | None = None
+        uploads = dist.new_group(backend="gloo")  # every rank builds its writer
+        assert isinstance(uploads, dist.ProcessGroup)  # every rank is a member
+        self._uploads = uploads
 
     def save(self, step: int, trainer_state: dict[str, Any], *, wait: bool) -> None:
-        """Writes this rank's shards (and, on rank 0, the trainer's state), then commits the
-        checkpoint on rank 0. Synchronous: training waits for the upload (`wait` is implied)."""
+        """Commits the previous checkpoint, snapshots this one and starts its upload (rank 0
+        writes the trainer's state too); `wait` returns only once it is committed."""
         started = time.monotonic()
+        self._finish()
         files = ObjectStoreFileSystem(self.checkpoints.store, step)
         if self.group.is_main:
             files.record(f"{files.directory}/{STATE}", state_file.encode(trainer_state))
         model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
-        save(
+        done = async_save(
             {"model": model_state, "optimizer": optimizer_state},
             storage_writer=ShardWriter(files),
-            process_group=self.group.control,
+            process_group=self._uploads,
         )
-        every_rank: list[dict[str, FileDigest] | None] = [None] * self.group.world_size
-        dist.all_gather_object(every_rank, files.written, group=self.group.control)
-        if self.group.is_main:
-            written = {name: digest for rank in every_rank for name, digest in (rank or {}).items()}
-            self._committed.append(
-                self.checkpoints.commit_written(
-                    step, written, StateFormat.SHARDED, self.group.world_size
-                )
-            )
+        assert isinstance(done, Future)  # a thread, without a stager of ours
+        self._in_flight = _InFlight(step, files, done)
+        if wait:
+            self._finish()
         self.blocked_seconds += time.monotonic() - started
 
     def committed(self) -> list[CheckpointRecord]:
@@ -229,7 +248,29 @@ class ShardedCheckpointWriter:
         return records
 
     def close(self) -> None:
-        """Nothing runs in the background."""
+        """Commits the checkpoint in flight, if any (a collective call)."""
+        self._finish()
+
+    def _finish(self) -> None:
+        """Waits for the upload in flight and commits it (on rank 0) once every rank's is in."""
+        if self._in_flight is None:
+            return
+        in_flight, self._in_flight = self._in_flight, None
+        try:
+            in_flight.done.result()  # DCP gathers every rank's errors: all ranks fail alike
+        except Exception:
+            # The next checkpoint tries again; until then a restart resumes from an older one.
+            log.exception("the upload of the checkpoint of step %d failed", in_flight.step)
+            return
+        every_rank: list[dict[str, FileDigest] | None] = [None] * self.group.world_size
+        dist.all_gather_object(every_rank, in_flight.files.written, group=self.group.control)
+        if self.group.is_main:
+            written = {name: digest for rank in every_rank for name, digest in (rank or {}).items()}
+            self._committed.append(
+                self.checkpoints.commit_written(
+                    in_flight.step, written, StateFormat.SHARDED, self.group.world_size
+                )
+            )
 
 
 def load_shards(
