@@ -57,7 +57,7 @@ from tests.workloads.trainer_runs import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # five torchrun runs
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]  # five torchrun runs
 
 # Long enough that each SIGTERM, sent once a polled step is seen, lands well inside its run.
 STEPS = 400
