@@ -38,6 +38,11 @@ FULL_SPEC: dict[str, Any] = {
         },
         "batch": {"globalSize": 256, "microSize": 16},
         "steps": 5000,
+        "parallelism": {
+            "strategy": "fsdp",
+            "activationCheckpointing": "selective",
+            "cpuOffload": True,
+        },
         "precision": "bf16",
     },
     "dataset": {"datasetRef": {"name": "web-text", "version": 2}},

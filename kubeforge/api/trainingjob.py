@@ -283,7 +283,9 @@ class ParallelismConfig(CamelModel):
     )
 
     @cel_rule(
-        "!self.cpuOffload || self.strategy == 'fsdp'",
+        # has(): the rule also checks the schema's default ({}), whose fields are not defaulted.
+        "!has(self.cpuOffload) || !self.cpuOffload || "
+        "(has(self.strategy) && self.strategy == 'fsdp')",
         "cpuOffload needs strategy fsdp",
         field_path=".cpuOffload",
     )
