@@ -1,14 +1,16 @@
 """The training loop: config -> Trainer -> train() -> close().
 
 Each step every rank takes its share of the global batch in micro-batches, accumulating
-gradients locally and synchronising them (DDP, in a group of more than one) on its last
-micro-batch, with the loss scaled so the update is the mean over the whole global batch at any
-world size. Around the steps: the rank-wide agreement on stopping and time-based checkpoints,
-measurements every `trainer.logIntervalSteps` steps, checkpoints on their cadence, on SIGTERM and
-at the end, and the final artifacts.
+gradients locally and synchronising them (DDP in a group of more than one, or FSDP's
+reduce-scatter: `parallelism`) on its last micro-batch, with the loss scaled so the update is the
+mean over the whole global batch at any world size. Around the steps: the rank-wide agreement on
+stopping and time-based checkpoints, measurements every `trainer.logIntervalSteps` steps,
+checkpoints on their cadence, on SIGTERM and at the end, and the final artifacts.
 
 Every stateful part has `state_dict()`/`load_state_dict()`; the trainer's state is theirs plus
-the step and every rank's RNG state.
+the step and every rank's RNG state. Under DDP rank 0 saves all of it as one state file
+(`checkpoint`); under FSDP every rank saves its shards of the model and optimiser and rank 0 the
+rest (`sharded_checkpoint`). Either format restores into either strategy at any world size.
 """
 
 from __future__ import annotations
