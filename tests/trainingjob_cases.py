@@ -39,6 +39,11 @@ FULL_SPEC: dict[str, Any] = {
         "tokenizer": {"type": "dataset"},
         "batch": {"globalSize": 256, "microSize": 16},
         "steps": 5000,
+        "parallelism": {
+            "strategy": "fsdp",
+            "activationCheckpointing": "selective",
+            "cpuOffload": True,
+        },
         "precision": "bf16",
     },
     "dataset": {"datasetRef": {"name": "web-text", "version": 2}},
@@ -329,6 +334,18 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         minimal_with(trainer=trainer_with(batch={"globalSize": 32, "microSize": 64})),
         "spec.trainer.batch.microSize",
         "microSize must not exceed globalSize",
+    ),
+    InvalidSpec(
+        "cpu-offload-without-fsdp",
+        minimal_with(trainer=trainer_with(parallelism={"strategy": "ddp", "cpuOffload": True})),
+        "spec.trainer.parallelism.cpuOffload",
+        "cpuOffload needs strategy fsdp",
+    ),
+    InvalidSpec(
+        "unknown-parallel-strategy",
+        minimal_with(trainer=trainer_with(parallelism={"strategy": "tp"})),
+        "spec.trainer.parallelism.strategy",
+        "ddp",
     ),
     InvalidSpec(
         "negative-gpu-limit",

@@ -179,6 +179,21 @@ class TokenizerType(StrEnum):
     URI = "uri"
 
 
+class ParallelStrategy(StrEnum):
+    """How the built-in trainer spreads the model over its processes."""
+
+    DDP = "ddp"
+    FSDP = "fsdp"
+
+
+class ActivationCheckpointing(StrEnum):
+    """Which activations the built-in trainer recomputes in the backward pass instead of keeping."""
+
+    NONE = "none"
+    SELECTIVE = "selective"
+    FULL = "full"
+
+
 class GangScheduler(StrEnum):
     """Which gang scheduler places all workers together, or none."""
 
@@ -400,6 +415,39 @@ class TokenizerConfig(CamelModel):
         return (self.type == TokenizerType.URI) == (self.uri is not None)
 
 
+class ParallelismConfig(CamelModel):
+    """How the built-in trainer spreads the model, its gradients and optimiser state over the
+    processes, and trades compute for activation memory."""
+
+    strategy: ParallelStrategy = Field(
+        default=ParallelStrategy.DDP,
+        description="ddp: every process holds the whole model and optimiser state, gradients are "
+        "averaged; fsdp: parameters, gradients and optimiser state are sharded over the processes "
+        "(FSDP2, one unit per transformer block), and checkpoints are sharded too.",
+    )
+    activation_checkpointing: ActivationCheckpointing = Field(
+        default=ActivationCheckpointing.NONE,
+        description="none: keep every activation; selective: in each transformer block keep the "
+        "matmul and attention outputs and recompute the rest (norms, activations); full: keep "
+        "only each block's input and recompute the block in the backward pass.",
+    )
+    cpu_offload: bool = Field(
+        default=False,
+        description="fsdp only: keep the sharded parameters, gradients and optimiser state in "
+        "host memory and run the optimiser step there (fits larger models on GPUs, slower).",
+    )
+
+    @cel_rule(
+        # has(): the rule also checks the schema's default ({}), whose fields are not defaulted.
+        "!has(self.cpuOffload) || !self.cpuOffload || "
+        "(has(self.strategy) && self.strategy == 'fsdp')",
+        "cpuOffload needs strategy fsdp",
+        field_path=".cpuOffload",
+    )
+    def _offload_only_when_sharded(self) -> bool:
+        return not self.cpu_offload or self.strategy == ParallelStrategy.FSDP
+
+
 class TrainerConfig(CamelModel):
     """Configuration of kubeforge's built-in trainer (python -m kubeforge_trainer)."""
 
@@ -421,6 +469,10 @@ class TrainerConfig(CamelModel):
         default=Precision.BF16,
         description="bf16: mixed precision with bfloat16 autocast on GPUs (runs on CPU stay "
         "fp32); fp32: full precision everywhere.",
+    )
+    parallelism: ParallelismConfig = defaulted(
+        ParallelismConfig,
+        "How the model is spread over the processes (ddp or fsdp) and activation checkpointing.",
     )
     compile: bool = Field(
         default=False,

@@ -37,12 +37,15 @@ from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.workloads.crawls import s3_environment
 from tests.workloads.trainer_runs import (
+    MLP_GLOBAL_BATCH,
     SMALL_LANGUAGE_MODELS,
     ConsumedSamples,
     Launch,
     highest_logged_step,
+    mlp_job_spec,
     module_docs,
     newest_generation_last_step,
+    run_stopped_at,
     training_job,
     write_text_dataset,
 )
@@ -55,22 +58,12 @@ pytestmark = pytest.mark.integration
 # Long enough that a signal sent once a polled step is seen (polls are 0.2 s apart, and the MLP
 # trains hundreds of steps a second at world size 1) lands well inside the run.
 STEPS = 1000
-GLOBAL_BATCH = 64
+GLOBAL_BATCH = MLP_GLOBAL_BATCH
 STOPPED_BY_SIGTERM = 143
 
 
 def mlp_spec(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "trainer": {
-            "model": {"architecture": "mlp", "layers": 2, "hiddenSize": 256},
-            "optimizer": {"name": "adam", "learningRate": 0.002},
-            # Micro-batches of 16: 2 per step per process at world size 2, 4 at world size 1.
-            "batch": {"globalSize": GLOBAL_BATCH, "microSize": 16},
-            "steps": STEPS,
-            "seed": 7,
-        },
-        "checkpoint": checkpoint,
-    }
+    return mlp_job_spec(checkpoint, STEPS)
 
 
 @dataclass(frozen=True)
@@ -196,18 +189,7 @@ def test_resizing_2_1_2_through_sigterms_checkpoints_and_resumes_exactly(
     checkpoints = Checkpoints(S3Store(bucket, "ckpt", s3), keep=3)
     for replicas, stop_at in ((2, 200), (1, 500), (2, None)):
         launch = Launch(training_job("resized", replicas, spec), tmp_path, rig)
-        try:
-            launch.start()
-            if stop_at is not None:
-                wait_for(
-                    lambda: highest_logged_step(launch.sample_log) >= stop_at,  # noqa: B023
-                    f"step {stop_at}",
-                    timeout=120,
-                )
-                launch.terminate()
-            codes = launch.wait()
-        finally:
-            launch.kill()
+        codes = run_stopped_at(launch, stop_at)
         if stop_at is None:
             assert codes == [0, 0], launch.output()
         else:

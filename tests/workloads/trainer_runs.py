@@ -54,6 +54,25 @@ SMALL_LLAMA = {"architecture": "llama", "size": "tiny", "contextLength": 64}
 SMALL_LANGUAGE_MODELS = {"gpt": SMALL_GPT, "llama": SMALL_LLAMA}
 """The small model of each language-model architecture, by its name."""
 
+MLP_GLOBAL_BATCH = 64
+
+
+def mlp_job_spec(
+    checkpoint: dict[str, Any], steps: int, parallelism: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The MLP on the bundled digits: the spec of the tests that compare consumed samples."""
+    trainer: dict[str, Any] = {
+        "model": {"architecture": "mlp", "layers": 2, "hiddenSize": 256},
+        "optimizer": {"name": "adam", "learningRate": 0.002},
+        # Micro-batches of 16: 2 per step per process at world size 2, 4 at world size 1.
+        "batch": {"globalSize": MLP_GLOBAL_BATCH, "microSize": 16},
+        "steps": steps,
+        "seed": 7,
+    }
+    if parallelism is not None:
+        trainer["parallelism"] = parallelism
+    return {"trainer": trainer, "checkpoint": checkpoint}
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -159,6 +178,23 @@ class Launch:
         if self.store is not None:
             self.store.kill()
             self.store.wait()
+
+
+def run_stopped_at(launch: Launch, stop_at: int | None, timeout: float = 150) -> list[int]:
+    """Runs the launch to its end, or sends it SIGTERM once a rank has logged step `stop_at`;
+    the agents' exit codes."""
+    try:
+        launch.start()
+        if stop_at is not None:
+            wait_for(
+                lambda: highest_logged_step(launch.sample_log) >= stop_at,
+                f"step {stop_at}",
+                timeout=120,
+            )
+            launch.terminate()
+        return launch.wait(timeout)
+    finally:
+        launch.kill()
 
 
 def _kill(pid: int) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 import yaml
-from torch import nn
 
 from kubeforge.plan import WorkerConfig
 from kubeforge.storage import ObjectStore
@@ -18,11 +17,15 @@ DIRECTORY = "final"
 
 
 def write_final_artifacts(
-    store: ObjectStore, model: nn.Module, config: WorkerConfig, metrics: dict[str, Any]
+    store: ObjectStore,
+    weights: dict[str, Any],
+    config: WorkerConfig,
+    metrics: dict[str, Any],
 ) -> None:
-    weights = io.BytesIO()
-    torch.save(model.state_dict(), weights)
-    store.put(f"{DIRECTORY}/model.pt", weights.getvalue())
+    """`weights` is the whole model's state (gathered, when the model is sharded)."""
+    saved = io.BytesIO()
+    torch.save(weights, saved)
+    store.put(f"{DIRECTORY}/model.pt", saved.getvalue())
     document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
     store.put(f"{DIRECTORY}/config.yaml", yaml.safe_dump(document, sort_keys=False).encode())
     store.put(f"{DIRECTORY}/metrics.json", json.dumps(metrics, indent=2).encode())

@@ -30,12 +30,13 @@ previous upload is still running or the save must finish (SIGTERM, the end).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,10 +61,15 @@ STEP_DIRECTORY = re.compile(r"^step-(\d{9})/")
 
 class StateFormat(StrEnum):
     STATE_FILE = "kubeforge-state-1"  # `state_file`, digest xxh3_128
+    SHARDED = "kubeforge-sharded-1"  # `sharded_checkpoint`: state.kft and DCP shards
     TORCH_SAVE = "torch.save"  # written before kubeforge-state-1, digest sha256; read only
 
 
-STATE_FILES = {StateFormat.STATE_FILE: "state.kft", StateFormat.TORCH_SAVE: "state.pt"}
+STATE_FILES = {
+    StateFormat.STATE_FILE: "state.kft",
+    StateFormat.SHARDED: "state.kft",
+    StateFormat.TORCH_SAVE: "state.pt",
+}
 STATE = STATE_FILES[StateFormat.STATE_FILE]
 
 
@@ -75,6 +81,10 @@ class FileDigest(BaseModel):
     bytes: int
     xxh3_128: str | None = None
     sha256: str | None = None  # checkpoints in the torch.save format
+
+    @classmethod
+    def of(cls, data: builtins.bytes) -> FileDigest:
+        return cls(bytes=len(data), xxh3_128=xxhash.xxh3_128_hexdigest(data))
 
     def expected(self) -> tuple[str, Callable[[], Hash], str]:
         """The hash's name, a constructor of it, and the digest the file must have."""
@@ -104,12 +114,14 @@ class VerifiedState:
     step: int
     state_format: StateFormat
     buffer: torch.Tensor  # 1-D uint8, on the CPU
+    files: dict[str, FileDigest]
+    """Every file of the checkpoint, as its manifest lists them."""
 
 
 def decode_state(state_format: StateFormat, buffer: torch.Tensor) -> dict[str, Any]:
     """The state held in `buffer` (a verified state's bytes). In the current format its tensors
     are views of the buffer, on the CPU."""
-    if state_format == StateFormat.STATE_FILE:
+    if state_format != StateFormat.TORCH_SAVE:
         state = state_file.decode(buffer)
     else:
         state = torch.load(
@@ -131,12 +143,25 @@ class Checkpoints:
     def commit(self, step: int, state: bytes, world_size: int) -> CheckpointRecord:
         """Writes a checkpoint of `state` (as `state_file.encode` gives it): state, manifest,
         `latest`; then drops those beyond `keep`."""
+        self.store.put(f"{step_directory(step)}/{STATE}", state)
+        return self.commit_written(
+            step, {STATE: FileDigest.of(state)}, StateFormat.STATE_FILE, world_size
+        )
+
+    def commit_written(
+        self,
+        step: int,
+        files: dict[str, FileDigest],
+        state_format: StateFormat,
+        world_size: int,
+    ) -> CheckpointRecord:
+        """Commits the files already written under the step's directory (named relative to it):
+        manifest, `latest`; then drops those beyond `keep`."""
         directory = step_directory(step)
-        self.store.put(f"{directory}/{STATE}", state)
         manifest = CheckpointManifest(
             step=step,
-            files={STATE: FileDigest(bytes=len(state), xxh3_128=xxhash.xxh3_128_hexdigest(state))},
-            state_format=StateFormat.STATE_FILE,
+            files=files,
+            state_format=state_format,
             torch_version=torch.__version__,
             world_size=world_size,
             created_at=datetime.now(UTC),
@@ -156,18 +181,19 @@ class Checkpoints:
         }
         return sorted(found, reverse=True)
 
-    def newest_valid(self) -> int | None:
+    def newest_valid(self, failed: Collection[int] = ()) -> int | None:
         """The step of the checkpoint to resume from: the one `latest` names if it verifies,
-        else the newest that does; warns about each one skipped."""
+        else the newest that does, but none of the steps that `failed` to load; warns about each
+        one skipped."""
         latest = self._latest()
-        if latest is not None:
+        if latest is not None and latest.step not in failed:
             try:
                 self._verified = self._verified_state(latest)
                 return latest.step
             except (ObjectNotFound, ValueError) as problem:
                 log.warning("skipping checkpoint %s: %s", step_directory(latest.step), problem)
         for step in self.steps():
-            if latest is not None and step == latest.step:
+            if step in failed or (latest is not None and step == latest.step):
                 continue
             try:
                 self._verified = self._verified_state(self._manifest(step))
@@ -222,17 +248,8 @@ class Checkpoints:
         name = STATE_FILES[manifest.state_format]
         if name not in manifest.files:
             raise ValueError(f"its manifest lists no {name}")
-        expected = manifest.files[name]
-        hash_name, new_hash, digest = expected.expected()
-        data = read_object(
-            self.store, f"{step_directory(manifest.step)}/{name}", expected.bytes, new_hash
-        )
-        if data.digest != digest:
-            raise ValueError(
-                f"{name} has {hash_name} {data.digest}, its manifest {digest}: "
-                "its bytes were altered"
-            )
-        return VerifiedState(manifest.step, manifest.state_format, data.buffer)
+        buffer = read_verified_file(self.store, manifest.step, name, manifest.files[name])
+        return VerifiedState(manifest.step, manifest.state_format, buffer, manifest.files)
 
     def _prune(self, newest: int) -> None:
         """Removes the complete checkpoints beyond `keep` and the partial ones older than the
@@ -254,6 +271,20 @@ class Checkpoints:
             for key in found:
                 if key != manifest:
                     self.store.delete(key)
+
+
+def read_verified_file(
+    store: ObjectStore, step: int, name: str, expected: FileDigest
+) -> torch.Tensor:
+    """The bytes of the checkpoint's file `name` (1-D uint8); raises ValueError unless they are
+    those its manifest describes."""
+    hash_name, new_hash, digest = expected.expected()
+    data = read_object(store, f"{step_directory(step)}/{name}", expected.bytes, new_hash)
+    if data.digest != digest:
+        raise ValueError(
+            f"{name} has {hash_name} {data.digest}, its manifest {digest}: its bytes were altered"
+        )
+    return data.buffer
 
 
 def _manifest_key(step: int) -> str:

@@ -82,7 +82,11 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits: torch.Tensor = self.head(self.final_norm(x))
-        return logits[..., : self.vocab_size]
+        if logits.shape[-1] == self.vocab_size:
+            return logits
+        # A copy, not a view: the loss's reshape would copy the view anyway, and FSDP warns of
+        # a sharded model returning a view (an in-place change would skip its backward hook).
+        return logits[..., : self.vocab_size].contiguous()
 
 
 def _init_weights(module: nn.Module) -> None:

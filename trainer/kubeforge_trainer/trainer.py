@@ -1,14 +1,16 @@
 """The training loop: config -> Trainer -> train() -> close().
 
 Each step every rank takes its share of the global batch in micro-batches, accumulating
-gradients locally and synchronising them (DDP, in a group of more than one) on its last
-micro-batch, with the loss scaled so the update is the mean over the whole global batch at any
-world size. Around the steps: the rank-wide agreement on stopping and time-based checkpoints,
-measurements every `trainer.logIntervalSteps` steps, checkpoints on their cadence, on SIGTERM and
-at the end, and the final artifacts.
+gradients locally and synchronising them (DDP in a group of more than one, or FSDP's
+reduce-scatter: `parallelism`) on its last micro-batch, with the loss scaled so the update is the
+mean over the whole global batch at any world size. Around the steps: the rank-wide agreement on
+stopping and time-based checkpoints, measurements every `trainer.logIntervalSteps` steps,
+checkpoints on their cadence, on SIGTERM and at the end, and the final artifacts.
 
 Every stateful part has `state_dict()`/`load_state_dict()`; the trainer's state is theirs plus
-the step and every rank's RNG state.
+the step and every rank's RNG state. Under DDP rank 0 saves all of it as one state file
+(`checkpoint`); under FSDP every rank saves its shards of the model and optimiser and rank 0 the
+rest (`sharded_checkpoint`). Either format restores into either strategy at any world size.
 """
 
 from __future__ import annotations
@@ -16,15 +18,12 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 
 from kubeforge import s3wait
@@ -38,13 +37,26 @@ from kubeforge.plan import WorkerConfig
 from kubeforge.progress import ProgressReporter, sink_from_env
 from kubeforge.storage import open_store
 from kubeforge_trainer.artifacts import write_final_artifacts
-from kubeforge_trainer.checkpoint import Checkpoints, CheckpointWriter, decode_state
+from kubeforge_trainer.checkpoint import (
+    Checkpoints,
+    CheckpointWriter,
+    StateFormat,
+    decode_state,
+    step_directory,
+)
 from kubeforge_trainer.distributed import Distributed, StepAgreement, broadcast_bytes
 from kubeforge_trainer.loader import Batch, BatchLoader
 from kubeforge_trainer.order import GlobalOrder
+from kubeforge_trainer.parallelism import parallelize
 from kubeforge_trainer.reporting import Measurement, Progress
 from kubeforge_trainer.sample_log import SampleLog
 from kubeforge_trainer.schedule import warmup_cosine
+from kubeforge_trainer.sharded_checkpoint import (
+    ShardedCheckpointWriter,
+    load_shards,
+    load_whole_state,
+    whole_model_state,
+)
 from kubeforge_trainer.tasks import accuracy, build_task, loss_sum
 from kubeforge_trainer.throughput import RateMeter, peak_flops
 
@@ -83,16 +95,14 @@ class Trainer:
         torch.manual_seed(settings.seed)
         self.task = build_task(config)
         self.model = self.task.model.to(group.device)
-        compiled = torch.compile(self.model) if settings.compile else self.model
-        # DDP where there are replicas to average gradients with; a group of one runs the model
-        # as it is (DDP would still copy every gradient through its buckets each step).
-        self.network: Callable[[torch.Tensor], torch.Tensor] = compiled
-        self._no_sync: Callable[[], AbstractContextManager[Any]] = nullcontext
-        if group.world_size > 1:
-            devices = [group.device.index] if cuda else None
-            ddp = DistributedDataParallel(compiled, device_ids=devices)
-            self.network, self._no_sync = ddp, ddp.no_sync
-        self.optimizer = build_optimizer(self.model, settings.optimizer, fused=cuda)
+        bf16 = cuda and settings.precision == Precision.BF16
+        self.parallel = parallelize(
+            self.model, settings.parallelism, group, bf16=bf16, compile=settings.compile
+        )
+        # Built over the parallelised model: under FSDP its parameters are the shards.
+        self.optimizer = build_optimizer(
+            self.model, settings.optimizer, fused=cuda and not self.parallel.sharded
+        )
         self.scheduler = LambdaLR(
             self.optimizer, warmup_cosine(settings.optimizer.warmup_steps, settings.steps)
         )
@@ -105,20 +115,25 @@ class Trainer:
             world_size=group.world_size,
             pin_memory=cuda,
         )
-        self.autocast = cuda and settings.precision == Precision.BF16
-        self.peak_flops = peak_flops(group.device) if self.autocast else None
+        # FSDP casts the parameters itself (its MixedPrecisionPolicy); DDP computes under autocast.
+        self.autocast = bf16 and not self.parallel.sharded
+        self.peak_flops = peak_flops(group.device) if bf16 else None
         sink = sink_from_env() if group.is_main else None
         self.progress = Progress(settings.steps, ProgressReporter(sink))
         if group.is_main:
             s3wait.subscribe(self.progress.storage_waiting)
         self.agreement = StepAgreement(group.control)
         self.checkpoints: Checkpoints | None = None
-        self.writer: CheckpointWriter | None = None
+        self.writer: CheckpointWriter | ShardedCheckpointWriter | None = None
         if config.checkpoint is not None:
             self.checkpoints = Checkpoints(
                 open_store(config.checkpoint.uri), config.checkpoint.keep
             )
-            if group.is_main:
+            if self.parallel.sharded:  # every rank writes its shards
+                self.writer = ShardedCheckpointWriter(
+                    self.checkpoints, self.model, self.optimizer, group
+                )
+            elif group.is_main:
                 self.writer = CheckpointWriter(self.checkpoints, group.world_size)
         self.step = 0
         self._saved_step = 0
@@ -129,8 +144,9 @@ class Trainer:
 
     # State.
 
-    def state_dict(self) -> dict[str, Any]:
-        """The whole training state; a collective call (every rank's RNG state is gathered)."""
+    def trainer_state(self) -> dict[str, Any]:
+        """The training state but the model's and optimiser's; a collective call (every rank's
+        RNG state is gathered)."""
         rng = {"cpu": torch.get_rng_state()}
         if self.group.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.group.device)
@@ -138,18 +154,31 @@ class Trainer:
         dist.all_gather_object(every_rank, rng, group=self.group.control)
         return {
             "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "data": self.loader.state_dict(),
             "progress": self.progress.state_dict(),
             "rng": every_rank,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        """The whole training state of an unsharded model; a collective call."""
+        return {
+            **self.trainer_state(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Loads a whole training state (the state-file format) into any strategy's model."""
+        if self.parallel.sharded:
+            load_whole_state(self.model, self.optimizer, state["model"], state["optimizer"])
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.load_trainer_state(state)
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loader.load_state_dict(state["data"])
         self.progress.load_state_dict(state["progress"])
@@ -162,23 +191,45 @@ class Trainer:
             torch.manual_seed(self.config.trainer.seed + 1_000_003 * self.step + self.group.rank)
 
     def restore(self) -> None:
-        """Loads the newest valid checkpoint. Rank 0 chooses it, reads and verifies it, and
-        sends its bytes to the other ranks: one read of object storage per group, not per rank,
-        and every rank decodes the very same bytes."""
+        """Loads the newest valid checkpoint. Rank 0 chooses it, reads and verifies its state
+        file, and sends its bytes to the other ranks: one read of object storage per group, not
+        per rank, and every rank decodes the very same bytes. A sharded checkpoint's shards are
+        then read by every rank, each the slices of them it holds; when one does not verify,
+        every rank learns it and the next older checkpoint is tried."""
         if self.checkpoints is None:
             return
-        verified = None
-        if self.group.is_main and (step := self.checkpoints.newest_valid()) is not None:
-            verified = self.checkpoints.read_verified(step)
-        chosen = [None if verified is None else (verified.state_format, len(verified.buffer))]
-        dist.broadcast_object_list(chosen, src=0, group=self.group.control)
-        if chosen[0] is None:
-            log.info("no checkpoint under %s: starting at step 0", self.checkpoints.store.uri)
-            return
-        state_format, size = chosen[0]
-        mine = None if verified is None else verified.buffer
-        buffer = broadcast_bytes(self.group, mine, size)
-        self.load_state_dict(decode_state(state_format, buffer))
+        failed: set[int] = set()
+        while True:
+            verified = None
+            if self.group.is_main and (step := self.checkpoints.newest_valid(failed)) is not None:
+                verified = self.checkpoints.read_verified(step)
+            chosen = [
+                None
+                if verified is None
+                else (verified.step, verified.state_format, len(verified.buffer), verified.files)
+            ]
+            dist.broadcast_object_list(chosen, src=0, group=self.group.control)
+            if chosen[0] is None:
+                if failed:  # the model may hold part of a failed load: never train from it
+                    raise RuntimeError(f"no checkpoint under {self.checkpoints.store.uri} loads")
+                log.info("no checkpoint under %s: starting at step 0", self.checkpoints.store.uri)
+                return
+            step, state_format, size, files = chosen[0]
+            mine = None if verified is None else verified.buffer
+            state = decode_state(state_format, broadcast_bytes(self.group, mine, size))
+            if state_format != StateFormat.SHARDED:
+                self.load_state_dict(state)
+                break
+            try:
+                load_shards(
+                    self.checkpoints.store, step, files, self.model, self.optimizer, self.group
+                )
+            except ValueError as problem:  # raised on every rank alike
+                log.warning("skipping checkpoint %s: %s", step_directory(step), problem)
+                failed.add(step)
+                continue
+            self.load_trainer_state(state)
+            break
         self._saved_step = self.step
         log.info("resumed from the checkpoint of step %d", self.step)
 
@@ -214,10 +265,12 @@ class Trainer:
         if self.checkpoints is not None and self._saved_step != self.step:
             self._save(wait=True)
         self._report_commits()
-        if completed and self.group.is_main and self.config.checkpoint is not None:
-            write_final_artifacts(
-                open_store(self.config.checkpoint.uri), self.model, self.config, self._metrics()
-            )
+        if completed and self.config.checkpoint is not None:
+            weights = whole_model_state(self.model)  # every rank: a sharded model is gathered
+            if self.group.is_main:
+                write_final_artifacts(
+                    open_store(self.config.checkpoint.uri), weights, self.config, self._metrics()
+                )
         if self.group.is_main:
             self.progress.finished()
         dist.barrier(group=self.group.control)  # nobody exits before the checkpoint is committed
@@ -238,9 +291,9 @@ class Trainer:
         for index, (inputs, targets) in enumerate(batch.micro_batches):
             inputs = inputs.to(self.group.device, non_blocking=True)
             targets = targets.to(self.group.device, non_blocking=True)
-            with nullcontext() if index == last else self._no_sync():
+            with self.parallel.gradient_sync(index == last):
                 with torch.autocast(self.group.device.type, torch.bfloat16, enabled=self.autocast):
-                    logits = self.network(inputs)
+                    logits = self.parallel.network(inputs)
                 loss = loss_sum(logits, targets)
                 torch.autograd.backward(loss * scale)
             summed += loss.detach()
@@ -256,6 +309,9 @@ class Trainer:
         """Logs the step's loss over the global batch and the rates since the last measurement."""
         total_loss = loss.clone()
         dist.all_reduce(total_loss)
+        test_set = self.task.test_set
+        # Every rank: a sharded model's forward gathers parameters from all of them.
+        test_accuracy = accuracy(self.model, test_set, self.group.device) if test_set else None
         if not self.group.is_main:
             return
         terms = self.loader.global_size * self.task.loss_terms_per_sample
@@ -265,7 +321,6 @@ class Trainer:
         if self.peak_flops is not None:
             achieved = self.task.flops_per_sample * samples_per_second
             mfu = achieved / (self.peak_flops * self.group.world_size)
-        test_set = self.task.test_set
         self.progress.measured(
             Measurement(
                 step=self.step,
@@ -275,9 +330,7 @@ class Trainer:
                 mfu=mfu,
                 data_wait_seconds=self.loader.wait_seconds,
                 checkpoint_wait_seconds=self.writer.blocked_seconds if self.writer else 0.0,
-                test_accuracy=accuracy(self.model, test_set, self.group.device)
-                if test_set
-                else None,
+                test_accuracy=test_accuracy,
             )
         )
 
@@ -296,7 +349,8 @@ class Trainer:
         return self._save_requested
 
     def _save(self, *, wait: bool) -> None:
-        state = self.state_dict()  # every rank takes part
+        # Every rank takes part; a sharded checkpoint saves the model and optimiser by itself.
+        state = self.trainer_state() if self.parallel.sharded else self.state_dict()
         if self.writer is not None:
             self.writer.save(self.step, state, wait=wait)
         self._saved_step = self.step
