@@ -2,11 +2,11 @@
 
 The trainer appends one line per step to a file of its own under KUBEFORGE_SAMPLE_LOG
 (`kubeforge_trainer.sample_log`), here a directory of the pod's /tmp emptyDir. A pod that is
-deleted or preempted takes that directory with it, so every worker is followed while it runs:
-`kubectl exec` of a `tail -f` per log file, streamed to a file on this machine. A pod that still
-exists at the end is read once more from its node's copy of the emptyDir (a kind node is a Docker
-container on this machine), which also holds the last lines a finished pod wrote after its
-stream was cut. Lines are kept once each, by (generation, rank, step).
+deleted or preempted takes that directory with it, and the kubelet empties the volumes of a pod
+that ended, so every worker is followed while it runs: `kubectl exec` of a `tail -f` per log
+file, streamed to a file on this machine. A finishing trainer writes its last line before its
+final checkpoint, so the stream has it before the container ends. Lines are kept once each, by
+(generation, rank, step): a stream started again reads its file from the start.
 """
 
 from __future__ import annotations
@@ -22,13 +22,8 @@ from kubernetes import client
 from tests.helm import tool_binary
 from tests.workloads.trainer_runs import ConsumedSamples
 
-SAMPLE_LOG_NAME = "kubeforge-samples"
-SAMPLE_LOG_DIR = f"/tmp/{SAMPLE_LOG_NAME}"  # in the pod's private /tmp emptyDir
+SAMPLE_LOG_DIR = "/tmp/kubeforge-samples"  # in the pod's private /tmp emptyDir
 SAMPLE_LOG_ENV = {"name": "KUBEFORGE_SAMPLE_LOG", "value": SAMPLE_LOG_DIR}
-# The same directory on the pod's node: the kubelet's copy of the emptyDir named tmp.
-NODE_SAMPLE_LOG_DIR = "/var/lib/kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/tmp/" + (
-    SAMPLE_LOG_NAME
-)
 # Every log file of the pod from its first line, as it grows: a tail per file, since a group that
 # re-forms within the pod writes a new file.
 FOLLOW = f"""
@@ -56,7 +51,6 @@ class SampleLogs:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.streams: dict[str, subprocess.Popen[bytes]] = {}
         """Pod UID -> its latest stream."""
-        self.pods: dict[str, client.V1Pod] = {}
         self.opened = 0
         """Streams started so far: each writes a file of its own."""
 
@@ -71,7 +65,6 @@ class SampleLogs:
             stream = self.streams.get(uid)
             if not running or (stream is not None and stream.poll() is None):
                 continue
-            self.pods[uid] = pod
             path = self.directory / f"{pod.metadata.name}-{self.opened}.jsonl"
             self.opened += 1
             with path.open("wb") as out:
@@ -81,27 +74,15 @@ class SampleLogs:
                     stdout=out, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
 
-    def consumed(self) -> ConsumedSamples:
-        """Ends the streams, adds the node's copy of each pod still there, and reads it all."""
+    def stop(self) -> None:
+        """Ends the streams (again, harmlessly, once ended)."""
         for stream in self.streams.values():
             stream.terminate()
             stream.wait(timeout=30)
-        remaining = {
-            pod.metadata.uid
-            for pod in self.core.list_namespaced_pod(
-                self.namespace, label_selector=self.selector
-            ).items
-        }
-        for uid in remaining & self.pods.keys():
-            pod = self.pods[uid]
-            copy = self.directory / f"{pod.metadata.name}-node.jsonl"
-            # Unchecked: a pod that never trained has no file, and nothing to add.
-            with copy.open("wb") as out:
-                subprocess.run(
-                    ["docker", "exec", pod.spec.node_name, "sh", "-c",
-                     f"cat {NODE_SAMPLE_LOG_DIR.format(uid=uid)}/*.jsonl"],
-                    stdout=out, timeout=120, check=False,
-                )  # fmt: skip
+
+    def consumed(self) -> ConsumedSamples:
+        """Ends the streams and reads what they brought."""
+        self.stop()
         lines: dict[tuple[int, int, int], dict[str, Any]] = {}
         for path in sorted(self.directory.glob("*.jsonl")):
             for text in path.read_text().splitlines():

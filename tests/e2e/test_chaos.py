@@ -310,6 +310,7 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     cause: str,
     charged: bool,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     jobs = Jobs(e2e_api, restricted_namespace)
     bucket = new_bucket(jobs.core, restricted_namespace, pod_s3)
@@ -319,6 +320,7 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     name = created["metadata"]["name"]
     born = parse_time(created["metadata"]["creationTimestamp"])
     logs = SampleLogs(jobs.core, restricted_namespace, name, tmp_path / "samples")
+    request.addfinalizer(logs.stop)  # also when the test fails before reading them
 
     def past_deadlines_with_a_checkpoint() -> int | None:
         logs.follow()
