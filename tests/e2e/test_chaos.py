@@ -17,9 +17,16 @@ has run past both and committed a checkpoint, then breaks one worker:
 
 Each asserts the final phase, the one restart with its cause and charge, the final step equal to
 spec.trainer.steps, that the group resumed from its checkpoint (no step reported by the new group
-is below it), and that no object is left whose owner is gone. The seconds from the fault to the
-new group's first step are printed (`pytest -rP` shows them), never asserted. One
-control plane and one worker (hack/kind.sh's default) suffice: no fault stops a node.
+is below it), that the samples consumed (the trainer's sample log, followed in every pod,
+`tests/e2e/sample_logs.py`) are those of an uninterrupted run, position for position, and that
+no object is left whose owner is gone. The seconds from the fault to the new group's first step
+are printed (`pytest -rP` shows them), never asserted.
+
+A program of the user's own (spec.command) that exits, past the same deadlines, with a code of
+failurePolicy.permanentExitCodes fails the job (PermanentExitCode) without a restart: the code
+reaches the operator through torchrun, in the launcher's exit status and termination message.
+
+One control plane and one worker (hack/kind.sh's default) suffice: no fault stops a node.
 """
 
 from __future__ import annotations
@@ -28,17 +35,23 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from kubernetes import client
 from kubernetes.utils import parse_quantity
 
+from kubeforge.api.trainingjob import TrainerConfig
+from kubeforge_trainer.digits import DigitsSource
+from kubeforge_trainer.order import GlobalOrder, SampleIds
 from tests.e2e.conftest import PodS3
 from tests.e2e.jobs import SMALL_WORKER, TIMEOUT_S, Jobs, new_bucket, s3_env, small_sample
+from tests.e2e.sample_logs import SAMPLE_LOG_ENV, SampleLogs
 from tests.helm import tool_binary
 from tests.polling import wait_for
-from tests.resources import GROUP, VERSION
+from tests.resources import GROUP, VERSION, condition
+from tests.workloads.trainer_runs import ConsumedSamples
 
 pytestmark = pytest.mark.timeout(2 * TIMEOUT_S)
 STEPS = 8000
@@ -65,6 +78,30 @@ KILL_TRAINING_PROCESSES = TRAINER_PIDS + "kill -KILL $pids && echo $pids\n"
 # More than the worker's memory limit, written to its shared-memory emptyDir.
 EXHAUST_MEMORY = "head -c 8G /dev/zero >/dev/shm/kubeforge-e2e-fill"
 PREEMPTOR = "kubeforge-e2e-preemptor"
+# A program of the user's own (spec.command), run by torchrun as given (--no-python): rank 0
+# reports a step a second through the progress contract, and every rank goes on until the file
+# EXIT_NOW appears in its container, then exits with the code its argument names.
+EXIT_NOW = "/tmp/kubeforge-e2e-exit"
+CUSTOM_PROGRAM = [
+    "--no-python",
+    "python",
+    "-c",
+    f"""
+import os, pathlib, sys, time
+from datetime import UTC, datetime
+from kubeforge.api.trainingjob import ProgressStatus
+from kubeforge.progress import ProgressReporter, sink_from_env
+reporter = ProgressReporter(sink_from_env())
+step = 0
+while not pathlib.Path("{EXIT_NOW}").exists():
+    step += 1
+    if os.environ["RANK"] == "0":
+        reporter.report(ProgressStatus(step=step, updated_at=datetime.now(UTC)))
+    time.sleep(1)
+sys.exit(int(sys.argv[1]))
+""",
+]
+PERMANENT_EXIT_CODE = 2
 
 
 def checkpointed_job(s3: PodS3, bucket: str) -> dict[str, Any]:
@@ -76,7 +113,7 @@ def checkpointed_job(s3: PodS3, bucket: str) -> dict[str, Any]:
         "uri": f"s3://{bucket}/checkpoints/{name}",
         "intervalSteps": CHECKPOINT_EVERY,
     }
-    spec["env"] = s3_env(s3)
+    spec["env"] = [*s3_env(s3), SAMPLE_LOG_ENV]
     spec["startDeadlineSeconds"] = START_DEADLINE_S
     spec["progressDeadlineSeconds"] = PROGRESS_DEADLINE_S
     return job
@@ -102,14 +139,21 @@ def delete_pod(jobs: Jobs, pod: client.V1Pod) -> None:
     jobs.core.delete_namespaced_pod(pod.metadata.name, jobs.namespace)
 
 
-def kill_training_process(jobs: Jobs, pod: client.V1Pod) -> None:
-    """`kubectl exec` of the kill into the worker's container, as an operator of the cluster
-    would type it."""
-    killed = subprocess.run(
+def run_in(
+    jobs: Jobs, pod: client.V1Pod, script: str, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl exec` of a shell script into the worker's container, as an operator of the
+    cluster would type it."""
+    return subprocess.run(
         [tool_binary("kubectl"), "--kubeconfig", os.environ["KUBEFORGE_KUBECONFIG"], "exec",
-         "-n", jobs.namespace, pod.metadata.name, "--", "sh", "-c", KILL_TRAINING_PROCESSES],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+         "-n", jobs.namespace, pod.metadata.name, "--", "sh", "-c", script],
+        capture_output=True, text=True, timeout=120, check=check,
+    )  # fmt: skip
+
+
+def kill_training_process(jobs: Jobs, pod: client.V1Pod) -> None:
+    """The kill, typed into the worker's container."""
+    killed = run_in(jobs, pod, KILL_TRAINING_PROCESSES).stdout
     assert killed.split(), f"no training process found in {pod.metadata.name}: {killed!r}"
 
 
@@ -180,11 +224,23 @@ def exhaust_memory(jobs: Jobs, victim: client.V1Pod) -> None:
     pages count against the container as DataLoader workers' shared tensors do): the kernel's
     OOM killer ends the container's largest process, the trainer, and the kubelet reports the
     container OOMKilled. The exec ends with the container, so its exit status says nothing."""
-    subprocess.run(
-        [tool_binary("kubectl"), "--kubeconfig", os.environ["KUBEFORGE_KUBECONFIG"], "exec",
-         "-n", jobs.namespace, victim.metadata.name, "--", "sh", "-c", EXHAUST_MEMORY],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    run_in(jobs, victim, EXHAUST_MEMORY, check=False)
+
+
+def uninterrupted_order(job: dict[str, Any]) -> SampleIds:
+    """The samples an uninterrupted run of the job consumes, by stream position: the global
+    order of its seed over the MLP's dataset, for all its steps."""
+    trainer = TrainerConfig.model_validate(job["spec"]["trainer"])
+    order = GlobalOrder(DigitsSource("train").block_sizes, trainer.seed)
+    return order.samples(0, trainer.steps * trainer.batch.global_size)
+
+
+def assert_consumed_as_uninterrupted(consumed: ConsumedSamples, job: dict[str, Any]) -> None:
+    expected = uninterrupted_order(job)
+    assert consumed.steps == list(range(1, STEPS + 1)), "steps missing from the sample logs"
+    assert sorted(consumed.by_position) == list(range(len(expected))), "positions missing"
+    differ = [p for p, sample in enumerate(expected.tolist()) if consumed.by_position[p] != sample]
+    assert not differ, f"{len(differ)} positions hold other samples, from {differ[0]}"
 
 
 def parse_time(text: str) -> datetime:
@@ -218,6 +274,25 @@ def orphans(jobs: Jobs) -> list[str]:
     ]
 
 
+def assert_no_orphans(jobs: Jobs) -> None:
+    """Waits for the objects whose owners are gone to be collected: a replaced group's Job and
+    pods go by garbage collection, a while after the restart."""
+    left: list[str] = []
+
+    def collected() -> bool:
+        left[:] = orphans(jobs)
+        return not left
+
+    try:
+        wait_for(collected, "the objects whose owners are gone to be collected")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}: still there: {left}") from None
+
+
+def running_past_deadlines(status: dict[str, Any], born: datetime) -> bool:
+    return status.get("phase") == "Running" and datetime.now(UTC) - born > PAST_DEADLINES
+
+
 @pytest.mark.parametrize(
     ("fault", "cause", "charged"),
     [
@@ -234,20 +309,24 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     fault: Callable[[Jobs, client.V1Pod], None],
     cause: str,
     charged: bool,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     jobs = Jobs(e2e_api, restricted_namespace)
     bucket = new_bucket(jobs.core, restricted_namespace, pod_s3)
     pod_s3.client.create_bucket(Bucket=bucket)
-    created = jobs.create_object(checkpointed_job(pod_s3, bucket))
+    job = checkpointed_job(pod_s3, bucket)
+    created = jobs.create_object(job)
     name = created["metadata"]["name"]
     born = parse_time(created["metadata"]["creationTimestamp"])
+    logs = SampleLogs(jobs.core, restricted_namespace, name, tmp_path / "samples")
+    request.addfinalizer(logs.stop)  # also when the test fails before reading them
 
     def past_deadlines_with_a_checkpoint() -> int | None:
+        logs.follow()
         status = jobs.status(name)
         checkpoint = ((status.get("progress") or {}).get("lastCheckpoint") or {}).get("step")
-        old_enough = datetime.now(UTC) - born > PAST_DEADLINES
-        running = status.get("phase") == "Running"
-        return int(checkpoint) if checkpoint and old_enough and running else None
+        return int(checkpoint) if checkpoint and running_past_deadlines(status, born) else None
 
     checkpoint_step = wait_for(
         past_deadlines_with_a_checkpoint, f"{name} running past its deadlines", TIMEOUT_S
@@ -263,6 +342,7 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     regrouped: list[datetime] = []
 
     def restarted_and_finished() -> bool:
+        logs.follow()
         status = jobs.status(name)
         progress = status.get("progress") or {}
         if status.get("restarts", {}).get("history") and progress.get("updatedAt"):
@@ -294,16 +374,54 @@ def test_a_run_past_its_deadlines_survives_losing_a_worker(
     after_fault = [(when, step) for when, step in resumed if when > regrouped[0]]
     assert after_fault, (regrouped, resumed)
     assert min(step for _, step in after_fault) >= checkpoint_step, after_fault
-    # The replaced group's Job and pods go by garbage collection, a while after the restart.
-    left: list[str] = []
-
-    def collected() -> bool:
-        left[:] = orphans(jobs)
-        return not left
-
-    try:
-        wait_for(collected, "the objects whose owners are gone to be collected")
-    except AssertionError as timeout:
-        raise AssertionError(f"{timeout}: still there: {left}") from None
+    assert_no_orphans(jobs)
+    assert_consumed_as_uninterrupted(logs.consumed(), job)
     seconds = (after_fault[0][0] - faulted_at).total_seconds()
     print(f"kubeforge: chaos: {cause} at age {PAST_DEADLINES}: first step {seconds:.1f} s after it")
+
+
+def test_a_permanent_exit_code_of_a_custom_command_fails_a_run_past_its_deadlines(
+    e2e_api: client.ApiClient, restricted_namespace: str
+) -> None:
+    """The code reaches the operator through torchrun: kubeforge.launch exits with the failed
+    rank's code and writes it to the container's termination message."""
+    jobs = Jobs(e2e_api, restricted_namespace)
+    job = small_sample()
+    spec = job["spec"]
+    del spec["trainer"]
+    spec["command"] = [*CUSTOM_PROGRAM, str(PERMANENT_EXIT_CODE)]
+    spec["failurePolicy"]["permanentExitCodes"] = [PERMANENT_EXIT_CODE]
+    spec["startDeadlineSeconds"] = START_DEADLINE_S
+    spec["progressDeadlineSeconds"] = PROGRESS_DEADLINE_S
+    created = jobs.create_object(job)
+    name = created["metadata"]["name"]
+    born = parse_time(created["metadata"]["creationTimestamp"])
+
+    def past_deadlines_with_progress() -> bool:
+        status = jobs.status(name)
+        return bool(jobs.step_of(status)) and running_past_deadlines(status, born)
+
+    wait_for(past_deadlines_with_progress, f"{name} running past its deadlines", TIMEOUT_S)
+    victim = running_worker(jobs, name)
+    group = {pod.metadata.name for pod in worker_pods(jobs, name)}
+    faulted_at = datetime.now(UTC)
+    run_in(jobs, victim, f"touch {EXIT_NOW}")
+
+    status = jobs.wait_done(name)
+    seconds = (datetime.now(UTC) - faulted_at).total_seconds()
+    assert status["phase"] == "Failed", status
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "PermanentExitCode", status
+    assert f"exit code {PERMANENT_EXIT_CODE}" in failed["message"], status
+    restarts = status.get("restarts") or {}
+    assert not restarts.get("history"), restarts
+    assert (restarts.get("count", 0), restarts.get("disruptions", 0)) == (0, 0), restarts
+    ended = jobs.core.read_namespaced_pod(victim.metadata.name, jobs.namespace)
+    terminated = ended.status.container_statuses[0].state.terminated
+    assert terminated.exit_code == PERMANENT_EXIT_CODE, terminated
+    assert f"exited with {PERMANENT_EXIT_CODE}" in terminated.message, terminated
+    assert {pod.metadata.name for pod in worker_pods(jobs, name)} <= group, "a worker was replaced"
+    assert_no_orphans(jobs)
+    print(
+        f"kubeforge: chaos: PermanentExitCode at age {PAST_DEADLINES}: Failed {seconds:.1f} s later"
+    )

@@ -230,7 +230,11 @@ class ConsumedSamples:
 
     @classmethod
     def read(cls, directory: Path) -> ConsumedSamples:
-        lines = _log_lines(directory)
+        return cls.of_lines(_log_lines(directory))
+
+    @classmethod
+    def of_lines(cls, lines: list[dict[str, Any]]) -> ConsumedSamples:
+        """From the log's lines, each once (a step redone by a later generation supersedes)."""
         counted: dict[int, int] = {}
         for line in lines:
             counted[line["step"]] = max(counted.get(line["step"], 0), line["generation"])
