@@ -112,11 +112,16 @@ def test_trainer_image_has_cuda_capable_torch_and_the_launcher() -> None:
     step = "import torch; w = torch.ones(4, requires_grad=True); (w * 2).sum().backward(); "
     step += "print(w.grad.tolist())"
     assert run(image, "-c", step, entrypoint=["python"]).strip() == "[2.0, 2.0, 2.0, 2.0]"
+    # The BPE tokenizers (Rust) the language models read their datasets with.
+    tokenizers = "import tokenizers, kubeforge_trainer.tokenizer; print('ok')"
+    assert run(image, "-c", tokenizers, entrypoint=["python"]).strip() == "ok"
 
 
 @pytest.mark.usefixtures("docker_daemon")
 def test_crawler_image_loads_its_native_extensions() -> None:
     image = built("crawler")
-    modules = "resiliparse.parse.lang, selectolax.lexbor, brotli, zstandard, xxhash, numpy"
-    imports = f"import {modules}; import kubeforge_crawler.pipeline; print('ok')"
+    modules = "resiliparse.parse.lang, selectolax.lexbor, brotli, zstandard, xxhash, numpy, "
+    modules += "fastwarc.warc, tokenizers"
+    imports = f"import {modules}; import kubeforge_crawler.pipeline, kubeforge_crawler.warc; "
+    imports += "print('ok')"
     assert run(image, "-c", imports, entrypoint=["python"]).strip() == "ok"
