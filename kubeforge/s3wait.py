@@ -49,6 +49,13 @@ def subscribe(listener: WaitListener) -> None:
     _listeners.append(listener)
 
 
+def unsubscribe(listener: WaitListener) -> None:
+    """Stops calling `listener` (a trainer that closes, so that a later one in the same process
+    is the only one told)."""
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
 def _tell(since: datetime | None) -> None:
     for listener in list(_listeners):
         listener(since)

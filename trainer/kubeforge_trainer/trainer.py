@@ -277,6 +277,7 @@ class Trainer:
         return completed
 
     def close(self) -> None:
+        s3wait.unsubscribe(self.progress.storage_waiting)
         self.loader.close()
         if self.writer is not None:
             self.writer.close()
