@@ -472,9 +472,12 @@ def test_a_schedule_crawls_each_run_into_the_next_version_and_keeps_the_last(
     jobs.create("early", spec_with(dataset={"datasetRef": {"name": name}}))
     assert first["dataset"]["uri"] == f"s3://{bucket}/datasets/{name}/v1"
     assert first["dataset"]["documents"] == 1
-    assert first["currentVersion"] == 1
-    assert "nextScheduleTime" in first
-    assert "lastScheduleTime" not in first
+    # When the first run took over a minute, the next one is due as it publishes, and the status
+    # that says version 1 is published may already be the one that starts version 2.
+    assert first["currentVersion"] in (1, 2)
+    if first["currentVersion"] == 1:
+        assert "nextScheduleTime" in first
+        assert "lastScheduleTime" not in first
     early = wait_for(lambda: read_or_none(lambda: jobs.worker_job("early")), "a worker Job")
 
     # The next run falls due within a minute: version 2 is crawled while version 1 stays the
