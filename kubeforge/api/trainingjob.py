@@ -137,6 +137,23 @@ class RestartCause(StrEnum):
         }
 
 
+class TrainerStage(StrEnum):
+    """What rank 0 of an attempt is doing. Each stage is timed on its own by
+    progressDeadlineSeconds, so a long start (a big checkpoint's restore, compilation) is not
+    taken for a hang while each of its stages still ends within the deadline."""
+
+    LOADING = "Loading"
+    """Reading the dataset's index and the tokenizer, building the model."""
+    RESTORING = "Restoring"
+    """Reading and loading the newest checkpoint."""
+    FIRST_STEP = "FirstStep"
+    """The attempt's first step, compilation included."""
+    TRAINING = "Training"
+    """Steps: each one restarts the deadline's clock."""
+    FINISHING = "Finishing"
+    """After the last step: the final checkpoint and the model's artifacts."""
+
+
 class ModelArchitecture(StrEnum):
     """The built-in trainer's models."""
 
@@ -799,8 +816,11 @@ class TrainingJobSpec(CamelModel):
         default=None,
         ge=1,
         description="Seconds without a new training step (status.progress.step) after which "
-        "the group is restarted as hung (cause Hung, charged to maxRestarts). Omitted: hangs "
-        "are not detected; set it only for programs that report progress.",
+        "the group is restarted as hung (cause Hung, charged to maxRestarts). Each stage of a "
+        "start that the program reports (status.progress.stage: loading, restoring a "
+        "checkpoint, the first step with its compilation) and the final save get the same "
+        "seconds of their own, so set it above the longest of them. Omitted: hangs are not "
+        "detected; set it only for programs that report progress.",
     )
     active_deadline_seconds: Int64 | None = Field(
         default=None,
@@ -949,7 +969,7 @@ class ProgressStatus(StatusModel):
     updated_at: AwareDatetime | None = Field(
         default=None,
         description="When the training step last advanced (not when the report was written): "
-        "progressDeadlineSeconds counts from it.",
+        "progressDeadlineSeconds counts from it, or from stageSince when that is later.",
     )
     started_at: AwareDatetime | None = Field(
         default=None,
@@ -958,6 +978,16 @@ class ProgressStatus(StatusModel):
     )
     first_step_at: AwareDatetime | None = Field(
         default=None, description="When this attempt's first training step finished."
+    )
+    stage: TrainerStage | None = Field(
+        default=None,
+        description="What rank 0 is doing: Loading, Restoring, FirstStep, Training or "
+        "Finishing. Reported when it changes.",
+    )
+    stage_since: AwareDatetime | None = Field(
+        default=None,
+        description="When the stage began: progressDeadlineSeconds counts from the latest of "
+        "it and updatedAt, so each stage of a start is timed on its own.",
     )
 
 

@@ -136,6 +136,8 @@ def _details(console: Console, resource: Resource) -> None:
         if progress is not None and progress.last_checkpoint is not None:
             checkpoint = progress.last_checkpoint
             console.print(f"last checkpoint: step {checkpoint.step} at {checkpoint.uri}")
+        if progress is not None and progress.stage is not None and progress.stage_since:
+            console.print(f"stage: {progress.stage} since {progress.stage_since:%Y-%m-%d %H:%M:%S}")
         if progress is not None and progress.storage_waiting_since is not None:
             since = progress.storage_waiting_since
             console.print(f"waiting for the object store since {since:%Y-%m-%d %H:%M:%S}")

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 
 from kubeforge.api.dataingest import CrawlCounters
-from kubeforge.api.trainingjob import ProgressStatus
+from kubeforge.api.trainingjob import ProgressStatus, TrainerStage
 
 
 class RunView:
@@ -76,4 +76,6 @@ class RunView:
             parts.append(f"ckpt @{status.last_checkpoint.step}")
         if status.storage_waiting_since is not None:
             parts.append(f"waiting for storage since {status.storage_waiting_since:%H:%M:%S}")
+        if status.stage not in {None, TrainerStage.TRAINING}:
+            parts.insert(0, str(status.stage))
         self.progress.update(task, completed=status.step or 0, detail=", ".join(parts))

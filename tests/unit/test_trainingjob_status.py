@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubeforge.api.trainingjob import ProgressStatus, TrainingJob
+from kubeforge.api.trainingjob import ProgressStatus, TrainerStage, TrainingJob
 from kubeforge_operator.trainingjob.status import Action, Observed, classify_failure, decide
 from tests.trainingjob_cases import MINIMAL_SPEC
 
@@ -389,6 +389,51 @@ def test_a_run_waiting_for_its_object_store_past_the_deadline_is_not_hung() -> N
     assert decision.action is None
     assert decision.status.phase == "Running"
     assert decision.status.progress == report
+
+
+def test_a_restart_hours_in_whose_start_outlasts_the_deadline_is_timed_stage_by_stage() -> None:
+    """Two hours in, torchrun restarted the workers in place (no pod failed, Running stays true
+    since long ago): the new attempt started 14 minutes ago and has loaded for 4 minutes, restored
+    for 5 and has been on its first step (compiling) for 4 — longer than the 5-minute deadline in
+    all, never that long in one stage. Counting from the last step (10 minutes ago) would restart
+    it as hung, and its next attempt too, every one charged."""
+    job = long_running(progressDeadlineSeconds=300)
+    peers = [pod("tj-0", created=HOURS_AGO), pod("tj-1", created=HOURS_AGO)]
+    starting = ProgressStatus(
+        step=9000,
+        updated_at=NOW - timedelta(minutes=10),
+        started_at=NOW - timedelta(minutes=14),
+        stage=TrainerStage.FIRST_STEP,
+        stage_since=NOW - timedelta(minutes=4),
+    )
+    decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), peers, progress=starting))
+    assert decision.action is None
+    assert decision.status.phase == "Running"
+    assert decision.requeue_after == pytest.approx(60)
+    stalled = starting.model_copy(update={"stage_since": NOW - timedelta(seconds=301)})
+    hung = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), peers, progress=stalled))
+    assert hung.action is Action.RESTART
+    assert hung.status.restarts.history[-1].cause == "Hung"
+    assert "in stage FirstStep" in condition(hung.status, "Ready").message
+
+
+def test_the_final_save_after_the_last_step_has_a_deadline_of_its_own() -> None:
+    """The last step was 8 minutes ago; the final checkpoint and the model's upload began 4
+    minutes ago: not hung. Stalled in that stage for longer than the deadline: hung."""
+    job = long_running(progressDeadlineSeconds=300)
+    peers = [pod("tj-0", created=HOURS_AGO), pod("tj-1", created=HOURS_AGO)]
+    saving = ProgressStatus(
+        step=10000,
+        updated_at=NOW - timedelta(minutes=8),
+        stage=TrainerStage.FINISHING,
+        stage_since=NOW - timedelta(minutes=4),
+    )
+    decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), peers, progress=saving))
+    assert decision.action is None
+    stalled = saving.model_copy(update={"stage_since": NOW - timedelta(seconds=301)})
+    hung = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), peers, progress=stalled))
+    assert hung.action is Action.RESTART
+    assert "in stage Finishing" in condition(hung.status, "Ready").message
 
 
 def test_active_deadline_fails_the_job() -> None:

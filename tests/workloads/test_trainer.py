@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kubeforge.api.dataingest import TokenizerTraining
-from kubeforge.api.trainingjob import ProgressStatus, TokenizerType
+from kubeforge.api.trainingjob import ProgressStatus, TokenizerType, TrainerStage
 from kubeforge.dataset import Manifest, read_manifest
 from kubeforge.storage import FileStore, S3Store
 from kubeforge_trainer.checkpoint import Checkpoints
@@ -111,6 +111,13 @@ def test_the_mlp_learns_the_bundled_digits_and_reports_progress(reference: Refer
     assert progress.started_at is not None
     assert progress.first_step_at is not None
     assert progress.started_at <= progress.first_step_at <= progress.updated_at
+    # Its stages, each reported as it began: the last report is the final save's.
+    assert progress.stage == TrainerStage.FINISHING
+    assert progress.stage_since is not None and progress.stage_since >= progress.updated_at
+    output = reference.launch.output()
+    stages = ["Loading", "Restoring", "FirstStep", "Finishing"]
+    at = [output.index(f"stage {stage}") for stage in stages]
+    assert at == sorted(at), output
 
 
 def test_every_sample_is_consumed_exactly_once_per_epoch(reference: Reference) -> None:

@@ -3,8 +3,9 @@
 Reports follow the progress contract (`kubeforge.progress`): `updatedAt` is the time the step
 last advanced, which the operator's hang detection reads, `startedAt` and `firstStepAt` (when
 this process started, when its first step finished) tell the operator's goodput one attempt from
-the next, and reports are forced at each checkpoint, when a wait for the object store starts or
-ends (`storageWaitingSince`), and at the end. The history of measurements
+the next, `stage` and `stageSince` say what the attempt is doing (the operator times each stage
+of a start on its own), and reports are forced at each stage, at each checkpoint, when a wait for
+the object store starts or ends (`storageWaitingSince`), and at the end. The history of measurements
 is part of the checkpointed state, so the final metrics.json covers the whole run across restarts.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from kubeforge.api.trainingjob import CheckpointRecord, ProgressStatus
+from kubeforge.api.trainingjob import CheckpointRecord, ProgressStatus, TrainerStage
 from kubeforge.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Progress:
         self._started_at = process_start_time()
         self._first_step_at: datetime | None = None
         self._storage_waiting_since: datetime | None = None
+        self._stage: TrainerStage | None = None
+        self._stage_since: datetime | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history)}
@@ -72,12 +75,22 @@ class Progress:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state["history"])
 
+    def entered(self, stage: TrainerStage) -> None:
+        """The attempt began a stage: reported at once, as the clock of the operator's hang
+        detection restarts with it."""
+        log.info("stage %s", stage.value)
+        self._stage = stage
+        self._stage_since = datetime.now(UTC)
+        self.reporter.report(self._status(), force=True)
+
     def advanced(self, step: int) -> None:
-        """A step finished."""
+        """A step finished; the first one of the attempt begins its Training stage."""
         self.step = step
         self._advanced_at = datetime.now(UTC)
-        self._first_step_at = self._first_step_at or self._advanced_at
-        self.reporter.report(self._status())
+        if self._first_step_at is None:
+            self._first_step_at = self._advanced_at
+            self._stage, self._stage_since = TrainerStage.TRAINING, self._advanced_at
+        self.reporter.report(self._status(), force=self._stage_since == self._advanced_at)
 
     def measured(self, measurement: Measurement) -> None:
         self._latest = measurement
@@ -127,4 +140,6 @@ class Progress:
             updated_at=self._advanced_at,
             started_at=self._started_at,
             first_step_at=self._first_step_at,
+            stage=self._stage,
+            stage_since=self._stage_since,
         )

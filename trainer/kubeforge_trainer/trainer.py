@@ -32,6 +32,7 @@ from kubeforge.api.trainingjob import (
     OptimizerConfig,
     OptimizerName,
     Precision,
+    TrainerStage,
 )
 from kubeforge.plan import WorkerConfig
 from kubeforge.progress import ProgressReporter, sink_from_env
@@ -89,6 +90,9 @@ class Trainer:
         self.config = config
         self.group = group
         settings = config.trainer
+        sink = sink_from_env() if group.is_main else None
+        self.progress = Progress(settings.steps, ProgressReporter(sink))
+        self._enter(TrainerStage.LOADING)
         cuda = group.device.type == "cuda"
         if cuda:
             torch.set_float32_matmul_precision("high")
@@ -118,8 +122,6 @@ class Trainer:
         # FSDP casts the parameters itself (its MixedPrecisionPolicy); DDP computes under autocast.
         self.autocast = bf16 and not self.parallel.sharded
         self.peak_flops = peak_flops(group.device) if bf16 else None
-        sink = sink_from_env() if group.is_main else None
-        self.progress = Progress(settings.steps, ProgressReporter(sink))
         if group.is_main:
             s3wait.subscribe(self.progress.storage_waiting)
         self.agreement = StepAgreement(group.control)
@@ -198,6 +200,7 @@ class Trainer:
         every rank learns it and the next older checkpoint is tried."""
         if self.checkpoints is None:
             return
+        self._enter(TrainerStage.RESTORING)
         failed: set[int] = set()
         while True:
             verified = None
@@ -239,6 +242,7 @@ class Trainer:
         """Trains to the last step (True) or until a SIGTERM stops every rank (False)."""
         total = self.config.trainer.steps
         meter = RateMeter()
+        self._enter(TrainerStage.FIRST_STEP)
         while self.step < total:
             decision = self.agreement.exchange(
                 stop=self._terminating, checkpoint=self._time_to_checkpoint()
@@ -259,6 +263,7 @@ class Trainer:
                 self.progress.advanced(self.step)
             self._report_commits()
         self.agreement.settle()
+        self._enter(TrainerStage.FINISHING)
         completed = self.step >= total
         if not completed:
             log.warning("stopping at step %d on SIGTERM", self.step)
@@ -275,6 +280,11 @@ class Trainer:
             self.progress.finished()
         dist.barrier(group=self.group.control)  # nobody exits before the checkpoint is committed
         return completed
+
+    def _enter(self, stage: TrainerStage) -> None:
+        """Rank 0 reports the stage the attempt begins (every rank goes through it alike)."""
+        if self.group.is_main:
+            self.progress.entered(stage)
 
     def close(self) -> None:
         s3wait.unsubscribe(self.progress.storage_waiting)

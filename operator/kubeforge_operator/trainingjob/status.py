@@ -450,8 +450,12 @@ class _Decider:
         return ready.message if ready is not None and is_start_blocker(ready.reason) else None
 
     def hung(self) -> bool:
-        """True when progress has not advanced for progressDeadlineSeconds. A run that waits for
-        its object store is not hung: restarting it would not bring the store back, and the
+        """True when progress has not advanced for progressDeadlineSeconds: no new step, and no
+        new stage (status.progress.stage), since the later of the two or of the group becoming
+        Running. A stage of the start (restoring a checkpoint, compiling) restarts the clock, as
+        a step does, so a run hours old whose restore or first step takes longer than a step is
+        not restarted as hung while that stage still ends within the deadline. A run that waits
+        for its object store is not hung: restarting it would not bring the store back, and the
         store's retries bound the wait."""
         limit = self.spec.progress_deadline_seconds
         running = find_condition(self.previous.conditions, ConditionType.RUNNING)
@@ -462,12 +466,22 @@ class _Decider:
             return False
         last = max(
             t
-            for t in (running.last_transition_time, progress.updated_at if progress else None)
+            for t in (
+                running.last_transition_time,
+                progress.updated_at if progress else None,
+                progress.stage_since if progress else None,
+            )
             if t
         )
         left = _seconds_left(last, limit, self.now)
         self.wake_in(left)
         return left is not None and left <= 0
+
+    def hung_stage(self) -> str:
+        """The stage a hung group was in, as its report says, for the message."""
+        progress = self.status.progress
+        stage = progress.stage if progress is not None else None
+        return f" in stage {stage.value}" if stage is not None else ""
 
     def outcome(self) -> tuple[JobOutcome, Action | None]:
         spec = self.spec
@@ -527,7 +541,7 @@ class _Decider:
                 Phase.RESTARTING,
                 Reason.HUNG,
                 "no training step for progressDeadlineSeconds "
-                f"({spec.progress_deadline_seconds} s)",
+                f"({spec.progress_deadline_seconds} s){self.hung_stage()}",
             ), Action.RESTART
         message = f"{ready}/{spec.replicas} workers running"
         if ready < spec.replicas:
