@@ -120,24 +120,45 @@ def test_a_worker_failing_after_the_start_deadline_restarts_the_group(
     never_failed(jobs, "late")
 
 
-def test_restarts_late_in_a_run_wait_out_the_job_controllers_back_off(
+def test_restarts_late_in_a_run_never_wait_out_the_job_controllers_growing_back_off(
     jobs: Jobs, operator: OperatorThread
 ) -> None:
-    """Three retryable failures, each past a start deadline of 15 s: the real Job controller
-    holds each replacement back for 10, 20, then 40 s (its pod-failure back-off, never reset in
-    a run whose pods succeed only at its end), and the job restarts three times without failing.
+    """Three retryable failures, each past a start deadline of 15 s, on the real Job controller.
+    Its back-off doubles with every failed pod of a Job and is never reset while the Job runs:
+    the first failed pod is replaced in place after 10 s; the second would wait 20 s, so the
+    operator replaces the worker Job and both workers start anew at once; the third is the new
+    Job's first failure, replaced in place again. The job restarts three times without failing.
     The exit codes come from kwok's test annotation: the Job controller's side is what is proven
     here, torchrun's is in the workloads and e2e tiers."""
     jobs.create("thrice", spec_with(replicas=2, startDeadlineSeconds=15))
     pods = jobs.running_pods("thrice", 2)
     jobs.wait_phase("thrice", "Running")
+    first_job = jobs.worker_job("thrice").metadata.uid
     older_than_start_deadline(jobs, "thrice", 15)
-    for restart in (1, 2, 3):
-        jobs.end_pod(pods[0], 3)
-        jobs.wait("thrice", f"restart {restart}", partial(restarts_counted, restart))
-        pods = jobs.running_pods("thrice", 2, replacing=pods[:1], timeout=120)
-        jobs.wait_phase("thrice", "Running")
-    assert jobs.worker_job("thrice").status.failed == 3
+
+    jobs.end_pod(pods[0], 3)
+    jobs.wait("thrice", "restart 1", partial(restarts_counted, 1))
+    pods = jobs.running_pods("thrice", 2, replacing=pods[:1], timeout=120)
+    jobs.wait_phase("thrice", "Running")
+    assert jobs.worker_job("thrice").metadata.uid == first_job
+
+    jobs.end_pod(pods[0], 3)
+    status = jobs.wait("thrice", "restart 2", partial(restarts_counted, 2))["status"]
+    pods = jobs.running_pods("thrice", 2, replacing=pods, timeout=120)
+    jobs.wait_phase("thrice", "Running")
+    second_job = jobs.worker_job("thrice")
+    assert second_job.metadata.uid != first_job
+    assert all(
+        owner.uid == second_job.metadata.uid for p in pods for owner in p.metadata.owner_references
+    )
+
+    jobs.end_pod(pods[0], 3)
+    jobs.wait("thrice", "restart 3", partial(restarts_counted, 3))
+    jobs.running_pods("thrice", 2, replacing=pods[:1], timeout=120)
+    status = jobs.wait_phase("thrice", "Running")["status"]
+    assert jobs.worker_job("thrice").metadata.uid == second_job.metadata.uid
+    assert jobs.worker_job("thrice").status.failed == 1
+    assert [r["cause"] for r in status["restarts"]["history"]] == ["RetryableExitCode"] * 3
     never_failed(jobs, "thrice")
 
 

@@ -746,10 +746,44 @@ def test_an_elastic_group_trains_below_its_size_while_a_replacement_cannot_start
     assert "Unschedulable" not in condition(later.status, "Ready").reason
 
 
+def test_a_broken_group_of_eight_gets_a_new_worker_job_not_ten_minutes_of_back_off() -> None:
+    """Hours in, worker 3 of eight fails and the seven others stop with the group: the Job
+    controller would hold their replacements back for ten minutes (10 s doubled for each failed
+    pod, at most 600 s). One restart is charged and the worker Job is replaced at once."""
+    job = training_job(
+        running_status(HOURS_AGO + timedelta(minutes=1)), replicas=8, startDeadlineSeconds=60
+    )
+    broken = [
+        failed_at(f"tj-{i}", NOW - timedelta(seconds=1 if i == 3 else 0.5), created=HOURS_AGO)
+        for i in range(8)
+    ]
+    decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), broken))
+    assert decision.action is Action.RESTART
+    assert decision.status.phase == "Restarting"
+    assert (decision.status.restarts.count, len(decision.status.restarts.history)) == (1, 1)
+    assert decision.status.restarts.history[0].pod == "tj-3"
+    message = condition(decision.status, "Ready").message
+    assert "replacing the worker Job" in message
+    assert "8 failed pods back for 600 s" in message
+
+
+def test_one_failed_pod_is_replaced_in_place_by_the_job_controller() -> None:
+    """Ten seconds of back-off for one failed pod: the Job is kept, and so is its other worker,
+    which waits in the rendezvous for the replacement."""
+    job = long_running()
+    lost = failed_at("tj-0", NOW - timedelta(seconds=1), created=HOURS_AGO)
+    peer = pod("tj-1", created=HOURS_AGO)
+    decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), [lost, peer]))
+    assert decision.action is None
+    assert decision.status.phase == "Restarting"
+    assert decision.status.restarts.count == 1
+
+
 def test_the_start_deadline_waits_out_the_job_controllers_back_off() -> None:
-    """At a run's third restart, hours in, the Job controller holds the replacement back for
-    40 s (10 s, doubled for each of the Job's two earlier failed pods): a start deadline of
-    60 s counts from the end of that wait, not from the failure."""
+    """At a run's third restart, hours in, the Job controller would hold the replacement back
+    for 40 s (10 s, doubled for each of the Job's two earlier failed pods): the operator replaces
+    the worker Job. Had it not been watching during the wait (the wait passed, the Job kept), a
+    start deadline of 60 s counts from the end of that wait, not from the failure."""
     earlier = [
         failed_at(f"tj-0-{n}", HOURS_AGO + timedelta(hours=n / 2), created=HOURS_AGO)
         for n in (1, 2)
@@ -761,6 +795,7 @@ def test_the_start_deadline_waits_out_the_job_controllers_back_off() -> None:
     broken = decide(
         long_running(), Observed(NOW, worker_job(created=HOURS_AGO), [*earlier, third, peer])
     )
+    assert broken.action is Action.RESTART
     third["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
     status = broken.status.model_dump(mode="json", by_alias=True)
 

@@ -113,7 +113,8 @@ def test_the_mlp_learns_the_bundled_digits_and_reports_progress(reference: Refer
     assert progress.started_at <= progress.first_step_at <= progress.updated_at
     # Its stages, each reported as it began: the last report is the final save's.
     assert progress.stage == TrainerStage.FINISHING
-    assert progress.stage_since is not None and progress.stage_since >= progress.updated_at
+    assert progress.stage_since is not None
+    assert progress.stage_since >= progress.updated_at
     output = reference.launch.output()
     stages = ["Loading", "Restoring", "FirstStep", "Finishing"]
     at = [output.index(f"stage {stage}") for stage in stages]

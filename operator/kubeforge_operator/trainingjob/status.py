@@ -53,7 +53,7 @@ TERMINAL = {Phase.SUCCEEDED, Phase.FAILED}
 # kube-controller-manager's pod-failure back-off for Jobs (DefaultJobPodFailureBackOff and
 # MaxJobPodFailureBackOff in pkg/controller/job), which no Job field changes.
 JOB_POD_FAILURE_BACKOFF_S = 10
-JOB_POD_FAILURE_BACKOFF_MAX_S = 360
+JOB_POD_FAILURE_BACKOFF_MAX_S = 600
 
 
 class Action(enum.Enum):
@@ -187,6 +187,13 @@ def classify_failure(job: TrainingJob, pod: Object) -> tuple[RestartCause | None
     if job.spec.failure_policy.is_permanent(terminated.get("exitCode")):
         return None, terminated
     return RestartCause.RETRYABLE_EXIT_CODE, terminated
+
+
+def _pod_failure_backoff(failed_pods: int) -> float:
+    """The Job controller's pod-failure back-off after this many failed pods, in seconds."""
+    return float(
+        min(JOB_POD_FAILURE_BACKOFF_S * 2 ** (failed_pods - 1), JOB_POD_FAILURE_BACKOFF_MAX_S)
+    )
 
 
 def _seconds_left(since: datetime | None, limit: int | None, now: datetime) -> float | None:
@@ -359,20 +366,38 @@ class _Decider:
         """When the Job controller creates the replacements of the worker Job's failed pods.
 
         It holds them back by its pod-failure back-off: 10 s after the last failure, doubled for
-        each further pod that failed since a pod of the Job last succeeded, up to 6 minutes. A
+        each further pod that failed since a pod of the Job last succeeded, up to 10 minutes. A
         training Job's pods succeed only at its end, so the back-off grows all run long (each
         broken group adds every worker's failure), and a start deadline that counted the wait
         would end a run at its third or fourth restart. The start counts from the end of it.
         """
-        failed = [
+        failed = self.failure_times()
+        if not failed:
+            return None
+        return max(failed) + timedelta(seconds=_pod_failure_backoff(len(failed)))
+
+    def failure_times(self) -> list[datetime]:
+        """When each failed pod of the worker Job failed."""
+        return [
             self.failure_time(pod)
             for pod in self.pods
             if (pod.get("status") or {}).get("phase") == "Failed"
         ]
-        if not failed:
+
+    def backed_off(self) -> tuple[int, float] | None:
+        """The failed pods and the seconds left of the Job controller's back-off, when it would
+        hold their replacements for longer than its first step (10 s) from now: the worker Job
+        is then replaced, as JobSet replaces its Jobs, since a new Job starts its pods at once.
+
+        The back-off doubles with every failed pod of the Job and is never reset while its pods
+        run, so waiting it out would cost a group of eight workers ten minutes at its first
+        restart (all eight stop with the group) and any group minutes per restart in a run's
+        third hour. A wait of 10 s or less, such as one failed pod's, is waited out in place."""
+        due = self.replacements_due()
+        if due is None:
             return None
-        backoff = JOB_POD_FAILURE_BACKOFF_S * 2 ** (len(failed) - 1)
-        return max(failed) + timedelta(seconds=min(backoff, JOB_POD_FAILURE_BACKOFF_MAX_S))
+        left = (due - self.now).total_seconds()
+        return (len(self.failure_times()), left) if left > JOB_POD_FAILURE_BACKOFF_S else None
 
     def stuck_terminating(self) -> list[str]:
         """Worker pods still terminating stuckTerminationSeconds past their grace period: their
@@ -390,8 +415,9 @@ class _Decider:
             self.wake_in(left)
         return stuck
 
-    def starting(self) -> JobOutcome:
-        """Not all workers are ready: why, and whether startDeadlineSeconds has passed.
+    def starting(self) -> tuple[JobOutcome, Action | None]:
+        """Not all workers are ready: why, whether startDeadlineSeconds has passed, and whether
+        the worker Job is replaced rather than waited for (`backed_off`).
 
         A worker whose node stopped answering is not starting: the group waits for Kubernetes to
         evict it (spec.failurePolicy.unreachableNodeSeconds) and for the operator to force-delete
@@ -403,7 +429,15 @@ class _Decider:
                 Reason.NODE_LOST,
                 f"the node of worker {', '.join(sorted(lost))} stopped answering: waiting for "
                 "its eviction and replacement",
-            )
+            ), None
+        backed_off = self.backed_off()
+        if backed_off is not None:
+            return Outcome(
+                Phase.RESTARTING,
+                Reason.RESTARTING,
+                f"replacing the worker Job: the Job controller would hold the replacements of "
+                f"its {backed_off[0]} failed pods back for {backed_off[1]:.0f} s",
+            ), Action.RESTART
         waiting = [p for p in self.pods if _is_active(p) and not _is_ready(p)]
         blocker = start_blocker(waiting, Reason)
         since = self.start_began(waiting)
@@ -415,25 +449,27 @@ class _Decider:
                 Reason.START_DEADLINE_EXCEEDED,
                 f"workers not all running after startDeadlineSeconds "
                 f"({self.spec.start_deadline_seconds} s): {detail}",
-            )
+            ), Action.STOP
         self.wake_in(left)
         if blocker is not None:
-            return Outcome(Phase.STARTING, blocker[0], blocker[1])
+            return Outcome(Phase.STARTING, blocker[0], blocker[1]), None
         was_running = self.previous.phase in {Phase.RUNNING, Phase.RESTARTING}
         if self.recorded or (self.status.restarts.history and was_running):
-            return Outcome(Phase.RESTARTING, Reason.RESTARTING, "the worker group is re-forming")
+            return Outcome(
+                Phase.RESTARTING, Reason.RESTARTING, "the worker group is re-forming"
+            ), None
         ready = sum(_is_ready(p) for p in self.pods)
         if self.scaling():
             return Outcome(
                 Phase.STARTING,
                 Reason.SCALING,
                 f"scaling to {self.spec.replicas} workers: {ready} running",
-            )
+            ), None
         return Outcome(
             Phase.STARTING,
             Reason.WORKERS_STARTING,
             f"{ready}/{self.spec.replicas} workers running",
-        )
+        ), None
 
     def scaling(self) -> bool:
         """True while a running group re-forms at a new size (the scale subresource changed
@@ -529,8 +565,7 @@ class _Decider:
             ), None
         elastic = self.elastic_group()
         if ready < spec.replicas and elastic is None:
-            outcome = self.starting()
-            return outcome, Action.STOP if outcome.phase == Phase.FAILED else None
+            return self.starting()
         if self.hung():
             self._count(RestartCause.HUNG, None, None, None, self.now)
             if self.status.restarts.count > spec.failure_policy.max_restarts:
