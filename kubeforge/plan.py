@@ -71,6 +71,7 @@ def plan_training(
     config_path: str,
     dataset_uri: str | None = None,
     rendezvous_port: int = RENDEZVOUS_PORT,
+    rendezvous_id: str | None = None,
 ) -> TrainingPlan:
     """The plan of a TrainingJob's workers.
 
@@ -78,6 +79,9 @@ def plan_training(
     rendezvous_port: its port; pods use the default, local runs side by side need free ones.
     config_path: where the worker config file will be in each worker.
     dataset_uri: the dataset resolved from spec.dataset (a DataIngest's published URI, or the URI).
+    rendezvous_id: the agents' run in the store; the job's uid when not given. In the cluster
+    each worker Job has a run of its own, so that no agent of a Job being replaced can join the
+    group of the Job that replaces it.
     """
     spec = job.spec
     name = job.metadata.name or ""
@@ -91,7 +95,7 @@ def plan_training(
         f"--rdzv-endpoint={rendezvous_host}:{rendezvous_port}",
         # The store is its own process: no agent hosts it, not even one on the store's host.
         f"--rdzv-conf=is_host=false,read_timeout={STORE_WAIT_SECONDS}",
-        f"--rdzv-id={job.metadata.uid or name}",
+        f"--rdzv-id={rendezvous_id or job.metadata.uid or name}",
         # The operator owns every restart: a failed worker ends its pod, and the group is
         # replaced and charged once to failurePolicy.maxRestarts (docs/trainingjob-operator.md).
         "--max-restarts=0",

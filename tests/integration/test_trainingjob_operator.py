@@ -90,7 +90,7 @@ def test_children_carry_the_plan(jobs: Jobs, operator: OperatorThread) -> None:
         "--rdzv-backend=kubeforge",
         f"--rdzv-endpoint=gpt-rendezvous.{namespace}.svc:29400",
         "--rdzv-conf=is_host=false,read_timeout=600",
-        f"--rdzv-id={uid}",
+        "--rdzv-id=$(KUBEFORGE_WORKER_JOB_UID)",
         "--max-restarts=0",
     ]
     assert container.command[10:] == [

@@ -210,10 +210,21 @@ def test_plan_is_the_same_for_every_place_it_runs() -> None:
     differing = [(a, b) for a, b in zip(local.command, pod.command, strict=True) if a != b]
     assert differing == [
         ("--rdzv-endpoint=127.0.0.1:29400", "--rdzv-endpoint=tj-rendezvous.ns.svc:29400"),
+        ("--rdzv-id=tj-uid", "--rdzv-id=$(KUBEFORGE_WORKER_JOB_UID)"),
         ("/tmp/c.yaml", "/etc/kubeforge/trainer.yaml"),
     ]
     assert local.rendezvous_command == pod.rendezvous_command
     assert local.world_size == 4
+
+
+def test_each_worker_job_has_a_rendezvous_run_of_its_own() -> None:
+    """The kubelet expands the run id from the pod's environment: its Job's uid, so that the
+    agents of a worker Job being replaced cannot join the group of the Job that replaces it."""
+    container = children(training_job())["Job/tj"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--rdzv-id=$(KUBEFORGE_WORKER_JOB_UID)" in container["command"]
+    (uid,) = [e for e in container["env"] if e["name"] == "KUBEFORGE_WORKER_JOB_UID"]
+    field = uid["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.labels['batch.kubernetes.io/controller-uid']"
 
 
 def test_the_rendezvous_store_is_a_pod_of_its_own_that_no_worker_hosts() -> None:

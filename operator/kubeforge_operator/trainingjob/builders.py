@@ -27,6 +27,9 @@ RENDEZVOUS_RESOURCES: Object = {
 """The store is idle but for the agents' rendezvous rounds; most of its memory is torch."""
 CONFIG_DIR = "/etc/kubeforge"
 CONFIG_FILE = "trainer.yaml"
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+"""On every pod of a Job (Kubernetes 1.27 and later): the uid of the Job that owns it."""
+WORKER_JOB_UID_ENV = "KUBEFORGE_WORKER_JOB_UID"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 COSCHEDULING_GROUP_LABEL = "scheduling.x-k8s.io/pod-group"
@@ -78,6 +81,8 @@ def build_plan(job: TrainingJob, dataset_uri: str | None) -> TrainingPlan:
         rendezvous_host=rendezvous_host(job),
         config_path=f"{CONFIG_DIR}/{CONFIG_FILE}",
         dataset_uri=dataset_uri,
+        # Expanded by the kubelet from the pod's environment (_env).
+        rendezvous_id=f"$({WORKER_JOB_UID_ENV})",
     )
 
 
@@ -256,6 +261,12 @@ def _env(job: TrainingJob, plan: TrainingPlan) -> list[Object]:
     env: list[Object] = [
         {"name": NAMESPACE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # The rendezvous run of this worker Job: a Job that replaces it (a restart) has another,
+        # so that agents of the old Job, still terminating, never join the new group.
+        {
+            "name": WORKER_JOB_UID_ENV,
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_UID_LABEL}']"}},
+        },
         {"name": CONFIGMAP_ENV, "value": progress_configmap_name(job.metadata.name or "")},
     ]
     env += [{"name": name, "value": value} for name, value in plan.env.items()]
