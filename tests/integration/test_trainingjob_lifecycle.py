@@ -223,13 +223,17 @@ def test_preemption_is_recorded_but_not_charged(jobs: Jobs, operator: OperatorTh
 
 
 def test_kueue_queue_name_creates_the_job_suspended(jobs: Jobs, operator: OperatorThread) -> None:
+    """The operator's side of a queue: the worker Job is created suspended with Kueue's label,
+    and the operator never suspends it again once it runs. Kueue itself is not in the rig: the
+    test unsuspends the Job where Kueue's controller would, so the integration with Kueue (its
+    admission, its Workload, a restart's new Job admitted again) is unproven here."""
     jobs.create("queued", spec_with(scheduling={"queueName": "team-a"}))
     job = wait_for(lambda: read_or_none(lambda: jobs.worker_job("queued")), "the worker Job")
     assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
     assert job.spec.suspend is True
     status = jobs.wait_reason("queued", "Queued")["status"]
     assert status["phase"] == "Pending"
-    # Admission, as Kueue does it: unsuspend the Job. The operator must not suspend it again.
+    # Admission, as Kueue would do it (a stand-in): unsuspend the Job.
     jobs.batch.patch_namespaced_job("queued", jobs.namespace, {"spec": {"suspend": False}})
     jobs.running_pods("queued", 1)
     jobs.wait_phase("queued", "Running")
