@@ -37,7 +37,7 @@ from kubeforge_trainer.trainer import LOG_INTERVAL, Trainer
 from tests.workloads.trainer_runs import module_docs, write_text_dataset
 
 STEPS = 3 * LOG_INTERVAL
-ROUNDS = 5
+ROUNDS = 3
 MODELS: dict[str, tuple[dict[str, Any], int]] = {
     "tiny (2 x 128, 4 heads / 2 kv, context 128), batch 16": (
         {"architecture": "llama", "size": "tiny"},
