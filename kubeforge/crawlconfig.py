@@ -84,6 +84,22 @@ def crawl_command(config_path: str, python: str = "python") -> list[str]:
     return [python, "-m", CRAWLER_MODULE, "--config", config_path]
 
 
+def dedup_command(
+    config_path: str, stage: str, tasks: int, memory_entries: int, python: str = "python"
+) -> list[str]:
+    """The command of a dedup stage's pod (`dedup-buckets`, `dedup-clusters`, `dedup-filter`);
+    its task comes from JOB_COMPLETION_INDEX."""
+    return [
+        *crawl_command(config_path, python),
+        "--stage",
+        stage,
+        "--tasks",
+        str(tasks),
+        "--memory-entries",
+        str(memory_entries),
+    ]
+
+
 def publish_command(config_path: str, python: str = "python") -> list[str]:
     """The command that deduplicates across shards and publishes, once every shard is done."""
     return [*crawl_command(config_path, python), "--stage", "publish"]
