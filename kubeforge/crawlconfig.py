@@ -50,6 +50,12 @@ class CrawlerConfig(CamelModel):
         description="A PEM file of CA certificates trusted besides the system's for the crawled "
         "sites (crawl.tls.caBundle, mounted). Omitted: the system's only.",
     )
+    dedup_against: list[ObjectUri] = Field(
+        default_factory=list,
+        description="Published earlier versions of the same dataset: the dedup stages remove "
+        "this version's documents that duplicate one of theirs (from their shard markers and "
+        "signatures, which publish keeps).",
+    )
     poll_seconds: float = Field(
         default=2.0,
         gt=0,

@@ -37,23 +37,36 @@ MODULES = ("json", "csv", "argparse", "collections", "pathlib", "logging", "typi
 @cache
 def vocabulary() -> tuple[str, ...]:
     text = " ".join(warcfiles.module_text(name) for name in MODULES)
-    return tuple(sorted(set(re.findall(r"[A-Za-z]{3,}", text))))
+    return tuple(sorted(set(re.findall(r"\b[A-Za-z]{3,}\b", text))))  # not bits of addresses
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A text's documents in this corpus: one is kept, unless the text is an earlier corpus's."""
+
+    ids: frozenset[str]
+    earlier: bool
+
+    @property
+    def copies(self) -> int:
+        return len(self.ids) - (0 if self.earlier else 1)
 
 
 @dataclass(frozen=True)
 class PlantedCorpus:
     documents: int
-    clusters: tuple[frozenset[str], ...]  # ids of each document with copies, and its copies
+    texts: tuple[str, ...]  # in the order written (what a later corpus may copy)
+    clusters: tuple[Cluster, ...]  # of the texts with copies
 
     @property
     def copies(self) -> int:
-        """Documents a perfect deduplication removes: all but one of each cluster."""
-        return sum(len(cluster) - 1 for cluster in self.clusters)
+        """Documents a perfect deduplication removes."""
+        return sum(cluster.copies for cluster in self.clusters)
 
     def precision_recall(self, removed: set[str]) -> tuple[float, float]:
         """Of the removed documents, the fraction that are copies; of the copies, the fraction
         removed. A cluster removed whole counts one removal as wrong."""
-        right = sum(min(len(cluster & removed), len(cluster) - 1) for cluster in self.clusters)
+        right = sum(min(len(cluster.ids & removed), cluster.copies) for cluster in self.clusters)
         return (right / len(removed) if removed else 1.0), right / self.copies
 
 
@@ -76,16 +89,18 @@ def write_corpus(
     part_documents: int,
     copy_fraction: float = 0.2,
     seed: int = 7,
+    earlier: tuple[str, ...] = (),
 ) -> PlantedCorpus:
     """Writes `documents` documents round-robin over the shards, about `copy_fraction` of them
-    exact or near copies of a random earlier one, and completes every shard."""
+    exact or near copies of a random earlier one (of this corpus, or of the texts of an
+    `earlier` corpus), and completes every shard."""
     rng = random.Random(seed)  # noqa: S311 (test data, not secrets)
     words = vocabulary()
     dedup = config.processing.dedup
     hasher = MinHasher(dedup.permutations, dedup.shingle_words)
-    texts: list[str] = []
-    origins: list[int] = []  # the first document each one copies (or itself)
-    for number in range(documents):
+    texts: list[str] = list(earlier)
+    origins: list[int] = list(range(len(earlier)))  # the first text each one copies (or itself)
+    for number in range(len(earlier), len(earlier) + documents):
         if texts and rng.random() < copy_fraction:
             original = rng.randrange(len(texts))
             text = texts[original]
@@ -94,6 +109,7 @@ def write_corpus(
         else:
             texts.append(" ".join(rng.choices(words, k=WORDS_PER_DOCUMENT)))
             origins.append(number)
+    texts, origins = texts[len(earlier) :], origins[len(earlier) :]
     ids: dict[int, str] = {}
     # Document `number` is in shard number % shards: copies land in other shards and parts.
     fetched_at = datetime(2024, 3, 1, tzinfo=UTC)
@@ -131,7 +147,7 @@ def write_corpus(
     clusters: dict[int, set[str]] = {}
     for number, origin in enumerate(origins):
         clusters.setdefault(origin, set()).add(ids[number])
+    planted = (Cluster(frozenset(c), origin < len(earlier)) for origin, c in clusters.items())
     return PlantedCorpus(
-        documents,
-        tuple(frozenset(cluster) for cluster in clusters.values() if len(cluster) > 1),
+        documents, tuple(texts), tuple(cluster for cluster in planted if cluster.copies)
     )

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.stage == "publish":
         try:
             manifest = publish(store, config)
-        except ShardsIncomplete as error:
+        except (ShardsIncomplete, StagesIncomplete) as error:
             print(error, file=sys.stderr)
             return EXIT_SHARDS_INCOMPLETE
         print(total_counters(manifest).model_dump_json(by_alias=True))

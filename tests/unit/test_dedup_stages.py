@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kubeforge.dataset import iter_documents, read_shard_marker
+from kubeforge.crawlconfig import CrawlerConfig
+from kubeforge.dataset import iter_documents, read_manifest, read_shard_marker
 from kubeforge.storage import FileStore, ObjectStore
 from kubeforge_crawler.__main__ import main
 from kubeforge_crawler.dedup.buckets import all_bands
@@ -18,6 +19,8 @@ from kubeforge_crawler.dedup.layout import (
     Corpus,
     Stage,
     StagesIncomplete,
+    TaskMarker,
+    commit_task,
     progress,
     removed_key,
     runs_prefix,
@@ -47,18 +50,17 @@ def test_the_merge_of_sorted_runs_streams_every_entry_in_hash_order(tmp_path: Pa
     assert sorted(merged.tolist()) == sorted(np.concatenate(runs).tolist())
 
 
-def removed_ids(store: ObjectStore) -> set[str]:
+def removed_ids(store: ObjectStore, config: CrawlerConfig) -> set[str]:
     """The documents the clusters stage removed."""
     removed = set()
-    for part in Corpus.read(store, SHARDS).parts:
+    for part in Corpus.read(store, config).current:
         provenance = read_shard_marker(store, part.shard).parts[part.position].provenance
         rows = np.frombuffer(store.get(removed_key(part.key)), dtype="<u4")
         removed |= {provenance[row].id for row in rows.tolist()}
     return removed
 
 
-def run_all(store: ObjectStore, uri: str, memory_entries: int) -> None:
-    config = dedup_config(uri, SHARDS)
+def run_all(store: ObjectStore, config: CrawlerConfig, memory_entries: int) -> None:
     for task in range(4):
         run_stage(store, config, Stage.BUCKETS, task, 4, memory_entries)
     run_stage(store, config, Stage.CLUSTERS, 0, 1, memory_entries)
@@ -82,8 +84,9 @@ def test_the_stages_remove_the_planted_copies_as_the_single_pod_pass_does(
     single = publish(single_store, dedup_config(f"file://{tmp_path}/single", SHARDS))
     single_removed = {document for part in single.parts for document in part.removed}
 
-    run_all(store, uri, memory_entries=500)  # far fewer than the entries: every band spills
-    removed = removed_ids(store)
+    config = dedup_config(uri, SHARDS)
+    run_all(store, config, memory_entries=500)  # far fewer than the entries: every band spills
+    removed = removed_ids(store, config)
     precision, recall = corpus.precision_recall(removed)
     single_precision, single_recall = corpus.precision_recall(single_removed)
     assert precision >= single_precision
@@ -133,6 +136,11 @@ def test_a_stage_before_its_input_is_committed_exits_with_3(
     path = tmp_path / "crawler.yaml"
     path.write_text(config.model_dump_json(by_alias=True))
     assert main(["--config", str(path), "--stage", "dedup-filter", "--tasks", "2"]) == 3
+    marker = TaskMarker(
+        stage=Stage.FILTER, task=0, tasks=2, items=0, items_total=1, documents=0, duplicates=0
+    )
+    commit_task(store, marker)  # one of two filter tasks
+    assert main(["--config", str(path), "--stage", "publish"]) == 3
     assert main(["--config", str(path), "--stage", "dedup-clusters", "--tasks", "2"]) == 2
     assert main(["--config", str(path), "--stage", "dedup-filter", "--shard", "2"]) == 2
 
@@ -155,13 +163,48 @@ def test_exact_deduplication_alone_removes_only_identical_texts(tmp_path: Path) 
     for task in range(2):  # more tasks than bands: the second has none
         run_stage(store, config, Stage.BUCKETS, task, 2, 500)
     run_stage(store, config, Stage.CLUSTERS, 0, 1, 500)
-    removed = removed_ids(store)
+    removed = removed_ids(store, config)
     documents = {
         document.id: document.content_hash
-        for part in Corpus.read(store, SHARDS).parts
+        for part in Corpus.read(store, config).parts
         for document in read_shard_marker(store, part.shard).parts[part.position].provenance
     }
     kept_hashes = [hash_ for id_, hash_ in documents.items() if id_ not in removed]
     assert len(kept_hashes) == len(set(kept_hashes)), "no two kept documents are identical"
     assert len(set(documents.values())) == len(kept_hashes)
     assert 0 < len(removed) < corpus.copies, "the near copies stay"
+
+
+def test_a_new_version_publishes_only_what_no_earlier_version_has(tmp_path: Path) -> None:
+    first_uri, second_uri = f"file://{tmp_path}/v1", f"file://{tmp_path}/v2"
+    first_store, second_store = FileStore(tmp_path / "v1"), FileStore(tmp_path / "v2")
+    first_config = dedup_config(first_uri, SHARDS)
+    first = write_corpus(first_store, first_config, 300, part_documents=40)
+    run_all(first_store, first_config, memory_entries=500)
+    publish(first_store, first_config)
+
+    second_config = dedup_config(second_uri, 2).model_copy(update={"dedup_against": [first_uri]})
+    second = write_corpus(
+        second_store, second_config, 300, part_documents=40, seed=8, earlier=first.texts
+    )
+    assert any(cluster.earlier for cluster in second.clusters), "copies of the first version"
+    run_all(second_store, second_config, memory_entries=500)
+    removed = removed_ids(second_store, second_config)
+    precision, recall = second.precision_recall(removed)
+    assert precision == 1.0
+    assert recall > 0.9
+    manifest = publish(second_store, second_config)
+    assert manifest.documents == 300 - len(removed)
+    first_texts = {
+        document.text for document in iter_documents(first_store, read_manifest(first_store))
+    }
+    second_texts = [document.text for document in iter_documents(second_store, manifest)]
+    assert first_texts.isdisjoint(second_texts), "no exact copy of the first version is published"
+
+
+def test_an_earlier_version_that_is_not_published_is_a_config_error(tmp_path: Path) -> None:
+    config = dedup_config(f"file://{tmp_path}/v2", 1).model_copy(
+        update={"dedup_against": [f"file://{tmp_path}/v1"]}
+    )
+    with pytest.raises(ValueError, match="not published"):
+        Corpus.read(FileStore(tmp_path / "v2"), config)

@@ -38,13 +38,13 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # 16 processes, 3000 documents
 
-SHARD_DOCUMENTS = 500
+SHARD_DOCUMENTS = 300
 PART_DOCUMENTS = 100
-MEMORY_ENTRIES = 2000  # far below the entries of either corpus: every band spills runs
+MEMORY_ENTRIES = 1000  # far below the entries of either corpus: every band spills runs
 TASKS = {"dedup-buckets": 3, "dedup-clusters": 1, "dedup-filter": 2}
-SIZES = (1000, 4000)
+SIZES = (600, 2400)
 MEMORY_SLACK_KIB = 8 * 1024  # allocator and import noise between two runs of the same command
 
 
@@ -82,7 +82,7 @@ def run_processes(
     while any(process.poll() is None for process in started):
         for number, process in enumerate(started):
             peaks[number] = max(peaks[number], high_water_kib(process.pid) or 0)
-        time.sleep(0.005)
+        time.sleep(0.02)
     for process in started:
         assert process.returncode == 0, f"{process.args!r} failed; see the logs in {logs}"
     return peaks

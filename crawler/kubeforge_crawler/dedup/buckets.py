@@ -48,21 +48,21 @@ CACHED_SIGNATURES = 4096
 class _Signatures:
     """Single signatures read by ranged reads from their part's .npy, the recent ones cached."""
 
-    def __init__(self, store: ObjectStore, corpus: Corpus, permutations: int) -> None:
-        self._store = store
+    def __init__(self, corpus: Corpus, permutations: int) -> None:
         self._corpus = corpus
         self._row_bytes = permutations * 4
-        self._data_offsets: dict[str, int] = {}
+        self._data_offsets: dict[tuple[str, str], int] = {}
         self._cache: OrderedDict[int, Signature] = OrderedDict()
 
-    def _data_offset(self, key: str) -> int:
-        if key not in self._data_offsets:
-            head = self._store.get_range(key, 0, 12)
+    def _data_offset(self, store: ObjectStore, key: str) -> int:
+        if (store.uri, key) not in self._data_offsets:
+            head = store.get_range(key, 0, 12)
             if head[6] == 1:  # .npy version 1: a 2-byte header length, else 4 bytes
-                self._data_offsets[key] = 10 + struct.unpack("<H", head[8:10])[0]
+                offset = 10 + struct.unpack("<H", head[8:10])[0]
             else:
-                self._data_offsets[key] = 12 + struct.unpack("<I", head[8:12])[0]
-        return self._data_offsets[key]
+                offset = 12 + struct.unpack("<I", head[8:12])[0]
+            self._data_offsets[store.uri, key] = offset
+        return self._data_offsets[store.uri, key]
 
     def __getitem__(self, document: int) -> Signature:
         if document in self._cache:
@@ -70,9 +70,9 @@ class _Signatures:
             return self._cache[document]
         part, row = self._corpus.locate(document)
         key = signatures_key(part.key)
-        start = self._data_offset(key) + row * self._row_bytes
+        start = self._data_offset(part.store, key) + row * self._row_bytes
         signature = np.frombuffer(
-            self._store.get_range(key, start, start + self._row_bytes), dtype="<u4"
+            part.store.get_range(key, start, start + self._row_bytes), dtype="<u4"
         )
         self._cache[document] = signature
         if len(self._cache) > CACHED_SIGNATURES:
@@ -158,7 +158,7 @@ def run_buckets(
     done = read_task(store, Stage.BUCKETS, task)
     if done is not None:
         return done
-    corpus = Corpus.read(store, config.shards)
+    corpus = Corpus.read(store, config)
     dedup = config.processing.dedup
     bands, rows = optimal_bands(dedup.threshold, dedup.permutations)
     every = all_bands(config)
@@ -168,11 +168,11 @@ def run_buckets(
             store.delete(key)
     buffers: dict[int, list[Entries]] = {band: [] for band in mine}
     buffered = runs = 0
-    infos = PartInfos(store)
+    infos = PartInfos()
     for part in corpus.parts:
         matrix = None
         if any(band < bands for band in mine):
-            matrix = decode_signature_matrix(store.get(signatures_key(part.key)))
+            matrix = decode_signature_matrix(part.store.get(signatures_key(part.key)))
         documents = np.arange(part.first, part.first + part.documents, dtype=np.uint64)
         for band in mine:
             entries = np.empty(part.documents, dtype=ENTRY)
@@ -190,7 +190,7 @@ def run_buckets(
             buffered, runs = 0, runs + 1
     if buffered:
         _write_runs(store, buffers, runs)
-    signatures = _Signatures(store, corpus, dedup.permutations)
+    signatures = _Signatures(corpus, dedup.permutations)
     pairs = sum(
         _band_pairs(
             store,

@@ -59,7 +59,7 @@ def run_clusters(
         return done
     if not completed_tasks(store, Stage.BUCKETS):
         raise StagesIncomplete(f"{store.uri}: no buckets task has committed yet")
-    corpus = Corpus.read(store, config.shards)
+    corpus = Corpus.read(store, config)
     removed = 0
     with tempfile.TemporaryDirectory(dir=scratch) as directory:
         parent = np.memmap(
@@ -69,7 +69,7 @@ def run_clusters(
             stop = min(start + max(memory_entries, 1), len(parent))
             parent[start:stop] = np.arange(start, stop, dtype=np.int64)
         _union_pairs(store, parent, memory_entries)
-        for part in corpus.parts:
+        for part in corpus.current:
             stop = part.first + part.documents
             rows = np.flatnonzero(parent[part.first : stop] != np.arange(part.first, stop))
             store.put(removed_key(part.key), rows.astype("<u4").tobytes())
@@ -79,7 +79,7 @@ def run_clusters(
         stage=Stage.CLUSTERS,
         task=0,
         tasks=1,
-        items=corpus.documents,
+        items=corpus.documents,  # every version's, earlier ones included
         items_total=corpus.documents,
         documents=corpus.documents,
         duplicates=removed,

@@ -71,8 +71,8 @@ def run_filter(store: ObjectStore, config: CrawlerConfig, task: int, tasks: int)
         return done
     if not completed_tasks(store, Stage.CLUSTERS):
         raise StagesIncomplete(f"{store.uri}: the clusters stage has not committed yet")
-    corpus = Corpus.read(store, config.shards)
-    infos = PartInfos(store)
+    corpus = Corpus.read(store, config)
+    infos = PartInfos()
     parts, removed, documents = [], 0, 0
     for part in corpus.share(task, tasks):
         filtered, lost = _filtered(store, part, infos)
@@ -84,7 +84,7 @@ def run_filter(store: ObjectStore, config: CrawlerConfig, task: int, tasks: int)
         task=task,
         tasks=tasks,
         items=len(parts),
-        items_total=len(corpus.parts),
+        items_total=len(corpus.current),
         documents=documents,
         duplicates=removed,
         parts=tuple(parts),

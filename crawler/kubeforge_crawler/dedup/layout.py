@@ -15,14 +15,16 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
+from kubeforge.crawlconfig import CrawlerConfig
 from kubeforge.dataset import (
     ManifestPart,
     PartInfo,
     ShardMarker,
     part_stem,
+    read_manifest,
     read_shard_marker,
 )
-from kubeforge.storage import ObjectNotFound, ObjectStore
+from kubeforge.storage import ObjectNotFound, ObjectStore, open_store
 
 PREFIX = "dedup/"
 
@@ -102,8 +104,18 @@ def completed_tasks(store: ObjectStore, stage: Stage) -> list[TaskMarker]:
     return markers
 
 
+def _published_shards(uri: str) -> list[int]:
+    """The shards of a published version."""
+    try:
+        return [shard.shard for shard in read_manifest(open_store(uri)).shards]
+    except ObjectNotFound:
+        raise ValueError(f"{uri}: not published (dedupAgainst names published versions)") from None
+
+
 @dataclass(frozen=True)
 class CorpusPart:
+    store: ObjectStore  # of its version
+    earlier: bool  # of an earlier version: compared against, never filtered
     key: str
     sha256: str
     documents: int
@@ -114,7 +126,9 @@ class CorpusPart:
 
 @dataclass(frozen=True)
 class Corpus:
-    """The committed parts of every shard, in order, with their documents' numbers.
+    """The committed parts of every shard of the earlier versions deduplicated against, then of
+    this version, in order, with their documents' numbers (an earlier version's documents come
+    first, so a cluster keeps them and removes this version's copies).
 
     It holds a few fields per part, not the documents' provenance: the shard markers are read one
     at a time, here and by `PartInfos`."""
@@ -122,20 +136,37 @@ class Corpus:
     parts: tuple[CorpusPart, ...]
 
     @classmethod
-    def read(cls, store: ObjectStore, shards: int) -> Corpus:
+    def read(cls, store: ObjectStore, config: CrawlerConfig) -> Corpus:
         parts: list[CorpusPart] = []
-        first = 0
-        for shard in range(shards):
-            try:
-                marker = read_shard_marker(store, shard)
-            except ObjectNotFound:
-                raise StagesIncomplete(f"{store.uri}: shard {shard} has not completed") from None
-            for position, part in enumerate(marker.parts):
-                parts.append(
-                    CorpusPart(part.key, part.sha256, part.documents, first, shard, position)
-                )
-                first += part.documents
+        versions = [(open_store(uri), _published_shards(uri), True) for uri in config.dedup_against]
+        for version, shards, earlier in [*versions, (store, range(config.shards), False)]:
+            for shard in shards:
+                try:
+                    marker = read_shard_marker(version, shard)
+                except ObjectNotFound:
+                    raise StagesIncomplete(
+                        f"{version.uri}: shard {shard} is not complete"
+                    ) from None
+                for position, part in enumerate(marker.parts):
+                    first = parts[-1].first + parts[-1].documents if parts else 0
+                    parts.append(
+                        CorpusPart(
+                            version,
+                            earlier,
+                            part.key,
+                            part.sha256,
+                            part.documents,
+                            first,
+                            shard,
+                            position,
+                        )
+                    )
         return cls(tuple(parts))
+
+    @property
+    def current(self) -> tuple[CorpusPart, ...]:
+        """This version's parts."""
+        return tuple(part for part in self.parts if not part.earlier)
 
     @property
     def documents(self) -> int:
@@ -151,22 +182,23 @@ class Corpus:
         return part, document - part.first
 
     def share(self, task: int, tasks: int) -> Iterator[CorpusPart]:
-        """The parts of one task out of `tasks` (contiguous, in order)."""
-        count = len(self.parts)
-        yield from self.parts[task * count // tasks : (task + 1) * count // tasks]
+        """This version's parts of one task out of `tasks` (contiguous, in order)."""
+        current = self.current
+        yield from current[task * len(current) // tasks : (task + 1) * len(current) // tasks]
 
 
 class PartInfos:
     """A part as its shard's marker describes it, provenance included (the last marker read is
     kept, so parts read in order read each marker once)."""
 
-    def __init__(self, store: ObjectStore) -> None:
-        self._store = store
+    def __init__(self) -> None:
+        self._shard: tuple[str, int] | None = None
         self._marker: ShardMarker | None = None
 
     def __call__(self, part: CorpusPart) -> PartInfo:
-        if self._marker is None or self._marker.shard != part.shard:
-            self._marker = read_shard_marker(self._store, part.shard)
+        if self._marker is None or self._shard != (part.store.uri, part.shard):
+            self._marker = read_shard_marker(part.store, part.shard)
+            self._shard = (part.store.uri, part.shard)
         return self._marker.parts[part.position]
 
 
