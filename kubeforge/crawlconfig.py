@@ -50,6 +50,12 @@ class CrawlerConfig(CamelModel):
         description="A PEM file of CA certificates trusted besides the system's for the crawled "
         "sites (crawl.tls.caBundle, mounted). Omitted: the system's only.",
     )
+    dedup_against: list[ObjectUri] = Field(
+        default_factory=list,
+        description="Published earlier versions of the same dataset: the dedup stages remove "
+        "this version's documents that duplicate one of theirs (from their shard markers and "
+        "signatures, which publish keeps).",
+    )
     poll_seconds: float = Field(
         default=2.0,
         gt=0,
@@ -82,6 +88,22 @@ def crawler_config(ingest: DataIngest, version: int) -> CrawlerConfig:
 def crawl_command(config_path: str, python: str = "python") -> list[str]:
     """The command of a crawler shard pod; its shard comes from JOB_COMPLETION_INDEX."""
     return [python, "-m", CRAWLER_MODULE, "--config", config_path]
+
+
+def dedup_command(
+    config_path: str, stage: str, tasks: int, memory_entries: int, python: str = "python"
+) -> list[str]:
+    """The command of a dedup stage's pod (`dedup-buckets`, `dedup-clusters`, `dedup-filter`);
+    its task comes from JOB_COMPLETION_INDEX."""
+    return [
+        *crawl_command(config_path, python),
+        "--stage",
+        stage,
+        "--tasks",
+        str(tasks),
+        "--memory-entries",
+        str(memory_entries),
+    ]
 
 
 def publish_command(config_path: str, python: str = "python") -> list[str]:

@@ -160,6 +160,17 @@ class DocumentProvenance(_Record):
     warc: WarcOrigin | None = None  # None for a fetched page or a partner object
 
 
+def total_text_bytes(documents: Iterable[DocumentProvenance]) -> int | None:
+    """The UTF-8 bytes of the documents' texts; None if a marker from before they were recorded
+    lacks one."""
+    total = 0
+    for document in documents:
+        if document.text_bytes is None:
+            return None
+        total += document.text_bytes
+    return total
+
+
 class PartInfo(_Record):
     """A written part: its object, size, checksum and the provenance of its documents."""
 

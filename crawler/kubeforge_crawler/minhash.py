@@ -198,6 +198,26 @@ class NearDuplicateIndex:
         return position
 
 
+_BAND_POSITION = np.random.default_rng(_SEED + 3).integers(
+    0, np.iinfo(np.uint64).max, size=1024, dtype=np.uint64, endpoint=True
+) | np.uint64(1)
+"""An odd multiplier per row of a band (up to the 1024 permutations a signature may have)."""
+
+
+def band_hashes(signatures: npt.NDArray[np.uint32], band: int, rows: int) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of one band (`rows` values) of each signature (a row of the matrix):
+    signatures that agree on the whole band share it."""
+    values = signatures[:, band * rows : (band + 1) * rows].astype(np.uint64)
+    # uint64 arithmetic wraps around, so the sum is a polynomial hash mod 2**64.
+    return _mix((values * _BAND_POSITION[:rows]).sum(axis=1, dtype=np.uint64))
+
+
+def decode_signature_matrix(data: bytes) -> npt.NDArray[np.uint32]:
+    """The signatures `encode_signatures` wrote, one per row."""
+    matrix: npt.NDArray[np.uint32] = np.load(io.BytesIO(data), allow_pickle=False)
+    return matrix
+
+
 def encode_signatures(signatures: list[Signature], permutations: int) -> bytes:
     """Signatures as one .npy array (rows in document order)."""
     matrix = np.stack(signatures) if signatures else np.empty((0, permutations), np.uint32)
@@ -208,5 +228,4 @@ def encode_signatures(signatures: list[Signature], permutations: int) -> bytes:
 
 def decode_signatures(data: bytes) -> list[Signature]:
     """The signatures `encode_signatures` wrote."""
-    matrix: npt.NDArray[np.uint32] = np.load(io.BytesIO(data), allow_pickle=False)
-    return list(matrix)
+    return list(decode_signature_matrix(data))

@@ -1,9 +1,11 @@
 """The publish stage: deduplicate across shards, then write the dataset's manifest.
 
 Runs once every shard has its completion marker (`--stage publish`, its own Job). Each shard
-already removed duplicates among its own documents while crawling; this pass walks all parts in
-shard order with the same rules (exact content hash, then MinHash near-duplicates against what
-was kept before) and lists the documents it removes in the manifest, without rewriting parts.
+already removed duplicates among its own documents while crawling. When the distributed dedup
+stages ran (`kubeforge_crawler.dedup`), the manifest lists the parts their filter stage wrote;
+otherwise this pass walks all parts in shard order with the same rules (exact content hash,
+then MinHash near-duplicates against what was kept before, one index in memory) and lists the
+documents it removes in the manifest, without rewriting parts.
 With `output.tokenizer` it then trains the version's tokenizer on the kept documents and counts
 each part's tokens (`kubeforge_crawler.tokenizer`), before the manifest that names them.
 Rerunning it after the manifest exists returns that manifest.
@@ -17,7 +19,6 @@ from datetime import UTC, datetime
 from kubeforge.crawlconfig import CrawlerConfig
 from kubeforge.dataset import (
     MANIFEST_KEY,
-    DocumentProvenance,
     Manifest,
     ManifestPart,
     ShardMarker,
@@ -25,10 +26,12 @@ from kubeforge.dataset import (
     read_manifest,
     read_shard_marker,
     shard_marker_key,
+    total_text_bytes,
     write_manifest,
 )
 from kubeforge.storage import ObjectNotFound, ObjectStore
 from kubeforge_crawler.checkpoint import signatures_key
+from kubeforge_crawler.dedup.layout import Stage, completed_tasks
 from kubeforge_crawler.minhash import NearDuplicateIndex, decode_signatures
 from kubeforge_crawler.tokenizer import publish_tokenizer
 
@@ -51,22 +54,10 @@ def _markers(store: ObjectStore, shards: int) -> list[ShardMarker]:
     return markers
 
 
-def _text_bytes(documents: list[DocumentProvenance]) -> int | None:
-    """The UTF-8 bytes of the documents' texts; None if a marker from before they were recorded
-    lacks one."""
-    total = 0
-    for document in documents:
-        if document.text_bytes is None:
-            return None
-        total += document.text_bytes
-    return total
-
-
-def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
-    """Deduplicates across the shards' parts and writes the manifest (or returns it)."""
-    if store.exists(MANIFEST_KEY):
-        return read_manifest(store)
-    markers = _markers(store, config.shards)
+def _single_pass(
+    store: ObjectStore, config: CrawlerConfig, markers: list[ShardMarker]
+) -> list[ManifestPart]:
+    """The parts with the documents one in-memory pass over every signature removes."""
     dedup = config.processing.dedup
     hashes: set[str] = set()
     index = NearDuplicateIndex(dedup.threshold, dedup.permutations)
@@ -90,14 +81,30 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
                     bytes=part.bytes,
                     sha256=part.sha256,
                     removed=tuple(removed),
-                    text_bytes=_text_bytes(kept),
+                    text_bytes=total_text_bytes(kept),
                 )
             )
+    return parts
+
+
+def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
+    """Deduplicates across the shards' parts and writes the manifest (or returns it)."""
+    if store.exists(MANIFEST_KEY):
+        return read_manifest(store)
+    markers = _markers(store, config.shards)
+    filtered = completed_tasks(store, Stage.FILTER)
+    if filtered:  # the distributed stages ran
+        parts = [part for task in filtered for part in task.parts]
+        removed_by_stages = sum(task.duplicates for task in filtered)
+    else:
+        parts = _single_pass(store, config, markers)
+        removed_by_stages = 0
     tokenizer = None
     if config.output.tokenizer is not None:
         tokenizer, counted = publish_tokenizer(store, parts, config.output.tokenizer)
         parts = list(counted)
-    removed_total = sum(len(part.removed) for part in parts)
+    listed = sum(len(part.removed) for part in parts)  # removed, but still in their parts
+    removed_total = removed_by_stages + listed
     manifest = Manifest(
         created_at=datetime.now(UTC),
         shards=tuple(
@@ -110,7 +117,7 @@ def publish(store: ObjectStore, config: CrawlerConfig) -> Manifest:
             for marker in markers
         ),
         parts=tuple(parts),
-        documents=sum(part.documents for part in parts) - removed_total,
+        documents=sum(part.documents for part in parts) - listed,
         bytes=sum(part.bytes for part in parts),
         duplicates_removed=removed_total,
         tokenizer=tokenizer,
