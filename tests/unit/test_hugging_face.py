@@ -93,6 +93,36 @@ def test_a_folder_transformers_saved_loads_with_the_same_logits(tmp_path: Path) 
         torch.testing.assert_close(model.eval()(tokens), reference(tokens).logits)
 
 
+def test_llama_3_1s_rotary_scaling_gives_transformers_logits_both_ways(tmp_path: Path) -> None:
+    # Llama 3.1 and 3.2's settings, with the original context shortened to 16 tokens so that
+    # 128 positions reach the scaled, the interpolated and the kept frequencies.
+    torch.manual_seed(2)
+    rope = {
+        "rope_type": "llama3",
+        "rope_theta": 500_000.0,
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16,
+    }
+    reference = LlamaForCausalLM(tiny_llama_config(300, rope_parameters=rope)).eval()
+    reference.save_pretrained(tmp_path / "saved")
+    saved = FileStore(tmp_path / "saved")
+    model = hugging_face.read_llama(saved, context_length=None)
+    hugging_face.load_weights(saved, model)
+    assert model.shape.rope_scaling is not None
+    tokens = torch.randint(0, 300, (1, 128))
+    with torch.no_grad():
+        expected = reference(tokens).logits
+        torch.testing.assert_close(model.eval()(tokens), expected)
+    hugging_face.write_folder(
+        FileStore(tmp_path), "exported", model.state_dict(), model.shape, ByteTokenizer()
+    )
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "exported", local_files_only=True)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.eval()(tokens).logits, expected)
+
+
 def test_the_training_context_is_the_jobs_else_the_folders_up_to_8192(tmp_path: Path) -> None:
     _, folder = exported(tmp_path, tied=True, max_shard_bytes=hugging_face.MAX_SHARD_BYTES)
     config = json.loads((folder / "config.json").read_text())
@@ -115,8 +145,8 @@ def rewritten(folder: Path, **changes: object) -> FileStore:
             r"\['GPT2LMHeadModel'\] is not a Llama",
         ),
         (
-            {"rope_scaling": {"rope_type": "llama3", "factor": 32.0}},
-            "rope_type 'llama3' is not supported",
+            {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}},
+            "rope_type 'yarn' is not supported",
         ),
         ({"attention_bias": True}, "attention_bias True is not supported"),
         ({"head_dim": 32}, "head_dim 32 is not hidden_size / num_attention_heads"),

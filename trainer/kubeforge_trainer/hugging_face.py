@@ -19,7 +19,7 @@ from safetensors.torch import save as save_safetensors
 
 from kubeforge.storage import ObjectStore
 from kubeforge_trainer.llama import Llama
-from kubeforge_trainer.llama_shapes import LlamaShape
+from kubeforge_trainer.llama_shapes import LlamaShape, RopeScaling
 from kubeforge_trainer.tokenizer import FOLDER_TOKENIZER, TextTokenizer
 
 CONFIG = "config.json"
@@ -77,7 +77,7 @@ def llama_config(shape: LlamaShape, vocab_size: int, end_of_document: int) -> di
         "max_position_embeddings": shape.context_length,
         "rms_norm_eps": shape.norm_eps,
         "rope_theta": shape.rope_theta,
-        "rope_scaling": None,
+        "rope_scaling": _rope_scaling_config(shape.rope_scaling),
         "attention_bias": False,
         "mlp_bias": False,
         "tie_word_embeddings": shape.tie_embeddings,
@@ -85,6 +85,18 @@ def llama_config(shape: LlamaShape, vocab_size: int, end_of_document: int) -> di
         "eos_token_id": end_of_document,
         "initializer_range": 0.02,
         "torch_dtype": "float32",
+    }
+
+
+def _rope_scaling_config(scaling: RopeScaling | None) -> dict[str, Any] | None:
+    if scaling is None:
+        return None
+    return {
+        "rope_type": "llama3",
+        "factor": scaling.factor,
+        "low_freq_factor": scaling.low_freq_factor,
+        "high_freq_factor": scaling.high_freq_factor,
+        "original_max_position_embeddings": scaling.original_context_length,
     }
 
 
@@ -166,18 +178,31 @@ def read_config(folder: ObjectStore) -> dict[str, Any]:
         "hidden_act": (config.get("hidden_act", "silu"), "silu"),
         "attention_bias": (config.get("attention_bias", False), False),
         "mlp_bias": (config.get("mlp_bias", False), False),
-        "rope_type": (_rope_type(config), "default"),
     }
     for name, (value, supported) in unsupported.items():
         if value != supported:
             raise ValueError(f"{where}: {name} {value!r} is not supported (only {supported!r})")
+    rope_type = _rope(config).get("rope_type", _rope(config).get("type", "default"))
+    if rope_type not in ("default", "llama3"):
+        raise ValueError(f"{where}: rope_type {rope_type!r} is not supported (default or llama3)")
     return config
 
 
-def _rope_type(config: dict[str, Any]) -> str:
-    """The rotary scaling: rope_scaling (transformers 4) or rope_parameters (5); none is default."""
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    return str(rope.get("rope_type", rope.get("type", "default")))
+def _rope(config: dict[str, Any]) -> dict[str, Any]:
+    """The rotary settings: rope_parameters (transformers 5) or rope_scaling (4); none: {}."""
+    rope: dict[str, Any] = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    return rope
+
+
+def _rope_scaling(rope: dict[str, Any]) -> RopeScaling | None:
+    if rope.get("rope_type", rope.get("type", "default")) != "llama3":
+        return None
+    return RopeScaling(
+        factor=float(rope["factor"]),
+        low_freq_factor=float(rope["low_freq_factor"]),
+        high_freq_factor=float(rope["high_freq_factor"]),
+        original_context_length=int(rope["original_max_position_embeddings"]),
+    )
 
 
 def shape_of_config(
@@ -190,7 +215,7 @@ def shape_of_config(
     head_dim = config.get("head_dim")
     if head_dim is not None and int(head_dim) * heads != hidden_size:
         raise ValueError(f"{where}: head_dim {head_dim} is not hidden_size / num_attention_heads")
-    rope = config.get("rope_parameters") or {}
+    rope = _rope(config)
     longest = int(config.get("max_position_embeddings", LONGEST_DEFAULT_CONTEXT))
     try:
         shape = LlamaShape(
@@ -203,6 +228,7 @@ def shape_of_config(
             tie_embeddings=bool(config.get("tie_word_embeddings", False)),
             rope_theta=float(config.get("rope_theta", rope.get("rope_theta", 10_000.0))),
             norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+            rope_scaling=_rope_scaling(rope),
         )
     except KeyError as missing:
         raise ValueError(f"{where}: {missing} is missing") from None
