@@ -132,8 +132,10 @@ def test_the_training_context_is_the_jobs_else_the_folders_up_to_8192(tmp_path: 
 
 
 def rewritten(folder: Path, **changes: object) -> FileStore:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    """The folder with its config.json changed; a setting changed to None is left out."""
+    config = {**json.loads((folder / "config.json").read_text()), **changes}
+    settings = {name: value for name, value in config.items() if value is not None}
+    (folder / "config.json").write_text(json.dumps(settings))
     return FileStore(folder)
 
 
@@ -150,6 +152,7 @@ def rewritten(folder: Path, **changes: object) -> FileStore:
         ),
         ({"attention_bias": True}, "attention_bias True is not supported"),
         ({"head_dim": 32}, "head_dim 32 is not hidden_size / num_attention_heads"),
+        ({"vocab_size": None}, "'vocab_size' is missing"),
         ({"num_hidden_layers": 3}, "the weights do not match its config.json: missing"),
     ],
 )

@@ -182,7 +182,7 @@ def read_config(folder: ObjectStore) -> dict[str, Any]:
     for name, (value, supported) in unsupported.items():
         if value != supported:
             raise ValueError(f"{where}: {name} {value!r} is not supported (only {supported!r})")
-    rope_type = _rope(config).get("rope_type", _rope(config).get("type", "default"))
+    rope_type = _rope_type(_rope(config))
     if rope_type not in ("default", "llama3"):
         raise ValueError(f"{where}: rope_type {rope_type!r} is not supported (default or llama3)")
     return config
@@ -194,8 +194,13 @@ def _rope(config: dict[str, Any]) -> dict[str, Any]:
     return rope
 
 
+def _rope_type(rope: dict[str, Any]) -> str:
+    """`rope_type` (`type` before transformers 4.45); none: default, unscaled."""
+    return str(rope.get("rope_type", rope.get("type", "default")))
+
+
 def _rope_scaling(rope: dict[str, Any]) -> RopeScaling | None:
-    if rope.get("rope_type", rope.get("type", "default")) != "llama3":
+    if _rope_type(rope) != "llama3":
         return None
     return RopeScaling(
         factor=float(rope["factor"]),
@@ -210,14 +215,16 @@ def shape_of_config(
 ) -> tuple[LlamaShape, int]:
     """The shape a Llama config.json describes, and its vocabulary size. The training context is
     `context_length`, else the config's max_position_embeddings up to LONGEST_DEFAULT_CONTEXT."""
-    heads = int(config["num_attention_heads"])
-    hidden_size = int(config["hidden_size"])
-    head_dim = config.get("head_dim")
-    if head_dim is not None and int(head_dim) * heads != hidden_size:
-        raise ValueError(f"{where}: head_dim {head_dim} is not hidden_size / num_attention_heads")
     rope = _rope(config)
     longest = int(config.get("max_position_embeddings", LONGEST_DEFAULT_CONTEXT))
     try:
+        heads = int(config["num_attention_heads"])
+        hidden_size = int(config["hidden_size"])
+        head_dim = config.get("head_dim")
+        if head_dim is not None and int(head_dim) * heads != hidden_size:
+            raise ValueError(
+                f"{where}: head_dim {head_dim} is not hidden_size / num_attention_heads"
+            )
         shape = LlamaShape(
             layers=int(config["num_hidden_layers"]),
             hidden_size=hidden_size,
@@ -230,9 +237,9 @@ def shape_of_config(
             norm_eps=float(config.get("rms_norm_eps", 1e-6)),
             rope_scaling=_rope_scaling(rope),
         )
+        return shape, int(config["vocab_size"])
     except KeyError as missing:
         raise ValueError(f"{where}: {missing} is missing") from None
-    return shape, int(config["vocab_size"])
 
 
 def read_llama(folder: ObjectStore, context_length: int | None) -> Llama:
