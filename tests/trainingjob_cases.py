@@ -322,6 +322,42 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         "uri is set exactly when type is uri",
     ),
     InvalidSpec(
+        "init-from-on-gpt",
+        minimal_with(
+            trainer=trainer_with(model={"architecture": "gpt", "initFrom": "s3://models/llama"})
+        ),
+        "spec.trainer.model",
+        "initFrom apply only to the llama architecture",
+    ),
+    InvalidSpec(
+        "init-from-with-a-shape",
+        minimal_with(
+            trainer=trainer_with(
+                model={"architecture": "llama", "size": "tiny", "initFrom": "s3://models/llama"}
+            )
+        ),
+        "spec.trainer.model.initFrom",
+        "initFrom's config.json gives the shape",
+    ),
+    InvalidSpec(
+        "init-from-on-the-hub",
+        minimal_with(
+            trainer=trainer_with(
+                model={"architecture": "llama", "initFrom": "hf://meta-llama/Llama-3.2-1B"}
+            )
+        ),
+        "spec.trainer.model.initFrom",
+        "should match",
+    ),
+    InvalidSpec(
+        "tokenizer-type-model-without-init-from",
+        minimal_with(
+            trainer=trainer_with(model={"architecture": "llama"}, tokenizer={"type": "model"})
+        ),
+        "spec.trainer.tokenizer.type",
+        "tokenizer.type model reads the folder model.initFrom names",
+    ),
+    InvalidSpec(
         "hidden-size-not-multiple-of-heads",
         minimal_with(
             trainer=trainer_with(model={"architecture": "gpt", "hiddenSize": 100, "heads": 8})

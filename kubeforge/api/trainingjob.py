@@ -194,6 +194,7 @@ class TokenizerType(StrEnum):
     BYTES = "bytes"
     DATASET = "dataset"
     URI = "uri"
+    MODEL = "model"
 
 
 class ParallelStrategy(StrEnum):
@@ -275,6 +276,16 @@ class ModelConfig(CamelModel):
         description="Base of the rotary position embedding's frequencies (llama only; default "
         "500000, as Llama 3).",
     )
+    init_from: ObjectUri | None = Field(
+        default=None,
+        description="A Hugging Face Llama model folder (s3:// in the job's storage, or file://; "
+        "never a hub) whose weights the model starts from, to continue pretraining or fine-tune: "
+        "its config.json (architectures LlamaForCausalLM) gives the shape and vocabulary, its "
+        "model.safetensors (or the shards model.safetensors.index.json names) the weights, and "
+        "its tokenizer.json the tokenizer unless tokenizer.type names another. The shape is the "
+        "folder's: size and the dimensions other than contextLength must not be set with it "
+        "(llama only). A checkpoint of the job, when there is one, is resumed instead.",
+    )
 
     @cel_rule(
         "self.architecture != 'mlp' || (!has(self.heads) && !has(self.contextLength))",
@@ -287,9 +298,10 @@ class ModelConfig(CamelModel):
 
     @cel_rule(
         "self.architecture == 'llama' || (!has(self.size) && !has(self.kvHeads) && "
-        "!has(self.intermediateSize) && !has(self.tieEmbeddings) && !has(self.ropeTheta))",
-        "size, kvHeads, intermediateSize, tieEmbeddings and ropeTheta apply only to the llama "
-        "architecture",
+        "!has(self.intermediateSize) && !has(self.tieEmbeddings) && !has(self.ropeTheta) && "
+        "!has(self.initFrom))",
+        "size, kvHeads, intermediateSize, tieEmbeddings, ropeTheta and initFrom apply only to the "
+        "llama architecture",
     )
     def _llama_settings_only_for_llama(self) -> bool:
         return self.architecture == ModelArchitecture.LLAMA or all(
@@ -300,7 +312,21 @@ class ModelConfig(CamelModel):
                 self.intermediate_size,
                 self.tie_embeddings,
                 self.rope_theta,
+                self.init_from,
             )
+        )
+
+    @cel_rule(
+        "!has(self.initFrom) || (!has(self.size) && !has(self.layers) && !has(self.hiddenSize) && "
+        "!has(self.heads) && !has(self.kvHeads) && !has(self.intermediateSize) && "
+        "!has(self.tieEmbeddings) && !has(self.ropeTheta))",
+        "initFrom's config.json gives the shape: size, layers, hiddenSize, heads, kvHeads, "
+        "intermediateSize, tieEmbeddings and ropeTheta must not be set with it",
+        field_path=".initFrom",
+    )
+    def _shape_from_init_folder(self) -> bool:
+        return self.init_from is None or all(
+            value is None for value in (self.size, self.rope_theta, *self._dimensions())
         )
 
     @cel_rule(
@@ -311,16 +337,17 @@ class ModelConfig(CamelModel):
         field_path=".size",
     )
     def _size_or_dimensions(self) -> bool:
-        return self.size is None or all(
-            value is None
-            for value in (
-                self.layers,
-                self.hidden_size,
-                self.heads,
-                self.kv_heads,
-                self.intermediate_size,
-                self.tie_embeddings,
-            )
+        return self.size is None or all(value is None for value in self._dimensions())
+
+    def _dimensions(self) -> tuple[int | bool | None, ...]:
+        """The settings a named size or a Hugging Face folder fixes (but the rotary base)."""
+        return (
+            self.layers,
+            self.hidden_size,
+            self.heads,
+            self.kv_heads,
+            self.intermediate_size,
+            self.tie_embeddings,
         )
 
     @cel_rule(
@@ -410,11 +437,13 @@ class TokenizerConfig(CamelModel):
     into text); its vocabulary sizes the model's embeddings. Read from object storage when the
     job starts, never downloaded."""
 
-    type: TokenizerType = Field(
-        default=TokenizerType.BYTES,
+    type: TokenizerType | None = Field(
+        default=None,
         description="bytes: each UTF-8 byte is a token, plus an end-of-document token (257 in "
         "all), nothing to train; dataset: the tokenizer.json published with the dataset version "
-        "(DataIngest output.tokenizer); uri: the tokenizer.json named by uri.",
+        "(DataIngest output.tokenizer); uri: the tokenizer.json named by uri; model: the "
+        "tokenizer.json of the folder model.initFrom names. Omitted: model when model.initFrom "
+        "is set, else bytes.",
     )
     uri: ObjectUri | None = Field(
         default=None,
@@ -510,10 +539,19 @@ class TrainerConfig(CamelModel):
         field_path=".tokenizer",
     )
     def _no_tokenizer_for_mlp(self) -> bool:
-        return (
-            self.model.architecture != ModelArchitecture.MLP
-            or self.tokenizer.type == TokenizerType.BYTES
+        return self.model.architecture != ModelArchitecture.MLP or self.tokenizer.type in (
+            None,
+            TokenizerType.BYTES,
         )
+
+    @cel_rule(
+        "!has(self.tokenizer) || !has(self.tokenizer.type) || self.tokenizer.type != 'model' "
+        "|| has(self.model.initFrom)",
+        "tokenizer.type model reads the folder model.initFrom names: set it",
+        field_path=".tokenizer.type",
+    )
+    def _model_tokenizer_needs_init_folder(self) -> bool:
+        return self.tokenizer.type != TokenizerType.MODEL or self.model.init_from is not None
 
 
 class DatasetRef(CamelModel):

@@ -160,6 +160,9 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
             lines.append(f"| {label} | {_number(float(final[key]))} |")
     if uri is not None:
         lines.append(f"| final model | `{uri}/final/model.pt` |")
+        trainer = local.job.spec.trainer
+        if trainer is not None and trainer.model.architecture == ModelArchitecture.LLAMA:
+            lines.append(f"| Hugging Face model | `{uri}/final/hf` (transformers loads it) |")
         lines.append(f"| checkpoints kept | {', '.join(checkpoints) or 'none'} |")
     lines.append("")
     if history:

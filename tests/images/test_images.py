@@ -112,8 +112,9 @@ def test_trainer_image_has_cuda_capable_torch_and_the_launcher() -> None:
     step = "import torch; w = torch.ones(4, requires_grad=True); (w * 2).sum().backward(); "
     step += "print(w.grad.tolist())"
     assert run(image, "-c", step, entrypoint=["python"]).strip() == "[2.0, 2.0, 2.0, 2.0]"
-    # The BPE tokenizers (Rust) the language models read their datasets with.
-    tokenizers = "import tokenizers, kubeforge_trainer.tokenizer; print('ok')"
+    # The BPE tokenizers (Rust) the language models read their datasets with, and safetensors
+    # (Rust), the weights of the Hugging Face folders a Llama is exported to and starts from.
+    tokenizers = "import tokenizers, safetensors.torch, kubeforge_trainer.hugging_face; print('ok')"
     assert run(image, "-c", tokenizers, entrypoint=["python"]).strip() == "ok"
 
 

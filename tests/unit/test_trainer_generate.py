@@ -34,7 +34,9 @@ def test_a_trained_language_model_continues_the_prompts(
 ) -> None:
     config = worker_config(LANGUAGE_MODELS[architecture])
     model = build_language_model(config.trainer.model, ByteTokenizer.vocab_size)
-    write_final_artifacts(FileStore(tmp_path), model.state_dict(), config, {})
+    write_final_artifacts(
+        FileStore(tmp_path), model.state_dict(), config, {}, model, ByteTokenizer()
+    )
     arguments = ["--model", tmp_path.as_uri(), "--prompt", "The ", "--tokens", "12"]
     assert generate.main(arguments) == 0
     (line,) = capsys.readouterr().out.splitlines()
@@ -45,6 +47,7 @@ def test_a_trained_language_model_continues_the_prompts(
 
 def test_a_run_of_the_mlp_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = worker_config({"architecture": "mlp"})
-    write_final_artifacts(FileStore(tmp_path), MLP(784, 10, 1, 8).state_dict(), config, {})
+    mlp = MLP(784, 10, 1, 8)
+    write_final_artifacts(FileStore(tmp_path), mlp.state_dict(), config, {}, mlp, None)
     assert generate.main(["--model", tmp_path.as_uri()]) == 2
     assert "mlp is not a language model" in capsys.readouterr().err

@@ -14,6 +14,8 @@ of the built-in models with DDP (NCCL on GPUs, gloo on CPUs). The modules, each 
   the newest that verifies; reading a large object in concurrent ranges, hashed while it
   arrives; the state as a JSON header and tensor bytes that load as views, without unpickling.
 - `artifacts`: the final weights, config and metrics.json next to the checkpoints.
+- `hugging_face`: a Llama as a Hugging Face folder (the final one exported), and the folder a
+  Llama starts from (`model.initFrom`).
 - `reporting`, `sample_log`: progress for the operator and humans; the consumed-sample log.
 - `trainer`: the loop that puts them together.
 """

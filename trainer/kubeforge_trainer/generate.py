@@ -1,9 +1,10 @@
 """`python -m kubeforge_trainer.generate --model URI [--prompt TEXT]...`: text from a trained
 language model (GPT or Llama).
 
-Reads a finished run's `final/config.yaml` and `final/model.pt` under URI (the TrainingJob's
-checkpoint URI, s3:// or file://), and the tokenizer the run trained with (from its dataset or
-URI, as the trainer did), and continues each prompt token by token, sampling the next token from
+Reads a finished run's `final/config.yaml` under URI (the TrainingJob's checkpoint URI, s3:// or
+file://), then a Llama and its tokenizer from the Hugging Face folder `final/hf`, or a GPT from
+`final/model.pt` and the tokenizer the run trained with (from its dataset or URI, as the trainer
+did), and continues each prompt token by token, sampling the next token from
 the `top_k` most likely ones at a temperature, until the end-of-document token or `--tokens`
 tokens; the tokenizer decodes what was written. Prints one JSON object per prompt and line:
 `{"prompt": ..., "text": ...}`. The local runner's report calls it as a program, so the core
@@ -21,13 +22,15 @@ from collections.abc import Sequence
 import torch
 import yaml
 
+from kubeforge.api.trainingjob import ModelArchitecture
 from kubeforge.plan import WorkerConfig
 from kubeforge.storage import ObjectStore, open_store
-from kubeforge_trainer.artifacts import DIRECTORY
+from kubeforge_trainer import hugging_face
+from kubeforge_trainer.artifacts import DIRECTORY, HUGGING_FACE_DIRECTORY
 from kubeforge_trainer.gpt import GPT
 from kubeforge_trainer.llama import Llama
 from kubeforge_trainer.tasks import build_language_model
-from kubeforge_trainer.tokenizer import TextTokenizer, load_tokenizer
+from kubeforge_trainer.tokenizer import TextTokenizer, folder_tokenizer, load_tokenizer
 
 DEFAULT_PROMPTS = ("The ", "Return ", "This module ")
 
@@ -35,6 +38,11 @@ DEFAULT_PROMPTS = ("The ", "Return ", "This module ")
 def load_language_model(store: ObjectStore) -> tuple[GPT | Llama, TextTokenizer]:
     """The trained language model of a finished run, and its tokenizer."""
     config = WorkerConfig.model_validate(yaml.safe_load(store.get(f"{DIRECTORY}/config.yaml")))
+    if config.trainer.model.architecture == ModelArchitecture.LLAMA:
+        folder = open_store(f"{store.uri}/{HUGGING_FACE_DIRECTORY}")
+        llama = hugging_face.read_llama(folder, context_length=None)
+        hugging_face.load_weights(folder, llama)
+        return llama.eval(), folder_tokenizer(folder)
     dataset = open_store(config.dataset_uri) if config.dataset_uri else None
     tokenizer = load_tokenizer(config.trainer.tokenizer, dataset)
     model = build_language_model(config.trainer.model, tokenizer.vocab_size)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kubeforge_trainer.llama_shapes import LlamaShape
+from kubeforge_trainer.llama_shapes import LlamaShape, RopeScaling
 
 
 class Attention(nn.Module):
@@ -155,9 +155,29 @@ def rotary_tables(shape: LlamaShape, device: torch.device) -> tuple[torch.Tensor
     half = shape.head_size // 2
     exponents = torch.arange(half, device=device, dtype=torch.float32) / half
     frequencies = 1.0 / (shape.rope_theta**exponents)
+    if shape.rope_scaling is not None:
+        frequencies = scaled_frequencies(frequencies, shape.rope_scaling)
     positions = torch.arange(shape.context_length, device=device, dtype=torch.float32)
     angles = torch.outer(positions, frequencies).repeat(1, 2)
     return angles.cos(), angles.sin()
+
+
+def scaled_frequencies(frequencies: torch.Tensor, scaling: RopeScaling) -> torch.Tensor:
+    """The frequencies under Llama 3.1's scaling, computed as `transformers` does (its
+    `_compute_llama3_parameters`), so that a folder's model gives the same logits here."""
+    context = scaling.original_context_length
+    wavelengths = 2 * math.pi / frequencies
+    divided = torch.where(
+        wavelengths > context / scaling.low_freq_factor, frequencies / scaling.factor, frequencies
+    )
+    smooth = (context / wavelengths - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor
+    )
+    smoothed = (1 - smooth) * divided / scaling.factor + smooth * divided
+    medium = (wavelengths >= context / scaling.high_freq_factor) & (
+        wavelengths <= context / scaling.low_freq_factor
+    )
+    return torch.where(medium, smoothed, divided)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,19 @@ DEFAULT_ROPE_THETA = 500_000.0
 
 
 @dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3.1's rotary frequency scaling (Hugging Face's rope_type llama3), which its releases
+    use to extend an `original_context_length` pretraining context: frequencies whose wavelength
+    exceeds original_context_length / low_freq_factor are divided by `factor`, those below
+    original_context_length / high_freq_factor kept, and those between interpolated."""
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_context_length: int
+
+
+@dataclass(frozen=True)
 class LlamaShape:
     """Every dimension of a Llama model but its vocabulary."""
 
@@ -33,6 +46,8 @@ class LlamaShape:
     tie_embeddings: bool
     rope_theta: float = DEFAULT_ROPE_THETA
     norm_eps: float = 1e-5
+    rope_scaling: RopeScaling | None = None
+    """Only from a Hugging Face folder (`model.initFrom`); the named shapes train unscaled."""
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.heads:

@@ -2,7 +2,8 @@
 
 Every task is next-label prediction with cross-entropy: the MLP predicts a digit per image, the
 language models (GPT, Llama) the next token at every position, over the vocabulary of the
-tokenizer the config names. A task says how many loss terms a sample has (1 or the context
+tokenizer the config names (or, for a Llama that starts from a Hugging Face folder, the folder's,
+which holds the tokenizer's). A task says how many loss terms a sample has (1 or the context
 length), so the loss of a global batch is the mean over all its terms whatever the world size,
 and how many FLOPs a sample costs, for MFU.
 """
@@ -18,14 +19,14 @@ from torch import nn
 from kubeforge.api.trainingjob import ModelArchitecture, ModelConfig
 from kubeforge.plan import WorkerConfig
 from kubeforge.storage import open_store
-from kubeforge_trainer import digits, text
+from kubeforge_trainer import digits, hugging_face, text
 from kubeforge_trainer.gpt import GPT
 from kubeforge_trainer.llama import Llama
 from kubeforge_trainer.llama_shapes import shape_of
 from kubeforge_trainer.loader import SampleSource
 from kubeforge_trainer.mlp import MLP
 from kubeforge_trainer.throughput import transformer_flops_per_token
-from kubeforge_trainer.tokenizer import load_tokenizer
+from kubeforge_trainer.tokenizer import TextTokenizer, load_tokenizer
 
 MLP_DEFAULTS = {"layers": 2, "hidden_size": 256}
 GPT_DEFAULTS = {"layers": 4, "hidden_size": 256, "heads": 4, "context_length": 256}
@@ -39,6 +40,7 @@ class Task:
     tokens_per_sample: int | None
     flops_per_sample: float
     test_set: digits.DigitsSource | None = None
+    tokenizer: TextTokenizer | None = None
 
 
 def _size(model: ModelConfig, name: str, defaults: dict[str, int]) -> int:
@@ -70,8 +72,10 @@ def build_task(config: WorkerConfig) -> Task:
             f"the {spec.architecture} model trains on a dataset: the TrainingJob needs spec.dataset"
         )
     dataset = open_store(config.dataset_uri)
-    tokenizer = load_tokenizer(config.trainer.tokenizer, dataset)
+    tokenizer = load_tokenizer(config.trainer.tokenizer, dataset, spec.init_from)
     language_model = build_language_model(spec, tokenizer.vocab_size)
+    if isinstance(language_model, Llama) and spec.init_from:
+        hugging_face.load_weights(open_store(spec.init_from), language_model)
     context = language_model.context_length
     return Task(
         model=language_model,
@@ -79,14 +83,25 @@ def build_task(config: WorkerConfig) -> Task:
         loss_terms_per_sample=context,
         tokens_per_sample=context,
         flops_per_sample=context * flops_per_token(language_model),
+        tokenizer=tokenizer,
     )
 
 
 def build_language_model(spec: ModelConfig, vocab_size: int) -> GPT | Llama:
-    """The GPT or Llama the model settings describe, over the text source's vocabulary, with the
-    architecture's defaults for omitted sizes."""
+    """The GPT or Llama the model settings describe, over the tokenizer's vocabulary, with the
+    architecture's defaults for omitted sizes; a Llama that starts from a Hugging Face folder
+    has the folder's shape and vocabulary, which must hold the tokenizer's (its weights are not
+    loaded yet)."""
     if spec.architecture == ModelArchitecture.LLAMA:
-        return Llama(vocab_size, shape_of(spec))
+        if spec.init_from is None:
+            return Llama(vocab_size, shape_of(spec))
+        llama = hugging_face.read_llama(open_store(spec.init_from), spec.context_length)
+        rows = llama.token_embedding.num_embeddings
+        if vocab_size > rows:
+            raise ValueError(
+                f"the tokenizer's {vocab_size} tokens exceed the {rows} of {spec.init_from}"
+            )
+        return llama
     if spec.architecture != ModelArchitecture.GPT:
         raise ValueError(f"{spec.architecture} is not a language model")
     return GPT(

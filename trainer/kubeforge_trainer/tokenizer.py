@@ -2,9 +2,12 @@
 
 `bytes` needs nothing: a token per UTF-8 byte (0..255) and an end-of-document token (256). The
 others are Hugging Face `tokenizer.json` files read from object storage when the job starts
-(never downloaded from a hub): the dataset version's own, trained at publish, or one named by
-URI. Documents are encoded without the tokenizer's own special tokens (a BOS a template would
-add), each followed by the end-of-document token, exactly as the publish stage counted them.
+(never downloaded from a hub): the dataset version's own, trained at publish, one named by URI,
+or the one in the Hugging Face model folder the model starts from (`model.initFrom`). Documents
+are encoded without the tokenizer's own special tokens (a BOS a template would add), each followed
+by the end-of-document token, exactly as the publish stage counted them. Each tokenizer has a
+`tokenizer.json`, the byte-level one too (a byte-level BPE without merges that gives the same
+ids), for the Hugging Face folder a trained Llama is exported as.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from kubeforge.api.trainingjob import TokenizerConfig, TokenizerType
 from kubeforge.dataset import END_OF_DOCUMENT_TOKEN, read_manifest
 from kubeforge.storage import ObjectStore, open_store
 
 Tokens = npt.NDArray[np.uint16] | npt.NDArray[np.uint32]
+
+FOLDER_TOKENIZER = "tokenizer.json"
+"""The tokenizer's file in a Hugging Face model folder."""
 
 END_OF_DOCUMENT_TOKENS = (END_OF_DOCUMENT_TOKEN, "<|end_of_text|>", "</s>", "<eos>")
 """Tokens a tokenizer.json named by URI may end documents with, the first one present chosen."""
@@ -35,8 +41,15 @@ class TextTokenizer(Protocol):
     def end_of_document(self) -> int: ...
 
     @property
+    def end_of_document_token(self) -> str: ...
+
+    @property
     def sha256(self) -> str | None:
         """The digest of its tokenizer.json; None for the byte-level one."""
+
+    @property
+    def tokenizer_json(self) -> bytes:
+        """The Hugging Face tokenizer.json that encodes and decodes as this tokenizer does."""
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -68,7 +81,20 @@ class ByteTokenizer:
 
     vocab_size = 257
     end_of_document = 256
+    end_of_document_token = END_OF_DOCUMENT_TOKEN
     sha256 = None
+
+    @property
+    def tokenizer_json(self) -> bytes:
+        """A byte-level BPE without merges: each byte is the token of its byte-level character,
+        whose id is the byte's value, and the end-of-document token is 256."""
+        vocabulary = {character: byte for byte, character in enumerate(_byte_characters())}
+        vocabulary[END_OF_DOCUMENT_TOKEN] = self.end_of_document
+        tokenizer = Tokenizer(models.BPE(vocab=vocabulary, merges=[]))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        tokenizer.add_special_tokens([END_OF_DOCUMENT_TOKEN])
+        return tokenizer.to_str().encode()
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -82,11 +108,23 @@ class ByteTokenizer:
         return bytes(token for token in ids if token < 256).decode("utf-8", errors="replace")
 
 
+def _byte_characters() -> list[str]:
+    """The character the byte-level pre-tokenizer maps each byte to, by byte (GPT-2's table: the
+    printable bytes are themselves, the others follow from 256 on)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    others = (byte for byte in range(256) if byte not in printable)
+    table = dict(zip(printable, printable, strict=True))
+    table.update((byte, 256 + index) for index, byte in enumerate(others))
+    return [chr(table[byte]) for byte in range(256)]
+
+
 class BpeTokenizer:
     """A Hugging Face tokenizer.json."""
 
     def __init__(self, data: bytes, where: str, end_of_document: str | None = None) -> None:
         self._tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+        self.tokenizer_json = data
         self.sha256 = hashlib.sha256(data).hexdigest()
         self.vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
         names = (end_of_document,) if end_of_document else END_OF_DOCUMENT_TOKENS
@@ -95,6 +133,7 @@ class BpeTokenizer:
         if not found:
             raise ValueError(f"{where}: no end-of-document token in its vocabulary: {names}")
         self.end_of_document = found[0]
+        self.end_of_document_token = names[ids.index(found[0])]
         self._dtype = _dtype(self.vocab_size)
 
     def encode(self, text: str) -> list[int]:
@@ -108,14 +147,30 @@ class BpeTokenizer:
         return self._tokenizer.decode(list(ids), skip_special_tokens=True)
 
 
-def load_tokenizer(config: TokenizerConfig, dataset: ObjectStore | None) -> TextTokenizer:
-    """The tokenizer the config names, read from the dataset version or its URI."""
-    if config.type == TokenizerType.BYTES:
+def folder_tokenizer(folder: ObjectStore) -> BpeTokenizer:
+    """The tokenizer.json of a Hugging Face model folder."""
+    where = f"{folder.uri}/{FOLDER_TOKENIZER}"
+    if not folder.exists(FOLDER_TOKENIZER):
+        raise ValueError(f"{where} is missing: name the tokenizer in tokenizer.type")
+    return BpeTokenizer(folder.get(FOLDER_TOKENIZER), where)
+
+
+def load_tokenizer(
+    config: TokenizerConfig, dataset: ObjectStore | None, init_from: str | None = None
+) -> TextTokenizer:
+    """The tokenizer the config names, read from the dataset version, its URI or the Hugging Face
+    folder the model starts from (`init_from`), which is also the default when there is one."""
+    kind = config.type or (TokenizerType.MODEL if init_from else TokenizerType.BYTES)
+    if kind == TokenizerType.BYTES:
         return ByteTokenizer()
-    if config.type == TokenizerType.URI:
+    if kind == TokenizerType.URI:
         assert config.uri is not None  # the API requires it with this type
         folder, _, name = config.uri.rpartition("/")
         return BpeTokenizer(open_store(folder).get(name), config.uri)
+    if kind == TokenizerType.MODEL:
+        if init_from is None:  # the API requires it with this type
+            raise ValueError("tokenizer.type model needs model.initFrom")
+        return folder_tokenizer(open_store(init_from))
     if dataset is None:
         raise ValueError("tokenizer.type dataset needs spec.dataset")
     info = read_manifest(dataset).tokenizer

@@ -274,7 +274,12 @@ class Trainer:
             weights = whole_model_state(self.model)  # every rank: a sharded model is gathered
             if self.group.is_main:
                 write_final_artifacts(
-                    open_store(self.config.checkpoint.uri), weights, self.config, self._metrics()
+                    open_store(self.config.checkpoint.uri),
+                    weights,
+                    self.config,
+                    self._metrics(),
+                    self.model,
+                    self.task.tokenizer,
                 )
         if self.group.is_main:
             self.progress.finished()
