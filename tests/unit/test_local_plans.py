@@ -60,8 +60,11 @@ def test_training_agents_and_their_store_run_the_pods_commands_and_environment(
     container = _container(pod_job)
 
     def without_place(command: list[str]) -> list[str]:
+        """The command but where it runs: the store's address, the rendezvous run (the job's
+        uid locally, each worker Job's in the cluster) and the config file's path."""
+        placed = ("--rdzv-endpoint=", "--rdzv-id=")
         return [
-            "--rdzv-endpoint=*" if part.startswith("--rdzv-endpoint=") else part
+            next((f"{flag}*" for flag in placed if part.startswith(flag)), part)
             for part in command
             if not part.endswith("trainer.yaml")
         ]
