@@ -1,10 +1,9 @@
 """The document steps: extracted text → filters → PII scrubbing → exact and near dedup.
 
 Each step either passes the text on or returns the reason it is dropped (counted by the shard,
-each filter rule under its own reason).
-Filters come first because they are cheap; dedup last so that only documents worth keeping are
-remembered. The dedup memory (content hashes and MinHash signatures) is rebuilt from the parts a
-shard has committed when it resumes, so it always matches what the dataset holds.
+each filter rule under its own reason). Filters come first and dedup last, so that only documents
+worth keeping are remembered. The dedup memory (content hashes and MinHash signatures) is rebuilt
+from the parts a shard has committed when it resumes, so it always matches what the dataset holds.
 """
 
 from __future__ import annotations
