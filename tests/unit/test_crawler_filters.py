@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from kubeforge.api.dataingest import ProcessingSpec
-from kubeforge.api.filters import C4Rules, FineWebQuality, GopherQuality, GopherRepetition
+from kubeforge.api.filters import (
+    C4Rules,
+    FineWebQuality,
+    GopherQuality,
+    GopherRepetition,
+    NGramLimit,
+)
 from kubeforge_crawler.counters import ShardCounters
 from kubeforge_crawler.extract import Extracted, extract_html
 from kubeforge_crawler.filters import Document, document_filters, identify_language
@@ -135,6 +141,23 @@ def test_gopher_repetition_measures_characters_of_words() -> None:
     # The 2-grams from the third word on repeat the first: words 3 to 6 (6 characters of 9).
     assert duplicate_n_gram_fraction(words, 2, 9) == pytest.approx(6 / 9)
     assert duplicate_n_gram_fraction(["one", "two", "three", "four"], 2, 15) == 0.0
+
+
+def test_repeated_longer_n_grams_cover_no_more_than_shorter_ones() -> None:
+    """What lets the filter stop at the first fraction within every longer n-gram's limit."""
+    items = (PROSE + " " + " ".join(PROSE_LINES[0].split()[:30]) * 2).split()
+    characters = sum(map(len, items))
+    fractions = [duplicate_n_gram_fraction(items, n, characters) for n in range(1, 12)]
+    assert fractions == sorted(fractions, reverse=True)
+    assert fractions[4] > 0
+    strict_ten = GopherRepetition(
+        top_n_grams=[],
+        duplicate_n_grams=[NGramLimit(n=5, max_fraction=0.9), NGramLimit(n=10, max_fraction=0.0)],
+    )
+    text = PROSE + "\n" + " ".join(PROSE_LINES[0].split()[:12])
+    assert GopherRepetitionFilter(strict_ten)(Document(URL, text)) == (
+        "GopherRepetition:duplicated_10_n_grams"
+    )
 
 
 def test_gopher_repetition_counts_repeated_characters_of_paragraphs_and_lines() -> None:

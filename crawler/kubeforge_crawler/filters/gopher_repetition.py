@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from kubeforge.api.filters import GopherRepetition
 from kubeforge_crawler.filters.base import Document, Rule, first_tripped, repeated, words
@@ -87,25 +87,30 @@ class GopherRepetitionFilter:
         # Words only once the cheap line rules pass: most rejected pages stop above.
         items = words(text)
         characters = sum(map(len, items))
-        n_gram_checks = [
+        top = [
             (
                 f"{NAME}:top_{limit.n}_gram",
-                _exceeds(top_n_gram_fraction, items, limit.n, characters, limit.max_fraction),
+                _top_exceeds(items, limit.n, characters, limit.max_fraction),
             )
             for limit in rules.top_n_grams
-        ] + [
-            (
-                f"{NAME}:duplicated_{limit.n}_n_grams",
-                _exceeds(duplicate_n_gram_fraction, items, limit.n, characters, limit.max_fraction),
-            )
-            for limit in rules.duplicate_n_grams
         ]
-        return first_tripped(n_gram_checks)
+        return first_tripped(top) or self._duplicated(items, characters)
+
+    def _duplicated(self, items: Sequence[str], characters: int) -> str | None:
+        """The duplicated n-gram rules, shortest n first. The words that repeated (n+1)-grams
+        cover are among those that repeated n-grams cover (both n-grams inside a repeated
+        (n+1)-gram repeat too), so once a fraction is within every limit left to check, the longer
+        n-grams' fractions are as well, and are not computed."""
+        limits = sorted(self.rules.duplicate_n_grams, key=lambda limit: limit.n)
+        for index, limit in enumerate(limits):
+            fraction = duplicate_n_gram_fraction(items, limit.n, characters)
+            if fraction > limit.max_fraction:
+                return f"{NAME}:duplicated_{limit.n}_n_grams"
+            if all(fraction <= later.max_fraction for later in limits[index + 1 :]):
+                return None
+        return None
 
 
-Measure = Callable[[Sequence[str], int, int], float]
-
-
-def _exceeds(measure: Measure, items: Sequence[str], n: int, characters: int, limit: float) -> Rule:
-    """A rule that trips when the n-gram measure of the words exceeds its limit."""
-    return lambda: measure(items, n, characters) > limit
+def _top_exceeds(items: Sequence[str], n: int, characters: int, limit: float) -> Rule:
+    """A rule that trips when the most frequent n-gram covers more than `limit` of the words."""
+    return lambda: top_n_gram_fraction(items, n, characters) > limit
