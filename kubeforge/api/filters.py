@@ -19,12 +19,14 @@ BLOCKLIST_LIMIT = 10000
 
 # A domain as a blocklist names it: lowercase labels, no port, no scheme.
 BLOCKED_DOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-# What is left of a URL when everything but letters and digits is removed, lowercase.
-BLOCKED_SUBSTRING = r"^[a-z0-9]+$"
+# Lowercase letters and digits: what URL words and substrings are compared in.
+LOWERCASE_WORD = r"^[a-z0-9]+$"
+WORD = r"^\S+$"
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 BlockedDomain = Annotated[str, Field(pattern=BLOCKED_DOMAIN, max_length=253)]
-BlockedWord = Annotated[str, Field(pattern=BLOCKED_SUBSTRING, max_length=64)]
+LowercaseWord = Annotated[str, Field(pattern=LOWERCASE_WORD, max_length=64)]
+Word = Annotated[str, Field(pattern=WORD, max_length=64)]
 
 
 def _blocklist(description: str) -> Any:
@@ -39,11 +41,11 @@ class UrlBlocklist(CamelModel):
     domains: Annotated[list[BlockedDomain], AfterValidator(unique)] = _blocklist(
         "Domains whose URLs are dropped, each with its subdomains (reason UrlBlocklist:domain)."
     )
-    words: Annotated[list[BlockedWord], AfterValidator(unique)] = _blocklist(
+    words: Annotated[list[LowercaseWord], AfterValidator(unique)] = _blocklist(
         "Words (lowercase letters and digits) dropped when the URL, split at every "
         "other character, contains one of them (reason UrlBlocklist:word)."
     )
-    substrings: Annotated[list[BlockedWord], AfterValidator(unique)] = _blocklist(
+    substrings: Annotated[list[LowercaseWord], AfterValidator(unique)] = _blocklist(
         "Lowercase letters and digits dropped when they occur anywhere in the URL with "
         "everything but letters and digits removed (reason UrlBlocklist:substring)."
     )
@@ -171,12 +173,12 @@ class GopherQuality(CamelModel):
         ge=0,
         description="Fewest occurrences of the stop words (gopher_enough_stop_words).",
     )
-    stop_words: Annotated[list[BlockedWord], AfterValidator(unique)] = Field(
+    stop_words: Annotated[list[Word], AfterValidator(unique)] = Field(
         default_factory=lambda: list(STOP_WORDS),
         min_length=1,
         max_length=1000,
         json_schema_extra={"x-kubernetes-list-type": "set", "default": list(STOP_WORDS)},
-        description="The stop words counted, lowercase (Gopher's English list by default).",
+        description="The stop words counted, in any case (Gopher's English list by default).",
     )
 
     # Guarded although both are defaulted: the apiserver checks the rule against `default: {}`

@@ -17,7 +17,7 @@ class GopherQualityFilter:
 
     def __init__(self, rules: GopherQuality) -> None:
         self.rules = rules
-        self.stop_words = frozenset(rules.stop_words)
+        self.stop_words = frozenset(word.lower() for word in rules.stop_words)
 
     def __call__(self, document: Document) -> str | None:
         rules, text = self.rules, document.text
