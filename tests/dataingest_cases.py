@@ -57,7 +57,14 @@ FULL_SPEC: dict[str, Any] = {
     "shards": 8,
     "processing": {
         "languages": ["en", "de"],
-        "quality": {"minWords": 100, "maxWords": 50000},
+        "filters": {
+            "url": {"domains": ["spam.example"], "words": ["casino"], "substrings": ["xxx"]},
+            "language": {"minScore": 0.5},
+            "gopherRepetition": {"topNGrams": [{"n": 2, "maxFraction": 0.25}]},
+            "gopherQuality": {"minWords": 100, "maxWords": 50000},
+            "c4": {"requireTerminalPunctuation": True},
+            "fineweb": {"enabled": False},
+        },
         "pii": {"emails": True, "phoneNumbers": False},
         "dedup": {"exact": True, "nearDuplicates": True, "threshold": 0.85, "permutations": 256},
     },
@@ -160,9 +167,47 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
     ),
     InvalidSpec(
         "word-bounds-reversed",
-        {**MINIMAL_SPEC, "processing": {"quality": {"minWords": 10, "maxWords": 5}}},
-        "spec.processing.quality.minWords",
+        {
+            **MINIMAL_SPEC,
+            "processing": {"filters": {"gopherQuality": {"minWords": 10, "maxWords": 5}}},
+        },
+        "spec.processing.filters.gopherQuality.minWords",
         "minWords must not exceed maxWords",
+    ),
+    InvalidSpec(
+        "language-score-above-one",
+        {**MINIMAL_SPEC, "processing": {"filters": {"language": {"minScore": 1.5}}}},
+        "spec.processing.filters.language.minScore",
+        "less than or equal to 1",
+    ),
+    InvalidSpec(
+        "negative-duplicate-line-fraction",
+        {
+            **MINIMAL_SPEC,
+            "processing": {"filters": {"gopherRepetition": {"maxDuplicateLineFraction": -0.1}}},
+        },
+        "spec.processing.filters.gopherRepetition.maxDuplicateLineFraction",
+        "greater than or equal to 0",
+    ),
+    InvalidSpec(
+        "n-gram-fraction-above-one",
+        {
+            **MINIMAL_SPEC,
+            "processing": {
+                "filters": {"gopherRepetition": {"topNGrams": [{"n": 2, "maxFraction": 2}]}}
+            },
+        },
+        "spec.processing.filters.gopherRepetition.topNGrams[0].maxFraction",
+        "less than or equal to 1",
+    ),
+    InvalidSpec(
+        "blocked-domain-with-scheme",
+        {
+            **MINIMAL_SPEC,
+            "processing": {"filters": {"url": {"domains": ["https://spam.example"]}}},
+        },
+        "spec.processing.filters.url.domains[0]",
+        "should match",
     ),
     InvalidSpec(
         "tokenizer-vocabulary-below-the-bytes",

@@ -37,6 +37,7 @@ import yaml
 
 from benchmarks.crawler.web import MIRROR, NETWORK, Web, page_requests, render, serve
 from kubeforge.crawlconfig import CrawlerConfig, crawl_command
+from tests.workloads.crawls import FILTERS as PYDOC_FILTERS
 
 PER_HOST_CONCURRENCY = 4
 PRODUCT = "KubeforgeBench"
@@ -45,15 +46,8 @@ MAX_DEPTH = 8
 TIMEOUT_SECONDS = 30
 RETRIES = 2
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-# pydoc pages are code-heavy, with repeated "Methods defined here:" lines (as in the tests).
-QUALITY = {
-    "minWords": 20,
-    "maxDuplicateLineFraction": 0.9,
-    "minAlphabeticWordFraction": 0.5,
-    "maxSymbolRatio": 0.5,
-    "minMeanWordLength": 2,
-    "maxMeanWordLength": 20,
-}
+# The tests' filters for pydoc pages, with the language score on, as a real ingest runs it.
+FILTERS = {**PYDOC_FILTERS, "language": {"enabled": True}}
 
 
 @dataclass(frozen=True)
@@ -96,7 +90,7 @@ def kubeforge_config(web: Web, dataset: Path) -> CrawlerConfig:
                 "retries": RETRIES,
                 "allowedNetworks": [NETWORK],
             },
-            "processing": {"quality": QUALITY},
+            "processing": {"filters": FILTERS},
         }
     )
 

@@ -21,8 +21,9 @@ class ShardCounters:
         self.pages_by_status[f"{status // 100}xx"] += 1
         self.bytes_fetched += wire_bytes
 
-    def drop(self, reason: DropReason, count: int = 1) -> None:
-        self.dropped[reason.value] += count
+    def drop(self, reason: str, count: int = 1) -> None:
+        """Counts drops under their reason: a `DropReason` or a filter rule's `Filter:rule`."""
+        self.dropped[str(reason)] += count
 
     def kept(self) -> None:
         self.documents_kept += 1

@@ -1,9 +1,9 @@
 """The document steps: extracted text → filters → PII scrubbing → exact and near dedup.
 
-Each step either passes the text on or returns the reason it is dropped (counted by the shard).
-Filters come first because they are cheap; dedup last so that only documents worth keeping are
-remembered. The dedup memory (content hashes and MinHash signatures) is rebuilt from the parts a
-shard has committed when it resumes, so it always matches what the dataset holds.
+Each step either passes the text on or returns the reason it is dropped (counted by the shard,
+each filter rule under its own reason). Filters come first and dedup last, so that only documents
+worth keeping are remembered. The dedup memory (content hashes and MinHash signatures) is rebuilt
+from the parts a shard has committed when it resumes, so it always matches what the dataset holds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 from kubeforge.api.dataingest import DropReason, ProcessingSpec
 from kubeforge.dataset import WarcOrigin, content_hash
 from kubeforge_crawler.extract import Extracted
-from kubeforge_crawler.filters import Filter, LanguageFilter, QualityFilter, detect_language
+from kubeforge_crawler.filters import Document, document_filters, identify_language
 from kubeforge_crawler.minhash import MinHasher, NearDuplicateIndex, Signature
 from kubeforge_crawler.pii import PiiScrubber
 
@@ -38,10 +38,7 @@ class DocumentPipeline:
     """The steps of one shard, with its dedup memory."""
 
     def __init__(self, processing: ProcessingSpec) -> None:
-        self.filters: list[Filter] = []
-        if processing.languages:
-            self.filters.append(LanguageFilter(processing.languages))
-        self.filters.append(QualityFilter(processing.quality))
+        self.filters = document_filters(processing)
         self.scrub = PiiScrubber(processing.pii)
         self.dedup = processing.dedup
         self.hasher = MinHasher(processing.dedup.permutations, processing.dedup.shingle_words)
@@ -60,15 +57,18 @@ class DocumentPipeline:
         http_status: int,
         extracted: Extracted,
         warc: WarcOrigin | None = None,
-    ) -> Candidate | DropReason:
-        """The document a page (or the WARC record `warc`) yields, or why it yields none."""
+    ) -> Candidate | str:
+        """The document a page (or the WARC record `warc`) yields, or why it yields none (a
+        `DropReason` or a filter rule's `Filter:rule`)."""
         if not extracted.text.strip():
             return DropReason.NO_TEXT
+        document = Document(url, extracted.text)
         for step in self.filters:
-            reason = step(extracted.text)
+            reason = step(document)
             if reason is not None:
                 return reason
-        text = self.scrub(extracted.text)
+        language = document.language or identify_language(document.text)[0]
+        text = self.scrub(document.text)
         text_hash = content_hash(text)
         if self.dedup.exact and text_hash in self.hashes:
             return DropReason.EXACT_DUPLICATE
@@ -81,7 +81,7 @@ class DocumentPipeline:
             fetched_at=fetched_at,
             http_status=http_status,
             title=extracted.title,
-            language=detect_language(text),
+            language=language,
             text=text,
             content_hash=text_hash,
             signature=signature,

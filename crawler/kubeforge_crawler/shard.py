@@ -474,7 +474,7 @@ class ShardCrawler:
     ) -> None:
         """Passes a document through the pipeline into the part being filled, or counts why not."""
         result = self.pipeline.process(url, fetched_at, status, extracted, warc)
-        if isinstance(result, DropReason):
+        if isinstance(result, str):
             self.counters.drop(result)
             return
         self.buffer.append(result)

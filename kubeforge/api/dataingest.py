@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from croniter import croniter
 from pydantic import AfterValidator, AwareDatetime, Field
 
+from kubeforge.api.filters import DocumentFilters
 from kubeforge.api.meta import (
     DNS1123_SUBDOMAIN,
     CaBundle,
@@ -34,6 +35,7 @@ from kubeforge.api.meta import (
     cel_rule,
     defaulted,
     immutable,
+    set_of,
     unique,
 )
 
@@ -163,12 +165,9 @@ class DropReason(StrEnum):
     HTTP_ERROR = "HttpError"
     UNSUPPORTED_CONTENT_TYPE = "UnsupportedContentType"
     UNSUPPORTED_ENCODING = "UnsupportedEncoding"
-    # After extraction.
+    # After extraction (the document filters' reasons are named `Filter:rule`, see
+    # kubeforge.api.filters).
     NO_TEXT = "NoText"
-    LANGUAGE = "Language"
-    TOO_SHORT = "TooShort"
-    TOO_LONG = "TooLong"
-    LOW_QUALITY = "LowQuality"
     EXACT_DUPLICATE = "ExactDuplicate"
     NEAR_DUPLICATE = "NearDuplicate"
     # WARC records (sources.warc), besides TooLarge, HttpError and UnsupportedContentType.
@@ -242,13 +241,8 @@ Cidr = Annotated[
 
 
 def _set_of(description: str) -> Any:
-    """A list field of unique items, empty when omitted."""
-    return Field(
-        default_factory=list,
-        max_length=SOURCE_LIST_LIMIT,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
-        description=description,
-    )
+    """A list field of unique sources, empty when omitted."""
+    return set_of(description, SOURCE_LIST_LIMIT)
 
 
 class WarcSources(CamelModel):
@@ -461,46 +455,6 @@ class CrawlPolicy(CamelModel):
         return self.min_delay_seconds <= self.max_crawl_delay_seconds
 
 
-class QualityFilter(CamelModel):
-    """Heuristics a document must pass (in the spirit of Gopher's quality rules)."""
-
-    min_words: Int32 = Field(default=50, ge=0, description="Fewest words a document may have.")
-    max_words: Int32 = Field(default=100000, ge=1, description="Most words a document may have.")
-    min_mean_word_length: float = Field(
-        default=3.0, ge=0, description="Smallest mean word length, in characters."
-    )
-    max_mean_word_length: float = Field(
-        default=10.0, gt=0, description="Largest mean word length, in characters."
-    )
-    max_symbol_ratio: float = Field(
-        default=0.1,
-        ge=0,
-        description="Most '#' and '...' symbols per word (markup and list debris).",
-    )
-    min_alphabetic_word_fraction: float = Field(
-        default=0.8,
-        ge=0,
-        le=1,
-        description="Least fraction of words that contain a letter.",
-    )
-    max_duplicate_line_fraction: float = Field(
-        default=0.3,
-        ge=0,
-        le=1,
-        description="Most fraction of lines that repeat an earlier line (boilerplate).",
-    )
-
-    # Guarded although both are defaulted: the apiserver checks the rule against `default: {}`
-    # of the parent before it applies the fields' own defaults.
-    @cel_rule(
-        "!has(self.minWords) || !has(self.maxWords) || self.minWords <= self.maxWords",
-        "minWords must not exceed maxWords",
-        field_path=".minWords",
-    )
-    def _word_bounds_ordered(self) -> bool:
-        return self.min_words <= self.max_words
-
-
 class PiiScrubbing(CamelModel):
     """Personal data replaced in the text before it is stored."""
 
@@ -537,10 +491,15 @@ class ProcessingSpec(CamelModel):
         default_factory=list,
         max_length=64,
         json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="Keep only documents detected in these languages (ISO 639-1, e.g. en). "
-        "Empty: any language.",
+        description="Keep only documents detected in these languages (ISO 639-1, e.g. en; "
+        "reason Language:language). Empty: any language. `filters.language` sets the score "
+        "threshold.",
     )
-    quality: QualityFilter = defaulted(QualityFilter, "Heuristic quality filters.")
+    filters: DocumentFilters = defaulted(
+        DocumentFilters,
+        "FineWeb's filters: URL blocklists, language score, Gopher repetition and quality, C4 "
+        "and FineWeb rules, each rule with its own threshold and drop reason.",
+    )
     pii: PiiScrubbing = defaulted(PiiScrubbing, "Personal data scrubbed from the text.")
     dedup: Deduplication = defaulted(Deduplication, "Exact and near-duplicate removal.")
 
@@ -705,7 +664,7 @@ class CrawlCounters(StatusModel):
     dropped_by_reason: dict[str, Int64] = Field(
         default_factory=dict,
         description="URLs and documents dropped, by reason (e.g. RobotsDisallowed, TooLarge, "
-        "BlockedAddress, LowQuality).",
+        "BlockedAddress, GopherRepetition:dup_line_frac).",
     )
     duplicates_removed: Int64 = Field(
         default=0, description="Exact and near duplicates removed, in shards and globally."

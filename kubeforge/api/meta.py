@@ -119,6 +119,16 @@ def immutable(description: str, **constraints: Any) -> Any:
     )
 
 
+def set_of(description: str, max_length: int) -> Any:
+    """A list field of unique items, empty when omitted."""
+    return Field(
+        default_factory=list,
+        max_length=max_length,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description=description,
+    )
+
+
 def defaulted(model: type[BaseModel], description: str) -> Any:
     """A nested object that exists with its own defaults when omitted.
 

@@ -131,6 +131,8 @@ def _details(console: Console, resource: Resource) -> None:
             condition.type, condition.status.value, condition.reason, condition.message
         )
     console.print(conditions)
+    if isinstance(resource, DataIngest):
+        _drops(console, resource)
     if isinstance(resource, TrainingJob):
         progress = resource.status.progress
         if progress is not None and progress.last_checkpoint is not None:
@@ -153,6 +155,17 @@ def _details(console: Console, resource: Resource) -> None:
         console.print(summary(goodput), highlight=False)
         for line in restart_lines(goodput):
             console.print(line, highlight=False)
+
+
+def _drops(console: Console, ingest: DataIngest) -> None:
+    """What the DataIngest did not keep, by reason (each filter rule apart), most first."""
+    dropped = ingest.status.counters.dropped_by_reason
+    if not dropped:
+        return
+    table = Table("REASON", "DROPPED", title="DataIngest drops by reason")
+    for reason, count in sorted(dropped.items(), key=lambda item: (-item[1], item[0])):
+        table.add_row(reason, f"{count:,}")
+    console.print(table)
 
 
 def show_logs(console: Console, name: str, namespace: str | None, tail: int) -> int:

@@ -121,7 +121,7 @@ def test_trainer_image_has_cuda_capable_torch_and_the_launcher() -> None:
 @pytest.mark.usefixtures("docker_daemon")
 def test_crawler_image_loads_its_native_extensions() -> None:
     image = built("crawler")
-    modules = "resiliparse.parse.lang, selectolax.lexbor, brotli, zstandard, xxhash, numpy, "
+    modules = "py3langid.langid, selectolax.lexbor, brotli, zstandard, xxhash, numpy, "
     modules += "fastwarc.warc, tokenizers"
     imports = f"import {modules}; import kubeforge_crawler.pipeline, kubeforge_crawler.warc; "
     imports += "print('ok')"

@@ -14,8 +14,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubeforge.api.dataingest import DATA_INGEST, DataIngest
+from tests.conftest import Rig
 from tests.dataingest_cases import FULL_SPEC, INVALID_SPECS, MINIMAL_SPEC, InvalidSpec
-from tests.kube import status_message
+from tests.kube import kubeforge_status, status_message
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +60,23 @@ def test_invalid_spec_is_refused_naming_the_field(
     message = status_message(refused.value)
     assert case.field in message, message
     assert case.message.lower() in message.lower(), message
+
+
+def test_kubeforge_status_lists_the_drops_by_reason_each_filter_rule_apart(
+    rig: Rig, api_client: client.ApiClient, crds: list[str], namespace: str
+) -> None:
+    create(api_client, namespace, "filtered", MINIMAL_SPEC)
+    dropped = {"GopherRepetition:dup_line_frac": 1200, "Language:low_score": 35, "OffScope": 7}
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
+        DATA_INGEST.group,
+        DATA_INGEST.version,
+        namespace,
+        DATA_INGEST.plural,
+        "filtered",
+        {"status": {"counters": {"droppedByReason": dropped}}},
+    )
+    shown = kubeforge_status(rig.kubeconfig, namespace, "filtered")
+    # Table rows read "│ REASON │ COUNT │"; the most frequent reason comes first.
+    rows = [line.split() for line in shown.splitlines()]
+    assert [row[1] for row in rows if len(row) > 1 and row[1] in dropped] == list(dropped), shown
+    assert "1,200" in shown

@@ -37,7 +37,7 @@ from tests.polling import wait_for
 from tests.resources import condition, read_or_none
 from tests.testweb import PRODUCT, SAMPLE_PORT, LocalWeb, build_web, stop_web
 from tests.tlsproxy import TlsEndpoint
-from tests.workloads.crawls import QUALITY
+from tests.workloads.crawls import FILTERS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -434,7 +434,7 @@ def test_a_schedule_crawls_each_run_into_the_next_version_and_keeps_the_last(
             rawDataExpirationDays=7,
         ),
         "sources": {"objectPrefixes": [f"s3://{bucket}/partner/"]},
-        "processing": {"quality": QUALITY},  # pydoc's text is not prose
+        "processing": {"filters": FILTERS},  # pydoc's text is not prose
         "shards": 1,
         "schedule": "* * * * *",
     }

@@ -8,10 +8,7 @@ the trainer's progress reports are written by the test with the same sink the tr
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -29,6 +26,7 @@ from kubeforge.progress import ConfigMapSink
 from tests.conftest import Rig
 from tests.integration.conftest import OperatorThread
 from tests.integration.trainingjobs import Jobs, condition, spec_with
+from tests.kube import kubeforge_status
 from tests.polling import wait_for
 from tests.resources import read_or_none
 
@@ -165,7 +163,7 @@ def test_goodput_shows_what_a_restart_cost(rig: Rig, jobs: Jobs, operator: Opera
     assert goodput.productive_seconds == max(
         0, goodput.wall_seconds - goodput.startup_seconds - goodput.lost_seconds
     )
-    shown = kubeforge_status(rig, jobs, "measured")
+    shown = kubeforge_status(rig.kubeconfig, jobs.namespace, "measured")
     assert "GOODPUT" in shown, shown
     began_at = f"{restarted.began_at:%Y-%m-%d %H:%M:%S}"
     assert f"restart at {began_at}: first step after " in shown, shown
@@ -174,16 +172,6 @@ def test_goodput_shows_what_a_restart_cost(rig: Rig, jobs: Jobs, operator: Opera
         lambda: (REGISTRY.get_sample_value(LOST_COUNT) or 0) >= (lost_before or 0) + 1,
         "the restart's lost time in the metrics",
     )
-
-
-def kubeforge_status(rig: Rig, jobs: Jobs, name: str) -> str:
-    """What `kubeforge status NAME` prints, as a program on the rig's kubeconfig."""
-    command = [sys.executable, "-m", "kubeforge.cli.main", "status", name, "-n", jobs.namespace]
-    # A wide terminal: rich fits its tables to COLUMNS.
-    environment = {**os.environ, "KUBECONFIG": str(rig.kubeconfig), "COLUMNS": "200"}
-    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def test_active_deadline_fails_the_job(jobs: Jobs, operator: OperatorThread) -> None:

@@ -17,13 +17,9 @@ from kubeforge.api.dataingest import (
     PiiScrubbing,
     ProcessingSpec,
 )
-from kubeforge.api.dataingest import (
-    QualityFilter as QualityPolicy,
-)
 from kubeforge_crawler.checkpoint import CrawlState
 from kubeforge_crawler.exchange import crawl_is_over
 from kubeforge_crawler.extract import decode_html, extract_html
-from kubeforge_crawler.filters import LanguageFilter, QualityFilter
 from kubeforge_crawler.minhash import (
     MinHasher,
     NearDuplicateIndex,
@@ -35,6 +31,7 @@ from kubeforge_crawler.minhash import (
 from kubeforge_crawler.pii import PiiScrubber
 from kubeforge_crawler.pipeline import Candidate, DocumentPipeline
 from kubeforge_crawler.sitemaps import parse_sitemap
+from tests.filtertexts import PROSE, paragraphs
 
 PAGE = """<!DOCTYPE html><html><head><title> A  page </title>
 <script>var tracking = 1;</script><style>p {}</style></head>
@@ -98,29 +95,6 @@ def prose(words: int, seed: int = 1) -> str:
     return "\n".join(f"{line} {index}" for index, line in enumerate(lines))
 
 
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        (prose(100), None),
-        ("too few words here", DropReason.TOO_SHORT),
-        (prose(300), DropReason.TOO_LONG),
-        ("# " * 60, DropReason.LOW_QUALITY),
-        ("\n".join(["same line again"] * 40), DropReason.LOW_QUALITY),
-        (" ".join(["1234 5678"] * 40), DropReason.LOW_QUALITY),
-    ],
-)
-def test_quality_filter_says_why(text: str, reason: DropReason | None) -> None:
-    policy = QualityPolicy(min_words=20, max_words=200)
-    assert QualityFilter(policy)(text) == reason
-
-
-def test_language_filter_keeps_the_configured_languages() -> None:
-    english = "The crawler fetches pages politely and keeps the documents that pass its filters."
-    german = "Der Crawler lädt Seiten höflich und behält die Dokumente, die seine Filter bestehen."
-    assert LanguageFilter(["en"])(english) is None
-    assert LanguageFilter(["en"])(german) == DropReason.LANGUAGE
-
-
 def word_jaccard(first: str, second: str, n: int = 5) -> float:
     def grams(text: str) -> set[str]:
         words = re.findall(r"\w+", text.lower())
@@ -163,15 +137,14 @@ def test_the_index_finds_near_duplicates_only() -> None:
 
 
 def test_the_pipeline_drops_exact_then_near_duplicates() -> None:
-    processing = ProcessingSpec.model_validate({"quality": {"minWords": 10}})
-    pipeline = DocumentPipeline(processing)
-    extracted = extract_html(f"<html><body><p>{prose(200)}</p></body></html>")
+    pipeline = DocumentPipeline(ProcessingSpec())
+    extracted = extract_html(paragraphs(PROSE))
     now = datetime.now(UTC)
     first = pipeline.process("http://a.example/", now, 200, extracted)
     assert isinstance(first, Candidate)
     again = pipeline.process("http://b.example/", now, 200, extracted)
     assert again == DropReason.EXACT_DUPLICATE
-    near = extract_html(f"<html><body><p>{prose(200).replace('shard', 'pod', 1)}</p></body></html>")
+    near = extract_html(paragraphs(PROSE.replace("heap", "pile", 1)))
     assert pipeline.process("http://c.example/", now, 200, near) == DropReason.NEAR_DUPLICATE
     empty = extract_html("<html><body></body></html>")
     assert pipeline.process("http://d.example/", now, 200, empty) == DropReason.NO_TEXT

@@ -56,6 +56,7 @@ from tests.testweb import (
     requests_of,
 )
 from tests.workloads.crawls import (
+    THIN_PAGE_DROP,
     crawl_in_process,
     crawl_policy,
     fetch,
@@ -192,7 +193,7 @@ def test_personal_data_is_scrubbed(crawl: Crawl, web: LocalWeb) -> None:
 
 def test_thin_pages_are_filtered_with_a_reason(crawl: Crawl) -> None:
     counters = crawl.markers[SHARD_OF_HOST["docs-a"]].counters
-    assert counters.dropped_by_reason[DropReason.TOO_SHORT] == 1
+    assert counters.dropped_by_reason[THIN_PAGE_DROP] == 1
     assert counters.dropped_by_reason[DropReason.OFF_SCOPE] >= 1
 
 

@@ -33,7 +33,7 @@ from kubeforge.crawlconfig import SHARD_INDEX_ENV, CrawlerConfig, crawl_command
 from kubeforge.dataset import iter_documents, part_format, read_manifest, total_counters
 from kubeforge.storage import S3Store
 from tests.conftest import Rig
-from tests.workloads.crawls import QUALITY, run_publish
+from tests.workloads.crawls import FILTERS, THIN_PAGE_DROP, run_publish
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -112,7 +112,7 @@ def test_objects_under_a_prefix_become_deduplicated_documents(
             "shards": SHARDS,
             "sources": {"objectPrefixes": [f"s3://{bucket}/partner"]},
             "crawl": {"userAgent": {"product": "KubeforgeTest", "contact": "tests@kubeforge.dev"}},
-            "processing": {"quality": QUALITY},
+            "processing": {"filters": FILTERS},
             "output": {"format": "parquet", "partMaxDocuments": 2, "commitIntervalSeconds": 0.3},
             "pollSeconds": 0.1,
         }
@@ -167,7 +167,7 @@ def test_objects_under_a_prefix_become_deduplicated_documents(
 
     counters = total_counters(manifest)
     dropped = collections.Counter(counters.dropped_by_reason)
-    assert dropped[DropReason.TOO_SHORT] == 1
+    assert dropped[THIN_PAGE_DROP] == 1
     assert dropped[DropReason.UNSUPPORTED_CONTENT_TYPE] == 1
     assert counters.duplicates_removed == 2, "the csv copy and the near copy of json"
     assert counters.documents_kept == 5

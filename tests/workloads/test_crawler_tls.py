@@ -18,7 +18,7 @@ from kubeforge.crawlconfig import EXIT_CONFIG, CrawlerConfig
 from kubeforge.dataset import ShardMarker
 from kubeforge_crawler.__main__ import main as crawler_main
 from tests.tlsweb import ADDRESSES, REFUSED_HOSTS, TlsWeb
-from tests.workloads.crawls import QUALITY, crawl_in_process, crawl_policy, fetch, refusal
+from tests.workloads.crawls import FILTERS, crawl_in_process, crawl_policy, fetch, refusal
 
 
 def policy(web: TlsWeb) -> CrawlPolicy:
@@ -60,7 +60,7 @@ def tls_crawl(web: TlsWeb, tmp_path: Path, seeds: list[str], **tls: Any) -> Shar
             "shards": 1,
             "sources": {"seeds": seeds, "allowedDomains": list(ADDRESSES.values())},
             "crawl": crawl_policy(web, tls=tls),
-            "processing": {"quality": QUALITY},
+            "processing": {"filters": FILTERS},
             "caFile": str(web.ca_file),
             "pollSeconds": 0.1,
         }

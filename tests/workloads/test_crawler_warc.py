@@ -34,7 +34,7 @@ from kubeforge_crawler.urls import shard_of
 from kubeforge_crawler.warc import WarcDocument, read_warc_records
 from tests import warcfiles
 from tests.conftest import Rig
-from tests.workloads.crawls import QUALITY, run_publish, run_shard, s3_environment
+from tests.workloads.crawls import FILTERS, run_publish, run_shard, s3_environment
 from tests.workloads.test_crawler_imports import near_copy
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def test_warc_and_wet_files_become_deduplicated_documents_and_a_killed_shard_res
                 "userAgent": {"product": "KubeforgeTest", "contact": "tests@kubeforge.dev"},
                 "maxResponseBytes": MAX_RECORD_BYTES,
             },
-            "processing": {"quality": QUALITY},
+            "processing": {"filters": FILTERS},
             "output": {"partMaxDocuments": 1, "commitIntervalSeconds": 0.05},
             "pollSeconds": 0.1,
         }

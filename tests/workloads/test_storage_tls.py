@@ -28,7 +28,7 @@ from kubeforge_trainer.checkpoint import Checkpoints, CheckpointWriter
 from tests.conftest import Rig
 from tests.tlsproxy import TlsEndpoint
 from tests.tlsweb import ADDRESSES, TlsWeb
-from tests.workloads.crawls import QUALITY, crawl_policy, run_shard, s3_environment
+from tests.workloads.crawls import FILTERS, crawl_policy, run_shard, s3_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -51,7 +51,7 @@ def crawl_config(web: TlsWeb, dataset_uri: str, path: Path) -> Path:
             "shards": 1,
             "sources": {"seeds": [web.url("valid", "/")], "allowedDomains": [ADDRESSES["valid"]]},
             "crawl": crawl_policy(web),
-            "processing": {"quality": QUALITY},
+            "processing": {"filters": FILTERS},
             "caFile": str(web.ca_file),
             "pollSeconds": 0.1,
         }
