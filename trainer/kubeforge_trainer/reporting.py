@@ -5,7 +5,8 @@ last advanced, which the operator's hang detection reads, `startedAt` and `first
 this process started, when its first step finished) tell the operator's goodput one attempt from
 the next, and reports are forced at each checkpoint, when a wait for the object store starts or
 ends (`storageWaitingSince`), and at the end. The history of measurements
-is part of the checkpointed state, so the final metrics.json covers the whole run across restarts.
+and of evaluations on the held-out split are part of the checkpointed state, so the final
+metrics.json covers the whole run across restarts.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from kubeforge.api.trainingjob import CheckpointRecord, ProgressStatus
+from kubeforge.api.trainingjob import CheckpointRecord, ProgressStatus, ValidationProgress
 from kubeforge.progress import ProgressReporter
+from kubeforge_trainer.validation import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +61,24 @@ class Progress:
         self.reporter = reporter
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        self.validations: list[dict[str, Any]] = []
+        """Every evaluation on the held-out split, as `ValidationProgress` JSON."""
         self._latest: Measurement | None = None
         self._last_checkpoint: CheckpointRecord | None = None
+        self._validation: ValidationProgress | None = None
         self._advanced_at: datetime | None = None
         self._started_at = process_start_time()
         self._first_step_at: datetime | None = None
         self._storage_waiting_since: datetime | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history)}
+        return {"history": list(self.history), "validations": list(self.validations)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state["history"])
+        self.validations = list(state.get("validations", []))  # none in older checkpoints
+        if self.validations:
+            self._validation = ValidationProgress.model_validate(self.validations[-1])
 
     def advanced(self, step: int) -> None:
         """A step finished."""
@@ -96,6 +104,26 @@ class Progress:
         parts.append(f"data wait {measurement.data_wait_seconds:.1f} s")
         parts.append(f"checkpoint wait {measurement.checkpoint_wait_seconds:.1f} s")
         log.info(" | ".join(parts))
+
+    def validated(self, step: int, evaluation: Evaluation) -> None:
+        """An evaluation on the held-out split, after `step`."""
+        self._validation = ValidationProgress(
+            step=step,
+            loss=evaluation.loss,
+            perplexity=evaluation.perplexity,
+            bits_per_byte=evaluation.bits_per_byte,
+            tokens=evaluation.tokens,
+        )
+        self.validations.append(self._validation.model_dump(mode="json", by_alias=True))
+        log.info(
+            "step %d/%d | validation loss %.4f | perplexity %.2f | %.4f bits/byte | %d tokens",
+            step,
+            self.total_steps,
+            evaluation.loss,
+            evaluation.perplexity,
+            evaluation.bits_per_byte,
+            evaluation.tokens,
+        )
 
     def checkpointed(self, record: CheckpointRecord) -> None:
         self._last_checkpoint = record
@@ -127,4 +155,5 @@ class Progress:
             updated_at=self._advanced_at,
             started_at=self._started_at,
             first_step_at=self._first_step_at,
+            validation=self._validation,
         )

@@ -26,6 +26,7 @@ from kubeforge_trainer.loader import SampleSource
 from kubeforge_trainer.mlp import MLP
 from kubeforge_trainer.throughput import transformer_flops_per_token
 from kubeforge_trainer.tokenizer import load_tokenizer
+from kubeforge_trainer.validation import ValidationSet
 
 MLP_DEFAULTS = {"layers": 2, "hidden_size": 256}
 GPT_DEFAULTS = {"layers": 4, "hidden_size": 256, "heads": 4, "context_length": 256}
@@ -39,6 +40,7 @@ class Task:
     tokens_per_sample: int | None
     flops_per_sample: float
     test_set: digits.DigitsSource | None = None
+    validation: ValidationSet | None = None
 
 
 def _size(model: ModelConfig, name: str, defaults: dict[str, int]) -> int:
@@ -73,12 +75,20 @@ def build_task(config: WorkerConfig) -> Task:
     tokenizer = load_tokenizer(config.trainer.tokenizer, dataset)
     language_model = build_language_model(spec, tokenizer.vocab_size)
     context = language_model.context_length
+    held_out = config.trainer.validation
+    source = text.TextSource(dataset, context, tokenizer, held_out.fraction if held_out else 0.0)
+    validation = None
+    if held_out is not None:
+        windows = held_out.batches * config.trainer.batch.global_size
+        validation = ValidationSet.build(source.held_out_texts, tokenizer, context, windows)
+        source.held_out_texts.clear()  # the set holds what it needs of them
     return Task(
         model=language_model,
-        source=text.TextSource(dataset, context, tokenizer),
+        source=source,
         loss_terms_per_sample=context,
         tokens_per_sample=context,
         flops_per_sample=context * flops_per_token(language_model),
+        validation=validation,
     )
 
 
