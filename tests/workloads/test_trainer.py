@@ -394,7 +394,8 @@ def test_validation_holds_out_the_same_documents_at_any_world_size_and_after_a_r
         if int(hashlib.sha256(text.encode()).hexdigest()[:16], 16) < fraction * 2**64
     }
     assert held, "the fraction should hold some paragraphs out"
-    context = 64  # SMALL_GPT["contextLength"]
+    context = SMALL_GPT["contextLength"]
+    assert isinstance(context, int)
     consumed, evaluations = {}, {}
     for run, stages in (("two", ((2, None),)), ("resized", ((1, 12), (2, None)))):
         checkpoints = f"ckpt-validation-{run}"
