@@ -455,3 +455,46 @@ def test_validation_holds_out_the_same_documents_at_any_world_size_and_after_a_r
     # The same held-out windows and the same training at world sizes 1 and 2.
     for two, resized in zip(evaluations["two"], evaluations["resized"], strict=True):
         assert resized["loss"] == pytest.approx(two["loss"], rel=1e-3)
+
+
+def test_an_fsdp_group_evaluates_shares_of_unequal_length_as_ddp_does(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Nine held-out windows over two ranks in micro-batches of two (a global batch of 3 over 2):
+    # rank 0 evaluates four in two passes, rank 1 five in three, and under FSDP every forward
+    # pass is a collective, so rank 0 must run a third.
+
+    dataset = tmp_path / "dataset"
+    write_text_dataset(FileStore(dataset), module_docs(["json", "csv", "textwrap", "shlex"]))
+    evaluations = {}
+    for strategy in ("ddp", "fsdp"):
+        spec = {
+            "trainer": {
+                "model": SMALL_GPT,
+                "batch": {"globalSize": 3},
+                "steps": 4,
+                "parallelism": {"strategy": strategy},
+                "validation": {"fraction": 0.5, "everySteps": 2, "batches": 3},
+            },
+            "dataset": {"uri": dataset.as_uri()},
+            "checkpoint": {"uri": (tmp_path / f"ckpt-{strategy}").as_uri(), "intervalSteps": 10},
+        }
+        (tmp_path / strategy).mkdir()
+        launch = Launch(
+            training_job(f"validation-{strategy}", 2, spec),
+            tmp_path / strategy,
+            rig,
+            dataset_uri=dataset.as_uri(),
+        )
+        try:
+            launch.start()
+            codes = launch.wait()
+        finally:
+            launch.kill()
+        assert codes == [0, 0], launch.output()
+        metrics = json.loads((tmp_path / f"ckpt-{strategy}" / "final" / "metrics.json").read_text())
+        evaluations[strategy] = metrics["validation"]
+    assert [entry["step"] for entry in evaluations["fsdp"]] == [2, 4]
+    for ddp, fsdp in zip(evaluations["ddp"], evaluations["fsdp"], strict=True):
+        assert fsdp["tokens"] == ddp["tokens"] == 9 * 64
+        assert fsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-3)
