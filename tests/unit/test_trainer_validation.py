@@ -104,6 +104,9 @@ def test_the_validation_set_takes_the_first_windows_with_their_targets_bytes(
     assert validation.target_bytes.tolist() == [4, 4, 3]  # the third's targets: j, end, ä, ä
     everything = ValidationSet.build(texts, ByteTokenizer(), context_length=4, limit=100)
     assert len(everything) == (18 - 1) // 4
+    many = [f"document {number}, long enough for a window" for number in range(1000)]
+    first = ValidationSet.build(many, ByteTokenizer(), context_length=4, limit=2)
+    assert torch.equal(first.windows, ValidationSet.build(many[:1], ByteTokenizer(), 4, 2).windows)
     with pytest.raises(ValueError, match=r"raise trainer\.validation\.fraction"):
         ValidationSet.build(["ab"], ByteTokenizer(), context_length=4, limit=1)
 

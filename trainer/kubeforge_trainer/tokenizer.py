@@ -131,11 +131,11 @@ def _token_bytes(text: str, offsets: Sequence[tuple[int, int]]) -> ByteCounts:
     token ends where its offset ends (or where an earlier one did, for the byte-level pieces of
     one character, which share the character's offsets) and the last one at the text's end, so
     the counts sum to the text's bytes."""
+    if not offsets:
+        return np.empty(0, dtype=np.int64)
     points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     widths = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
     ends_at_char = np.concatenate(([0], np.cumsum(widths, dtype=np.int64)))
-    if not offsets:
-        return np.empty(0, dtype=np.int64)
     ends = np.maximum.accumulate(ends_at_char[np.array([end for _, end in offsets])])
     ends[-1] = ends_at_char[-1]
     return np.diff(ends, prepend=0)

@@ -27,6 +27,9 @@ from kubeforge_trainer.distributed import Distributed
 from kubeforge_trainer.order import rank_share
 from kubeforge_trainer.tokenizer import TextTokenizer
 
+ENCODE_TEXTS = 256
+"""Held-out texts encoded at a time, until they make the validation set's windows."""
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -60,8 +63,16 @@ class ValidationSet:
     def build(
         cls, texts: Sequence[str], tokenizer: TextTokenizer, context_length: int, limit: int
     ) -> ValidationSet:
-        """The first `limit` windows of the texts (fewer when they hold fewer)."""
-        tokens, byte_counts = tokenizer.encode_counting_bytes(texts)
+        """The first `limit` windows of the texts (fewer when they hold fewer); only as many
+        texts are encoded as they take."""
+        needed = limit * context_length + 1
+        encoded = [tokenizer.encode_counting_bytes(())]
+        for start in range(0, len(texts), ENCODE_TEXTS):
+            encoded.append(tokenizer.encode_counting_bytes(texts[start : start + ENCODE_TEXTS]))
+            if sum(len(tokens) for tokens, _ in encoded) >= needed:
+                break
+        tokens = np.concatenate([tokens for tokens, _ in encoded])
+        byte_counts = np.concatenate([counts for _, counts in encoded])
         count = min(limit, (len(tokens) - 1) // context_length)
         if count < 1:
             raise ValueError(
