@@ -45,6 +45,7 @@ FULL_SPEC: dict[str, Any] = {
             "cpuOffload": True,
         },
         "precision": "bf16",
+        "validation": {"fraction": 0.01, "everySteps": 250, "batches": 4},
     },
     "dataset": {"datasetRef": {"name": "web-text", "version": 2}},
     "replicas": 4,
@@ -301,6 +302,20 @@ INVALID_SPECS: tuple[InvalidSpec, ...] = (
         minimal_with(trainer=trainer_with(tokenizer={"type": "dataset"})),
         "spec.trainer.tokenizer",
         "tokenizer applies only to language models",
+    ),
+    InvalidSpec(
+        "validation-on-mlp",
+        minimal_with(trainer=trainer_with(validation={"fraction": 0.01})),
+        "spec.trainer.validation",
+        "validation applies only to the language models",
+    ),
+    InvalidSpec(
+        "validation-fraction-above-half",
+        minimal_with(
+            trainer=trainer_with(model={"architecture": "gpt"}, validation={"fraction": 0.6})
+        ),
+        "spec.trainer.validation.fraction",
+        "less than or equal to 0.5",
     ),
     InvalidSpec(
         "tokenizer-uri-without-type-uri",

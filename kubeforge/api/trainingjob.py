@@ -494,6 +494,34 @@ class ParallelismConfig(CamelModel):
         return not self.cpu_offload or self.strategy == ParallelStrategy.FSDP
 
 
+class ValidationConfig(CamelModel):
+    """A held-out split of a language model's dataset, evaluated during training. Set, it
+    changes which documents train: checkpoints of a run without it (or with another fraction)
+    do not resume with it."""
+
+    fraction: float = Field(
+        default=0.005,
+        gt=0,
+        le=0.5,
+        description="Share of the documents held out: a document is held out when its content "
+        "hash (sha256 of its text) falls below this fraction, so the split depends only on the "
+        "text, never on the world size, the seed, a restart or the dataset version. Held-out "
+        "documents never train.",
+    )
+    every_steps: Int64 = Field(
+        default=DEFAULT_LOG_INTERVAL_STEPS,
+        ge=1,
+        description="Steps between evaluations; the last step is always evaluated.",
+    )
+    batches: Int32 = Field(
+        default=10,
+        ge=1,
+        description="Global batches (batch.globalSize windows each) of held-out windows evaluated "
+        "each time: the first ones of the held-out text, the same at every evaluation; fewer "
+        "when the held-out text holds fewer.",
+    )
+
+
 class TrainerConfig(CamelModel):
     """Configuration of kubeforge's built-in trainer (python -m kubeforge_trainer)."""
 
@@ -531,6 +559,12 @@ class TrainerConfig(CamelModel):
         description="Seed of the model's initial weights and of the data order. The data order "
         "depends only on it, never on the number of workers.",
     )
+    validation: ValidationConfig | None = Field(
+        default=None,
+        description="Language models (gpt, llama) only: hold out a share of the dataset's "
+        "documents and report the validation loss, perplexity and bits per byte every "
+        "everySteps steps. Omitted: no validation, every document trains.",
+    )
 
     @cel_rule(
         "self.model.architecture != 'mlp' || !has(self.tokenizer) || !has(self.tokenizer.type) "
@@ -552,6 +586,15 @@ class TrainerConfig(CamelModel):
     )
     def _model_tokenizer_needs_init_folder(self) -> bool:
         return self.tokenizer.type != TokenizerType.MODEL or self.model.init_from is not None
+
+    @cel_rule(
+        "self.model.architecture != 'mlp' || !has(self.validation)",
+        "validation applies only to the language models (gpt, llama); the mlp reports its "
+        "digits test accuracy instead",
+        field_path=".validation",
+    )
+    def _no_validation_for_mlp(self) -> bool:
+        return self.model.architecture != ModelArchitecture.MLP or self.validation is None
 
 
 class DatasetRef(CamelModel):
@@ -972,6 +1015,19 @@ class CheckpointRecord(StatusModel):
     time: AwareDatetime = Field(description="When it was committed.")
 
 
+class ValidationProgress(StatusModel):
+    """One evaluation of a language model on its held-out split."""
+
+    step: Int64 = Field(description="The optimiser step evaluated after.")
+    loss: float = Field(description="Mean cross-entropy per held-out token, in nats.")
+    perplexity: float = Field(description="exp(loss).")
+    bits_per_byte: float = Field(
+        description="The held-out tokens' total loss in bits over their text's UTF-8 bytes: "
+        "comparable across tokenizers."
+    )
+    tokens: Int64 = Field(description="Held-out tokens evaluated.")
+
+
 class ProgressStatus(StatusModel):
     """Live training progress, as rank 0 of the trainer reports it."""
 
@@ -1026,6 +1082,10 @@ class ProgressStatus(StatusModel):
         default=None,
         description="When the stage began: progressDeadlineSeconds counts from the latest of "
         "it and updatedAt, so each stage of a start is timed on its own.",
+    )
+    validation: ValidationProgress | None = Field(
+        default=None,
+        description="The latest evaluation of the held-out split (trainer.validation).",
     )
 
 

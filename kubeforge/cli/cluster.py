@@ -68,6 +68,8 @@ def _progress(resource: Resource) -> str:
     text = f"step {progress.step}/{progress.total_steps or '?'}"
     if progress.loss is not None:
         text += f", loss {progress.loss:.3f}"
+    if progress.validation is not None:
+        text += f", val loss {progress.validation.loss:.3f}"
     if progress.samples_per_second is not None:
         text += f", {progress.samples_per_second:,.0f} samples/s"
     return text
@@ -140,6 +142,14 @@ def _details(console: Console, resource: Resource) -> None:
             console.print(f"last checkpoint: step {checkpoint.step} at {checkpoint.uri}")
         if progress is not None and progress.stage is not None and progress.stage_since:
             console.print(f"stage: {progress.stage} since {progress.stage_since:%Y-%m-%d %H:%M:%S}")
+        if progress is not None and progress.validation is not None:
+            held_out = progress.validation
+            console.print(
+                f"validation at step {held_out.step}: loss {held_out.loss:.4f}, perplexity "
+                f"{held_out.perplexity:.2f}, {held_out.bits_per_byte:.4f} bits per byte "
+                f"({held_out.tokens:,} held-out tokens)",
+                highlight=False,
+            )
         if progress is not None and progress.storage_waiting_since is not None:
             since = progress.storage_waiting_since
             console.print(f"waiting for the object store since {since:%Y-%m-%d %H:%M:%S}")

@@ -1,7 +1,8 @@
 """The report of a local run: Markdown with PNG plots, in `reports/STEM/` of the state directory.
 
 Per DataIngest: documents, bytes, pages by status, what was dropped and why, duplicates removed
-(within shards and across them), per shard. Per TrainingJob: the loss curve, the MLP's test
+(within shards and across them), per shard. Per TrainingJob: the loss curve (with a language
+model's validation loss and bits per byte, when it has a held-out split), the MLP's test
 accuracy, throughput, goodput and the time each restart lost, restarts with their causes, the
 checkpoints kept, the final artifacts and,
 for a GPT, a few texts it writes (`python -m kubeforge_trainer.generate`, run as a program so
@@ -92,18 +93,31 @@ def _ingest_section(result: IngestResult) -> list[str]:
     return [*lines, ""]
 
 
-def _plot(name: str, history: list[dict[str, Any]], directory: Path) -> str:
-    """One figure per job: loss, test accuracy (when measured) and throughput by step."""
-    steps = [entry["step"] for entry in history]
-    panels: list[tuple[str, str]] = [("loss", "training loss")]
+def _plot(
+    name: str,
+    history: list[dict[str, Any]],
+    validations: list[dict[str, Any]],
+    directory: Path,
+) -> str:
+    """One figure per job: the training loss (and the validation loss beside it), validation
+    bits per byte, test accuracy (each when measured) and throughput by step."""
+    panels: list[tuple[str, str]] = [("loss", "loss")]
+    if validations:
+        panels.append(("bitsPerByte", "validation bits per byte"))
     if any("testAccuracy" in entry for entry in history):
         panels.append(("testAccuracy", "test accuracy"))
     rate = "tokensPerSecond" if any("tokensPerSecond" in e for e in history) else "samplesPerSecond"
     panels.append((rate, "tokens/s" if rate == "tokensPerSecond" else "samples/s"))
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
     for axis, (key, label) in zip(axes[0], panels, strict=True):
-        points = [(s, e[key]) for s, e in zip(steps, history, strict=True) if key in e]
-        axis.plot([p[0] for p in points], [p[1] for p in points], marker=".")
+        series = [("validation", validations)] if key == "bitsPerByte" else [("training", history)]
+        if key == "loss" and validations:
+            series.append(("validation", validations))
+        for legend, entries in series:
+            points = [(e["step"], e[key]) for e in entries if key in e]
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=legend)
+        if len(series) > 1:
+            axis.legend()
         axis.set_xlabel("step")
         axis.set_title(label)
         axis.grid(alpha=0.3)
@@ -141,6 +155,7 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
             metrics = json.loads(store.get(FINAL_METRICS))
         checkpoints = [key.split("/")[0] for key in store.list("step-") if key.endswith(".json")]
     history: list[dict[str, Any]] = metrics.get("history", [])
+    validations: list[dict[str, Any]] = metrics.get("validation", [])
     final: dict[str, Any] = metrics.get("final", {})
     plan = local.plan
     lines += [
@@ -158,6 +173,12 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
     ):
         if key in final:
             lines.append(f"| {label} | {_number(float(final[key]))} |")
+    if validations:
+        held_out = validations[-1]
+        lines.append(
+            f"| validation at step {held_out['step']} | loss {held_out['loss']:.3f}, perplexity "
+            f"{_number(held_out['perplexity'])}, {held_out['bitsPerByte']:.3f} bits per byte |"
+        )
     if uri is not None:
         lines.append(f"| final model | `{uri}/final/model.pt` |")
         trainer = local.job.spec.trainer
@@ -166,7 +187,7 @@ def _training_section(result: TrainingResult, directory: Path) -> list[str]:
         lines.append(f"| checkpoints kept | {', '.join(checkpoints) or 'none'} |")
     lines.append("")
     if history:
-        lines += [f"![training of {name}]({_plot(name, history, directory)})", ""]
+        lines += [f"![training of {name}]({_plot(name, history, validations, directory)})", ""]
     goodput = read_goodput(local.directory)
     lines += [f"Latest run's {summary(goodput)}", ""]
     lines += [f"- {line}" for line in restart_lines(goodput)]

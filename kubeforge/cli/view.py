@@ -1,7 +1,8 @@
 """What a person watching `kubeforge run --local` sees: rich progress bars and event lines.
 
 One bar per crawler shard (pages fetched against its page budget, documents kept, dropped) and
-one per TrainingJob (step against total steps, loss, throughput, time remaining), fed from the
+one per TrainingJob (step against total steps, loss, validation bits per byte, throughput, time
+remaining), fed from the
 progress files the workloads write (`kubeforge.progress`). Event lines (started, restarted,
 published, finished) are printed above the bars, so the scrollback tells the story of the run.
 """
@@ -68,6 +69,8 @@ class RunView:
         parts = []
         if status.loss is not None:
             parts.append(f"loss {status.loss:.3f}")
+        if status.validation is not None:
+            parts.append(f"val {status.validation.bits_per_byte:.3f} bpb")
         if status.tokens_per_second is not None:
             parts.append(f"{status.tokens_per_second:,.0f} tok/s")
         elif status.samples_per_second is not None:

@@ -153,6 +153,12 @@ TRAINING_JOB_RESOURCE = CustomResource(
         PrinterColumn("Step", ".status.progress.step", "integer", "Optimiser steps done."),
         PrinterColumn("Loss", ".status.progress.loss", "number", "Latest training loss."),
         PrinterColumn(
+            "Val-Loss",
+            ".status.progress.validation.loss",
+            "number",
+            "Latest loss on the held-out split (trainer.validation).",
+        ),
+        PrinterColumn(
             "Goodput", ".status.goodput.ratio", "number", "Productive time over wall time."
         ),
         PrinterColumn(

@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
-from kubeforge.api.trainingjob import ProgressStatus, TrainingJobStatus
+from kubeforge.api.trainingjob import ProgressStatus, TrainingJobStatus, ValidationProgress
 from kubeforge.progress import ConfigMapSink
 from tests.conftest import Rig
 from tests.integration.conftest import OperatorThread
@@ -66,7 +66,14 @@ def test_rank_zero_reports_progress_with_least_privilege(
     now = datetime.now(UTC).replace(microsecond=0)
     sink.write(
         ProgressStatus(
-            step=120, total_steps=1000, loss=1.25, samples_per_second=512.0, updated_at=now
+            step=120,
+            total_steps=1000,
+            loss=1.25,
+            samples_per_second=512.0,
+            updated_at=now,
+            validation=ValidationProgress(
+                step=100, loss=1.5, perplexity=4.48, bits_per_byte=0.75, tokens=65536
+            ),
         )
     )
     status = jobs.wait(
@@ -75,6 +82,13 @@ def test_rank_zero_reports_progress_with_least_privilege(
     assert status["progress"]["loss"] == 1.25
     assert status["progress"]["samplesPerSecond"] == 512.0
     assert status["progress"]["totalSteps"] == 1000
+    assert status["progress"]["validation"] == {
+        "step": 100,
+        "loss": 1.5,
+        "perplexity": 4.48,
+        "bitsPerByte": 0.75,
+        "tokens": 65536,
+    }
 
     # The same token may write nothing else: not the job's config, not the TrainingJob.
     other = ConfigMapSink(

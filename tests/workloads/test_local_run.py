@@ -113,6 +113,7 @@ def test_the_gpt_sample_crawls_trains_and_reports(demo_web: DemoWeb, tmp_path: P
     assert f"| documents | {manifest.documents:,} |" in text
     assert "| RobotsDisallowed | 1 |" in text
     assert "Texts the model writes" in text
+    assert "| validation at step 20 | loss " in text
     assert (report.parent / "demo-gpt-training.png").stat().st_size > 0
 
     again = _run(sample, state)

@@ -14,6 +14,7 @@ the attempt that counted), compared with an uninterrupted reference run, never o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
+import torch
 
 from kubeforge.api.dataingest import TokenizerTraining
 from kubeforge.api.trainingjob import ProgressStatus, TokenizerType, TrainerStage
@@ -33,11 +36,13 @@ from kubeforge.dataset import Manifest, read_manifest
 from kubeforge.storage import FileStore, S3Store
 from kubeforge_trainer.checkpoint import Checkpoints
 from kubeforge_trainer.digits import DigitsSource
+from kubeforge_trainer.text import TextSource
 from tests.conftest import REPO_ROOT, Rig
 from tests.polling import wait_for
 from tests.workloads.crawls import s3_environment
 from tests.workloads.trainer_runs import (
     MLP_GLOBAL_BATCH,
+    SMALL_GPT,
     SMALL_LANGUAGE_MODELS,
     ConsumedSamples,
     Launch,
@@ -371,3 +376,133 @@ def rig_process(command: str, component: str) -> None:
     """`hack/dev_cluster.py kill|restart COMPONENT`: an outage of one process of the rig."""
     script = REPO_ROOT / "hack" / "dev_cluster.py"
     subprocess.run([sys.executable, str(script), command, component], check=True)
+
+
+def test_validation_holds_out_the_same_documents_at_any_world_size_and_after_a_restart(
+    rig: Rig, bucket: str, s3: S3Client, tmp_path: Path
+) -> None:
+    # Paragraphs of real text, many documents per part. One run trains uninterrupted on two
+    # workers; another on one worker until a SIGTERM, then on two from its checkpoint. Both
+    # train on the very same windows, none of them from a held-out document, and evaluate the
+    # same held-out windows every 20 steps; the evaluations survive the restart.
+
+    paragraphs = [
+        [text for text in doc.split("\n\n") if len(text) > 40]
+        for [doc] in module_docs(["json", "csv", "textwrap", "shlex"])
+    ]
+    prefix = "datasets/paragraphs/v1"
+    store = S3Store(bucket, prefix, s3)
+    write_text_dataset(store, paragraphs)
+    dataset = f"s3://{bucket}/{prefix}"
+    fraction = 0.2
+    held = {
+        text
+        for part in paragraphs
+        for text in part
+        if int(hashlib.sha256(text.encode()).hexdigest()[:16], 16) < fraction * 2**64
+    }
+    assert held, "the fraction should hold some paragraphs out"
+    context = SMALL_GPT["contextLength"]
+    assert isinstance(context, int)
+    consumed, evaluations = {}, {}
+    for run, stages in (("two", ((2, None),)), ("resized", ((1, 12), (2, None)))):
+        checkpoints = f"ckpt-validation-{run}"
+        spec = {
+            "trainer": {
+                "model": SMALL_GPT,
+                "optimizer": {"learningRate": 0.01, "warmupSteps": 5},
+                "batch": {"globalSize": 8},
+                "steps": 60,
+                "logIntervalSteps": 20,
+                "validation": {"fraction": fraction, "everySteps": 20, "batches": 2},
+            },
+            "dataset": {"uri": dataset},
+            "checkpoint": {"uri": f"s3://{bucket}/{checkpoints}", "intervalSteps": 100},
+        }
+        workdir = tmp_path / run
+        workdir.mkdir()
+        for replicas, stop_at in stages:
+            job = training_job(f"validation-{run}", replicas, spec)
+            launch = Launch(job, workdir, rig, dataset_uri=dataset)
+            codes = run_stopped_at(launch, stop_at)
+            if stop_at is None:
+                assert codes == [0] * replicas, launch.output()
+            else:
+                assert "on SIGTERM" in launch.output(), launch.output()
+        consumed[run] = ConsumedSamples.read(launch.sample_log)
+        metrics = json.loads(S3Store(bucket, checkpoints, s3).get("final/metrics.json"))
+        evaluations[run] = metrics["validation"]
+        progress = ProgressStatus.model_validate_json(launch.progress_file.read_text())
+        assert progress.validation is not None
+        assert (
+            progress.validation.model_dump(mode="json", by_alias=True) == metrics["validation"][-1]
+        )
+    assert consumed["resized"].world_sizes == [1, 2]
+    assert consumed["resized"].by_position == consumed["two"].by_position
+    # The trained windows are those of the text without the held-out paragraphs.
+    kept = [[text for text in part if text not in held] for part in paragraphs]
+    training_only = S3Store(bucket, "datasets/paragraphs-kept/v1", s3)
+    write_text_dataset(training_only, kept)
+    trained = np.array(list(consumed["two"].by_position.values()), dtype=np.int64)
+    held_out_source = TextSource(store, context, holdout=fraction)
+    for got, wanted in zip(
+        held_out_source.collate(trained),
+        TextSource(training_only, context).collate(trained),
+        strict=True,
+    ):
+        assert torch.equal(got, wanted)
+    for run, entries in evaluations.items():
+        assert [entry["step"] for entry in entries] == [20, 40, 60], run
+        assert {entry["tokens"] for entry in entries} == {2 * 8 * context}
+        for entry in entries:
+            assert entry["perplexity"] == pytest.approx(math.exp(entry["loss"]))
+            # Byte tokens: a byte each, but for the ends of documents, which stand for none.
+            per_byte = entry["loss"] / math.log(2)
+            assert per_byte <= entry["bitsPerByte"] < 1.1 * per_byte
+        assert max(entry["loss"] for entry in entries) < math.log(257), entries  # it learnt
+    # The same held-out windows and the same training at world sizes 1 and 2.
+    for two, resized in zip(evaluations["two"], evaluations["resized"], strict=True):
+        assert resized["loss"] == pytest.approx(two["loss"], rel=1e-3)
+
+
+def test_an_fsdp_group_evaluates_shares_of_unequal_length_as_ddp_does(
+    rig: Rig, tmp_path: Path
+) -> None:
+    # Nine held-out windows over two ranks in micro-batches of two (a global batch of 3 over 2):
+    # rank 0 evaluates four in two passes, rank 1 five in three, and under FSDP every forward
+    # pass is a collective, so rank 0 must run a third.
+
+    dataset = tmp_path / "dataset"
+    write_text_dataset(FileStore(dataset), module_docs(["json", "csv", "textwrap", "shlex"]))
+    evaluations = {}
+    for strategy in ("ddp", "fsdp"):
+        spec = {
+            "trainer": {
+                "model": SMALL_GPT,
+                "batch": {"globalSize": 3},
+                "steps": 4,
+                "parallelism": {"strategy": strategy},
+                "validation": {"fraction": 0.5, "everySteps": 2, "batches": 3},
+            },
+            "dataset": {"uri": dataset.as_uri()},
+            "checkpoint": {"uri": (tmp_path / f"ckpt-{strategy}").as_uri(), "intervalSteps": 10},
+        }
+        (tmp_path / strategy).mkdir()
+        launch = Launch(
+            training_job(f"validation-{strategy}", 2, spec),
+            tmp_path / strategy,
+            rig,
+            dataset_uri=dataset.as_uri(),
+        )
+        try:
+            launch.start()
+            codes = launch.wait()
+        finally:
+            launch.kill()
+        assert codes == [0, 0], launch.output()
+        metrics = json.loads((tmp_path / f"ckpt-{strategy}" / "final" / "metrics.json").read_text())
+        evaluations[strategy] = metrics["validation"]
+    assert [entry["step"] for entry in evaluations["fsdp"]] == [2, 4]
+    for ddp, fsdp in zip(evaluations["ddp"], evaluations["fsdp"], strict=True):
+        assert fsdp["tokens"] == ddp["tokens"] == 9 * 64
+        assert fsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-3)

@@ -5,8 +5,9 @@ last advanced, which the operator's hang detection reads, `startedAt` and `first
 this process started, when its first step finished) tell the operator's goodput one attempt from
 the next, `stage` and `stageSince` say what the attempt is doing (the operator times each stage
 of a start on its own), and reports are forced at each stage, at each checkpoint, when a wait for
-the object store starts or ends (`storageWaitingSince`), and at the end. The history of measurements
-is part of the checkpointed state, so the final metrics.json covers the whole run across restarts.
+the object store starts or ends (`storageWaitingSince`), and at the end. The history of
+measurements and of evaluations on the held-out split are part of the checkpointed state, so the
+final metrics.json covers the whole run across restarts.
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from kubeforge.api.trainingjob import CheckpointRecord, ProgressStatus, TrainerStage
+from kubeforge.api.trainingjob import (
+    CheckpointRecord,
+    ProgressStatus,
+    TrainerStage,
+    ValidationProgress,
+)
 from kubeforge.progress import ProgressReporter
+from kubeforge_trainer.validation import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +67,11 @@ class Progress:
         self.reporter = reporter
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        self.validations: list[dict[str, Any]] = []
+        """Every evaluation on the held-out split, as `ValidationProgress` JSON."""
         self._latest: Measurement | None = None
         self._last_checkpoint: CheckpointRecord | None = None
+        self._validation: ValidationProgress | None = None
         self._advanced_at: datetime | None = None
         self._started_at = process_start_time()
         self._first_step_at: datetime | None = None
@@ -70,10 +80,13 @@ class Progress:
         self._stage_since: datetime | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history)}
+        return {"history": list(self.history), "validations": list(self.validations)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state["history"])
+        self.validations = list(state.get("validations", []))  # none in older checkpoints
+        if self.validations:
+            self._validation = ValidationProgress.model_validate(self.validations[-1])
 
     def entered(self, stage: TrainerStage) -> None:
         """The attempt began a stage: reported at once, as the clock of the operator's hang
@@ -110,6 +123,26 @@ class Progress:
         parts.append(f"checkpoint wait {measurement.checkpoint_wait_seconds:.1f} s")
         log.info(" | ".join(parts))
 
+    def validated(self, step: int, evaluation: Evaluation) -> None:
+        """An evaluation on the held-out split, after `step`."""
+        self._validation = ValidationProgress(
+            step=step,
+            loss=evaluation.loss,
+            perplexity=evaluation.perplexity,
+            bits_per_byte=evaluation.bits_per_byte,
+            tokens=evaluation.tokens,
+        )
+        self.validations.append(self._validation.model_dump(mode="json", by_alias=True))
+        log.info(
+            "step %d/%d | validation loss %.4f | perplexity %.2f | %.4f bits/byte | %d tokens",
+            step,
+            self.total_steps,
+            evaluation.loss,
+            evaluation.perplexity,
+            evaluation.bits_per_byte,
+            evaluation.tokens,
+        )
+
     def checkpointed(self, record: CheckpointRecord) -> None:
         self._last_checkpoint = record
         log.info("checkpoint of step %d committed at %s", record.step, record.uri)
@@ -142,4 +175,5 @@ class Progress:
             first_step_at=self._first_step_at,
             stage=self._stage,
             stage_since=self._stage_since,
+            validation=self._validation,
         )

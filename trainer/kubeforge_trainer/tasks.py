@@ -27,6 +27,7 @@ from kubeforge_trainer.loader import SampleSource
 from kubeforge_trainer.mlp import MLP
 from kubeforge_trainer.throughput import transformer_flops_per_token
 from kubeforge_trainer.tokenizer import TextTokenizer, load_tokenizer
+from kubeforge_trainer.validation import ValidationSet
 
 MLP_DEFAULTS = {"layers": 2, "hidden_size": 256}
 GPT_DEFAULTS = {"layers": 4, "hidden_size": 256, "heads": 4, "context_length": 256}
@@ -41,6 +42,7 @@ class Task:
     flops_per_sample: float
     test_set: digits.DigitsSource | None = None
     tokenizer: TextTokenizer | None = None
+    validation: ValidationSet | None = None
 
 
 def _size(model: ModelConfig, name: str, defaults: dict[str, int]) -> int:
@@ -77,13 +79,21 @@ def build_task(config: WorkerConfig) -> Task:
     if isinstance(language_model, Llama) and spec.init_from:
         hugging_face.load_weights(open_store(spec.init_from), language_model)
     context = language_model.context_length
+    held_out = config.trainer.validation
+    source = text.TextSource(dataset, context, tokenizer, held_out.fraction if held_out else 0.0)
+    validation = None
+    if held_out is not None:
+        windows = held_out.batches * config.trainer.batch.global_size
+        validation = ValidationSet.build(source.held_out_texts, tokenizer, context, windows)
+        source.held_out_texts.clear()  # the set holds what it needs of them
     return Task(
         model=language_model,
-        source=text.TextSource(dataset, context, tokenizer),
+        source=source,
         loss_terms_per_sample=context,
         tokens_per_sample=context,
         flops_per_sample=context * flops_per_token(language_model),
         tokenizer=tokenizer,
+        validation=validation,
     )
 
 

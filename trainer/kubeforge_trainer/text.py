@@ -12,6 +12,11 @@ byte-level one is the UTF-8 bytes plus the kept documents (`ManifestPart.text_by
 whose count is not recorded (another tokenizer, or a dataset published before the counts) is
 read and encoded once to count it. Afterwards a part is read only when the prefetching loader
 needs it and it has left the small cache.
+
+With a held-out fraction (trainer.validation) the documents `held_out` picks are left
+out of the parts' windows and their texts kept, in manifest order, for the validation set. Which
+documents a part holds out is known only from their texts' hashes, so then opening the source
+reads and encodes every part once, whatever the manifest records.
 """
 
 from __future__ import annotations
@@ -28,17 +33,35 @@ from kubeforge_trainer.order import SampleIds
 from kubeforge_trainer.tokenizer import ByteTokenizer, TextTokenizer, Tokens
 
 CACHED_PARTS = 8
+HASH_BITS = 64
+
+
+def held_out(content_hash: str, fraction: float) -> bool:
+    """Whether the document of this content hash (`sha256:HEX`, of its text) is in the held-out
+    split: when its first 64 bits are below `fraction` of 2^64. The split depends on the text
+    alone, so it is the same at every world size, after every restart, with every seed, and
+    across versions of a dataset (a page crawled again stays held out); exact duplicates share
+    a hash, so none is on both sides."""
+    digest = content_hash.removeprefix("sha256:")
+    return int(digest[: HASH_BITS // 4], 16) < fraction * (1 << HASH_BITS)
 
 
 class TextSource:
     """The windows of a published dataset; sample ids run through the parts in manifest order."""
 
     def __init__(
-        self, store: ObjectStore, context_length: int, tokenizer: TextTokenizer | None = None
+        self,
+        store: ObjectStore,
+        context_length: int,
+        tokenizer: TextTokenizer | None = None,
+        holdout: float = 0.0,
     ) -> None:
         self.store = store
         self.context_length = context_length
         self.tokenizer: TextTokenizer = tokenizer or ByteTokenizer()
+        self.holdout = holdout
+        self.held_out_texts: list[str] = []
+        """The held-out documents' texts, in manifest order (read when the source opens)."""
         manifest = read_manifest(store)
         own = manifest.tokenizer
         self._counted = own is not None and own.sha256 == self.tokenizer.sha256
@@ -61,7 +84,8 @@ class TextSource:
             digest.update(part.sha256.encode())
         # The byte-level tokenizer adds nothing, so its runs resume from older checkpoints.
         tokens = "" if self.tokenizer.sha256 is None else f"-tokenizer-{self.tokenizer.sha256}"
-        self._fingerprint = f"{digest.hexdigest()}-context-{context_length}{tokens}"
+        split = f"-holdout-{holdout}" if holdout else ""
+        self._fingerprint = f"{digest.hexdigest()}-context-{context_length}{tokens}{split}"
 
     @property
     def vocab_size(self) -> int:
@@ -87,6 +111,8 @@ class TextSource:
 
     def _token_count(self, index: int, part: ManifestPart) -> int:
         """The part's tokens, from the manifest where it knows them, else by encoding it."""
+        if self.holdout:
+            return len(self._load(index, part, keep_held_out=True))
         if self._counted and part.tokens is not None:
             return part.tokens
         if isinstance(self.tokenizer, ByteTokenizer) and part.text_bytes is not None:
@@ -100,8 +126,15 @@ class TextSource:
             return cached
         return self._load(index, self._parts[index])
 
-    def _load(self, index: int, part: ManifestPart) -> Tokens:
-        texts = [document.text for document in kept_documents(self.store, part)]
+    def _load(self, index: int, part: ManifestPart, *, keep_held_out: bool = False) -> Tokens:
+        """The part's training tokens; `keep_held_out` adds its held-out texts to theirs."""
+        texts = []
+        for document in kept_documents(self.store, part):
+            if self.holdout and held_out(document.content_hash, self.holdout):
+                if keep_held_out:
+                    self.held_out_texts.append(document.text)
+            else:
+                texts.append(document.text)
         tokens = self.tokenizer.encode_documents(texts)
         self._cache[index] = tokens
         if len(self._cache) > CACHED_PARTS:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ from kubeforge.dataset import END_OF_DOCUMENT_TOKEN, read_manifest
 from kubeforge.storage import ObjectStore, open_store
 
 Tokens = npt.NDArray[np.uint16] | npt.NDArray[np.uint32]
+ByteCounts = npt.NDArray[np.int64]
 
 FOLDER_TOKENIZER = "tokenizer.json"
 """The tokenizer's file in a Hugging Face model folder."""
@@ -56,6 +57,10 @@ class TextTokenizer(Protocol):
     def encode_documents(self, texts: Sequence[str]) -> Tokens:
         """The documents' tokens, each document's followed by the end-of-document token."""
 
+    def encode_counting_bytes(self, texts: Sequence[str]) -> tuple[Tokens, ByteCounts]:
+        """`encode_documents(texts)`, and the UTF-8 bytes of text each token stands for (none
+        for the end-of-document token): they sum to each document's bytes exactly."""
+
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
@@ -64,10 +69,10 @@ def _dtype(vocab_size: int) -> type[np.uint16] | type[np.uint32]:
 
 
 def _ended(
-    pieces: Sequence[Sequence[int] | npt.NDArray[np.uint8]], end: int, dtype: type
-) -> Tokens:
+    pieces: Sequence[Sequence[int] | npt.NDArray[Any]], end: int, dtype: type
+) -> npt.NDArray[Any]:
     lengths = np.fromiter((len(piece) + 1 for piece in pieces), dtype=np.int64, count=len(pieces))
-    tokens: Tokens = np.empty(int(lengths.sum()), dtype=dtype)
+    tokens: npt.NDArray[Any] = np.empty(int(lengths.sum()), dtype=dtype)
     start = 0
     for piece, length in zip(pieces, lengths, strict=True):
         tokens[start : start + length - 1] = piece
@@ -102,6 +107,10 @@ class ByteTokenizer:
     def encode_documents(self, texts: Sequence[str]) -> Tokens:
         pieces = [np.frombuffer(text.encode("utf-8"), dtype=np.uint8) for text in texts]
         return _ended(pieces, self.end_of_document, np.uint16)
+
+    def encode_counting_bytes(self, texts: Sequence[str]) -> tuple[Tokens, ByteCounts]:
+        tokens = self.encode_documents(texts)
+        return tokens, (tokens != self.end_of_document).astype(np.int64)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The bytes decoded; invalid UTF-8 (a model may write any byte) replaced."""
@@ -143,8 +152,32 @@ class BpeTokenizer:
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         return _ended([encoding.ids for encoding in encodings], self.end_of_document, self._dtype)
 
+    def encode_counting_bytes(self, texts: Sequence[str]) -> tuple[Tokens, ByteCounts]:
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        tokens = _ended([encoding.ids for encoding in encodings], self.end_of_document, self._dtype)
+        counts = [
+            _token_bytes(text, encoding.offsets)
+            for text, encoding in zip(texts, encodings, strict=True)
+        ]
+        return tokens, _ended(counts, 0, np.int64)
+
     def decode(self, ids: Sequence[int]) -> str:
         return self._tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def _token_bytes(text: str, offsets: Sequence[tuple[int, int]]) -> ByteCounts:
+    """The UTF-8 bytes each token of `text` stands for, from the tokens' character offsets: a
+    token ends where its offset ends (or where an earlier one did, for the byte-level pieces of
+    one character, which share the character's offsets) and the last one at the text's end, so
+    the counts sum to the text's bytes."""
+    if not offsets:
+        return np.empty(0, dtype=np.int64)
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    widths = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
+    ends_at_char = np.concatenate(([0], np.cumsum(widths, dtype=np.int64)))
+    ends = np.maximum.accumulate(ends_at_char[np.array([end for _, end in offsets])])
+    ends[-1] = ends_at_char[-1]
+    return np.diff(ends, prepend=0)
 
 
 def folder_tokenizer(folder: ObjectStore) -> BpeTokenizer:

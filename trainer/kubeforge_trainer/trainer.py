@@ -5,7 +5,8 @@ gradients locally and synchronising them (DDP in a group of more than one, or FS
 reduce-scatter: `parallelism`) on its last micro-batch, with the loss scaled so the update is the
 mean over the whole global batch at any world size. Around the steps: the rank-wide agreement on
 stopping and time-based checkpoints, measurements every `trainer.logIntervalSteps` steps,
-checkpoints on their cadence, on SIGTERM and at the end, and the final artifacts.
+checkpoints on their cadence, on SIGTERM and at the end, a language model's evaluation on its
+held-out split every `trainer.validation.everySteps` steps and at the last, and the final artifacts.
 
 Every stateful part has `state_dict()`/`load_state_dict()`; the trainer's state is theirs plus
 the step and every rank's RNG state. Under DDP rank 0 saves all of it as one state file
@@ -60,6 +61,7 @@ from kubeforge_trainer.sharded_checkpoint import (
 )
 from kubeforge_trainer.tasks import accuracy, build_task, loss_sum
 from kubeforge_trainer.throughput import RateMeter, peak_flops
+from kubeforge_trainer.validation import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,8 @@ class Trainer:
                 self.sample_log.record(self.step, batch)
             if self.step % self.config.trainer.log_interval_steps == 0 or self.step in (1, total):
                 self._measure(loss, meter)
+            if self._validation_due():
+                self._validate()
             if self.group.is_main:
                 self.progress.advanced(self.step)
             self._report_commits()
@@ -350,6 +354,25 @@ class Trainer:
             )
         )
 
+    def _validation_due(self) -> bool:
+        settings = self.config.trainer
+        every = settings.validation.every_steps if settings.validation else None
+        return every is not None and (self.step % every == 0 or self.step == settings.steps)
+
+    def _validate(self) -> None:
+        """Evaluates the held-out split on every rank; rank 0 reports it."""
+        assert self.task.validation is not None  # built whenever trainer.validation is set
+        evaluation = evaluate(
+            self.model,
+            self.task.validation,
+            self.group,
+            loss_sum,
+            micro_size=self.loader.micro_size,
+            autocast=self.autocast,
+        )
+        if self.group.is_main:
+            self.progress.validated(self.step, evaluation)
+
     # Checkpoints.
 
     def _step_to_checkpoint(self) -> bool:
@@ -387,6 +410,7 @@ class Trainer:
             "worldSize": self.group.world_size,
             "final": final,
             "history": history,
+            **({"validation": self.progress.validations} if self.progress.validations else {}),
         }
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
