@@ -25,16 +25,16 @@ import torch
 from torch.nn.functional import cross_entropy
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from benchmarks.trainer.launches import docs_dataset
+from benchmarks.trainer.overhead import trainer_run
 from kubeforge.api.trainingjob import ModelConfig
 from kubeforge.plan import WorkerConfig
-from kubeforge.storage import open_store
 from kubeforge_trainer.distributed import init_from_environment
 from kubeforge_trainer.llama_shapes import LlamaShape, shape_of
 from kubeforge_trainer.order import GlobalOrder
 from kubeforge_trainer.schedule import warmup_cosine
 from kubeforge_trainer.tasks import build_task
-from kubeforge_trainer.trainer import LOG_INTERVAL, Trainer
-from tests.workloads.trainer_runs import module_docs, write_text_dataset
+from kubeforge_trainer.trainer import LOG_INTERVAL
 
 STEPS = 3 * LOG_INTERVAL
 ROUNDS = 3
@@ -107,18 +107,6 @@ def bare_transformers_loop(config: WorkerConfig) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def trainer_run(config: WorkerConfig, group: Any) -> float:
-    """Tokens per second the trainer measured over its last two measurement windows."""
-    trainer = Trainer(config, group)
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
-    return statistics.mean(
-        float(entry["tokensPerSecond"]) for entry in trainer.progress.history[-2:]
-    )
-
-
 def worker_config(model: dict[str, Any], batch: int, dataset_uri: str) -> WorkerConfig:
     ModelConfig.model_validate(model)  # a clear error here rather than inside the trainer
     trainer = {"model": model, "batch": {"globalSize": batch}, "steps": STEPS}
@@ -131,17 +119,15 @@ def main() -> None:
     torch.set_num_threads(1)
     group = init_from_environment()
     with tempfile.TemporaryDirectory() as scratch:
-        dataset = Path(scratch) / "dataset"
-        modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect", "argparse", "logging"]
-        write_text_dataset(open_store(dataset.as_uri()), module_docs(modules))
+        dataset = docs_dataset(Path(scratch) / "dataset")
         print("| model | bare transformers tokens/s | kubeforge trainer tokens/s | ratio |")
         print("|---|---|---|---|")
         for name, (model, batch) in MODELS.items():
-            config = worker_config(model, batch, dataset.as_uri())
+            config = worker_config(model, batch, dataset)
             bare, ours = [], []
             for _ in range(ROUNDS):  # paired rounds: both sides see the same machine load
                 bare.append(bare_transformers_loop(config))
-                ours.append(trainer_run(config, group))
+                ours.append(trainer_run(config, group, "tokensPerSecond"))
             ratio = statistics.median(o / b for o, b in zip(ours, bare, strict=True))
             b, o = statistics.median(bare), statistics.median(ours)
             print(f"| {name} | {b:,.0f} | {o:,.0f} | {ratio:.3f} |", flush=True)

@@ -21,14 +21,14 @@ from typing import Any
 
 import torch
 
+from benchmarks.trainer.launches import docs_dataset
 from kubeforge.plan import WorkerConfig
-from kubeforge.storage import open_store
 from kubeforge_trainer.distributed import init_from_environment
 from kubeforge_trainer.order import GlobalOrder
 from kubeforge_trainer.schedule import warmup_cosine
 from kubeforge_trainer.tasks import build_task, loss_sum
 from kubeforge_trainer.trainer import LOG_INTERVAL, Trainer, build_optimizer
-from tests.workloads.trainer_runs import SMALL_GPT, module_docs, write_text_dataset
+from tests.workloads.trainer_runs import SMALL_GPT
 
 STEPS = 3 * LOG_INTERVAL
 ROUNDS = 7
@@ -60,15 +60,15 @@ def bare_loop(config: WorkerConfig) -> float:
     return (STEPS - LOG_INTERVAL) * size / (time.perf_counter() - started)
 
 
-def trainer_run(config: WorkerConfig, group: Any) -> float:
-    """Samples per second the trainer measured over its last two measurement windows."""
+def trainer_run(config: WorkerConfig, group: Any, rate: str = "samplesPerSecond") -> float:
+    """The rate (samples or tokens per second) the trainer measured over its last two
+    measurement windows."""
     trainer = Trainer(config, group)
     try:
         trainer.train()
     finally:
         trainer.close()
-    rates = [float(entry["samplesPerSecond"]) for entry in trainer.progress.history[-2:]]
-    return statistics.mean(rates)
+    return statistics.mean(float(entry[rate]) for entry in trainer.progress.history[-2:])
 
 
 def configs(dataset_uri: str) -> dict[str, WorkerConfig]:
@@ -97,12 +97,10 @@ def main() -> None:
     torch.set_num_threads(1)
     group = init_from_environment()
     with tempfile.TemporaryDirectory() as scratch:
-        dataset = Path(scratch) / "dataset"
-        modules = ["json", "csv", "textwrap", "shlex", "heapq", "bisect", "argparse", "logging"]
-        write_text_dataset(open_store(dataset.as_uri()), module_docs(modules))
+        dataset = docs_dataset(Path(scratch) / "dataset")
         print("| model | bare loop samples/s | trainer samples/s | ratio (median of rounds) |")
         print("|---|---|---|---|")
-        for name, config in configs(dataset.as_uri()).items():
+        for name, config in configs(dataset).items():
             bare, ours = [], []
             for _ in range(ROUNDS):  # paired rounds: both sides see the same machine load
                 bare.append(bare_loop(config))
