@@ -101,6 +101,27 @@ def test_resharding_2_3_1_2_through_sigterms_resumes_exactly(
     assert consumed.by_position == expected.by_position
 
 
+def test_fsdp_ranks_with_uneven_micro_batches_train_as_ddp_does(tmp_path: Path, rig: Rig) -> None:
+    """A global batch of 3 in micro-batches of 1 on 2 workers: one rank has 1 micro-batch, the
+    other 2. Every FSDP forward and backward is a collective, so the rank with fewer repeats its
+    last one at weight 0 (without it the group hangs at its first step); the losses are DDP's."""
+    losses = {}
+    for strategy in ("ddp", "fsdp"):
+        workdir = tmp_path / strategy
+        workdir.mkdir()
+        spec = mlp_job_spec(
+            {"uri": (workdir / "ckpt").as_uri(), "intervalSteps": 1000}, 40, {"strategy": strategy}
+        )
+        spec["trainer"]["batch"] = {"globalSize": 3, "microSize": 1}
+        spec["trainer"]["logIntervalSteps"] = 10
+        launch = Launch(training_job(f"uneven-{strategy}", 2, spec), workdir, rig)
+        assert run_stopped_at(launch, None) == [0, 0], launch.output()
+        metrics = json.loads((workdir / "ckpt" / "final" / "metrics.json").read_text())
+        losses[strategy] = [entry["loss"] for entry in metrics["history"]]
+    assert len(losses["fsdp"]) == len(losses["ddp"]) >= 4
+    assert losses["fsdp"] == pytest.approx(losses["ddp"], rel=1e-4)
+
+
 # In this process: a gloo group of one.
 
 

@@ -71,6 +71,10 @@ class BatchLoader:
         self.global_size = global_size
         self.micro_size = micro_size or math.ceil(global_size / world_size)
         self.share = rank_share(global_size, rank, world_size)
+        # Shares differ by one sample at most, so the largest is the rounded-up mean.
+        self.group_micro_batches = math.ceil(math.ceil(global_size / world_size) / self.micro_size)
+        """The most micro-batches any rank of the group has in a step (a sharded model needs
+        every rank in every forward and backward, so each rank makes that many passes)."""
         self.pin_memory = pin_memory
         self.consumed = 0
         self.wait_seconds = 0.0

@@ -307,16 +307,21 @@ class Trainer:
         """One optimiser step on this rank's share; returns its summed loss (not synchronised)."""
         scale = self.group.world_size / (self.loader.global_size * self.task.loss_terms_per_sample)
         summed = torch.zeros((), device=self.group.device)
-        last = len(batch.micro_batches) - 1
-        for index, (inputs, targets) in enumerate(batch.micro_batches):
+        own = len(batch.micro_batches)
+        # Under FSDP every forward and backward is a collective: a rank with fewer micro-batches
+        # than another (uneven shares) repeats its last one at weight 0 rather than hang them.
+        passes = self.loader.group_micro_batches if self.parallel.sharded else own
+        for index in range(passes):
+            inputs, targets = batch.micro_batches[min(index, own - 1)]
             inputs = inputs.to(self.group.device, non_blocking=True)
             targets = targets.to(self.group.device, non_blocking=True)
-            with self.parallel.gradient_sync(index == last):
+            with self.parallel.gradient_sync(index == passes - 1):
                 with torch.autocast(self.group.device.type, torch.bfloat16, enabled=self.autocast):
                     logits = self.parallel.network(inputs)
                 loss = loss_sum(logits, targets)
-                torch.autograd.backward(loss * scale)
-            summed += loss.detach()
+                torch.autograd.backward(loss * (scale if index < own else 0.0))
+            if index < own:
+                summed += loss.detach()
         clip = self.config.trainer.optimizer.grad_clip_norm
         if clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), clip)
