@@ -125,9 +125,11 @@ def test_restarts_late_in_a_run_never_wait_out_the_job_controllers_growing_back_
 ) -> None:
     """Three retryable failures, each past a start deadline of 15 s, on the real Job controller.
     Its back-off doubles with every failed pod of a Job and is never reset while the Job runs:
-    the first failed pod is replaced in place after 10 s; the second would wait 20 s, so the
-    operator replaces the worker Job and both workers start anew at once; the third is the new
-    Job's first failure, replaced in place again. The job restarts three times without failing.
+    the first failed pod is replaced in place after 10 s (its peer runs on, as kwok's pods do);
+    at the second, both workers stop (as a broken group's do under torchrun) and the Job
+    controller would wait 40 s, so the operator replaces the worker Job and both workers start
+    anew at once; the third is the new Job's first failure, replaced in place again. The job
+    restarts three times without failing.
     The exit codes come from kwok's test annotation: the Job controller's side is what is proven
     here, torchrun's is in the workloads and e2e tiers."""
     jobs.create("thrice", spec_with(replicas=2, startDeadlineSeconds=15))
@@ -143,6 +145,7 @@ def test_restarts_late_in_a_run_never_wait_out_the_job_controllers_growing_back_
     assert jobs.worker_job("thrice").metadata.uid == first_job
 
     jobs.end_pod(pods[0], 3)
+    jobs.end_pod(pods[1], 1)
     status = jobs.wait("thrice", "restart 2", partial(restarts_counted, 2))["status"]
     pods = jobs.running_pods("thrice", 2, replacing=pods, timeout=120)
     jobs.wait_phase("thrice", "Running")

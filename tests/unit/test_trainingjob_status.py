@@ -767,6 +767,20 @@ def test_a_broken_group_of_eight_gets_a_new_worker_job_not_ten_minutes_of_back_o
     assert "8 failed pods back for 600 s" in message
 
 
+def test_no_worker_job_is_replaced_while_one_of_its_workers_still_runs() -> None:
+    """Two of three workers exited at once; the third still reads Running: its node may have
+    stopped without a word, to be marked lost only node-monitor-grace-period later. The Job is
+    kept (its deletion would orphan that pod on the lost node and lose the NodeLost record)."""
+    job = training_job(
+        running_status(HOURS_AGO + timedelta(minutes=1)), replicas=3, startDeadlineSeconds=60
+    )
+    peers = [failed_at(f"tj-{i}", NOW - timedelta(seconds=1), created=HOURS_AGO) for i in (1, 2)]
+    silent = pod("tj-0", created=HOURS_AGO)
+    decision = decide(job, Observed(NOW, worker_job(created=HOURS_AGO), [silent, *peers]))
+    assert decision.action is None
+    assert decision.status.phase == "Restarting"
+
+
 def test_one_failed_pod_is_replaced_in_place_by_the_job_controller() -> None:
     """Ten seconds of back-off for one failed pod: the Job is kept, and so is its other worker,
     which waits in the rendezvous for the replacement."""
@@ -780,10 +794,10 @@ def test_one_failed_pod_is_replaced_in_place_by_the_job_controller() -> None:
 
 
 def test_the_start_deadline_waits_out_the_job_controllers_back_off() -> None:
-    """At a run's third restart, hours in, the Job controller would hold the replacement back
-    for 40 s (10 s, doubled for each of the Job's two earlier failed pods): the operator replaces
-    the worker Job. Had it not been watching during the wait (the wait passed, the Job kept), a
-    start deadline of 60 s counts from the end of that wait, not from the failure."""
+    """At a run's third restart, hours in, the Job controller holds the replacement back for
+    40 s (10 s, doubled for each of the Job's two earlier failed pods). The other worker still
+    runs (its node may be lost and not yet seen so), so the Job is kept, and a start deadline of
+    60 s counts from the end of that wait, not from the failure."""
     earlier = [
         failed_at(f"tj-0-{n}", HOURS_AGO + timedelta(hours=n / 2), created=HOURS_AGO)
         for n in (1, 2)
@@ -795,7 +809,7 @@ def test_the_start_deadline_waits_out_the_job_controllers_back_off() -> None:
     broken = decide(
         long_running(), Observed(NOW, worker_job(created=HOURS_AGO), [*earlier, third, peer])
     )
-    assert broken.action is Action.RESTART
+    assert broken.action is None
     third["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
     status = broken.status.model_dump(mode="json", by_alias=True)
 

@@ -392,7 +392,13 @@ class _Decider:
         The back-off doubles with every failed pod of the Job and is never reset while its pods
         run, so waiting it out would cost a group of eight workers ten minutes at its first
         restart (all eight stop with the group) and any group minutes per restart in a run's
-        third hour. A wait of 10 s or less, such as one failed pod's, is waited out in place."""
+        third hour. A wait of 10 s or less, such as one failed pod's, is waited out in place, and
+        so is any wait while a worker of the Job still runs: it may be one whose node stopped
+        answering and is not yet seen lost (its peers exit at once, the node is marked only
+        node-monitor-grace-period later), which must be recorded as NodeLost and replaced with
+        its own Job, not orphaned on that node by the Job's deletion."""
+        if any(_is_active(pod) for pod in self.pods):
+            return None
         due = self.replacements_due()
         if due is None:
             return None
