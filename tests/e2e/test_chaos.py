@@ -144,11 +144,19 @@ def worker_pods(jobs: Jobs, name: str) -> list[client.V1Pod]:
 
 
 def running_worker(jobs: Jobs, name: str) -> client.V1Pod:
-    return next(
+    """A running worker, on a node without kubeforge's operator where there is one: losing that
+    node would also stop the operator for Kubernetes' 300 s before its pod is evicted and
+    replaced (the chart's `tolerations` shorten that), a fault of the operator, not the job."""
+    operator_namespace = os.environ.get("KUBEFORGE_HELM_NAMESPACE", "kubeforge-system")
+    operator_nodes = {
+        pod.spec.node_name for pod in jobs.core.list_namespaced_pod(operator_namespace).items
+    }
+    running = [
         p
         for p in worker_pods(jobs, name)
         if p.status.phase == "Running" and not p.metadata.deletion_timestamp
-    )
+    ]
+    return min(running, key=lambda pod: pod.spec.node_name in operator_nodes)
 
 
 def delete_pod(jobs: Jobs, pod: client.V1Pod) -> None:
@@ -461,6 +469,9 @@ def survives(
     )
     victim = running_worker(jobs, name)
     group = {pod.metadata.name for pod in worker_pods(jobs, name)}
+    # Under a heavy load the first step can come after progressDeadlineSeconds: the group is then
+    # restarted as Hung before the fault. Only the restarts recorded after the fault are its own.
+    before: dict[str, Any] = jobs.status(name).get("restarts") or {}
     faulted_at = datetime.now(UTC)
     fault(jobs, victim)
 
@@ -489,15 +500,20 @@ def survives(
     wait_for(restarted_and_finished, f"{name} to finish after the fault", TIMEOUT_S)
     status = jobs.wait_succeeded(name, STEPS)
     restarts = status["restarts"]
-    assert [(r["cause"], r["charged"]) for r in restarts["history"]] == [(cause, charged)], restarts
+    history = restarts["history"][len(before.get("history") or []) :]
+    assert [(r["cause"], r["charged"]) for r in history] == [(cause, charged)], restarts
     # A cause of its own names its pod. A plain exit code does not: the killed worker's peer
     # loses the collective and exits within the same moment, with a plain code too, and either
     # stop may reach the operator first.
-    blamed = restarts["history"][0]["pod"]
+    blamed = history[0]["pod"]
     # kube-scheduler, not the test, chooses whom to preempt.
     known = cause not in ("RetryableExitCode", "Preempted")
     assert blamed == victim.metadata.name if known else blamed in group, restarts
-    assert (restarts["count"], restarts["disruptions"]) == (int(charged), int(not charged))
+    added = (
+        restarts["count"] - before.get("count", 0),
+        restarts["disruptions"] - before.get("disruptions", 0),
+    )
+    assert added == (int(charged), int(not charged)), (before, restarts)
     assert regrouped, "no new group of workers was seen"
     after_fault = [(when, step) for when, step in resumed if when > regrouped[0]]
     assert after_fault, (regrouped, resumed)
@@ -505,7 +521,10 @@ def survives(
     assert_no_orphans(jobs)
     assert_consumed_as_uninterrupted(logs.consumed(), job)
     seconds = (after_fault[0][0] - faulted_at).total_seconds()
-    print(f"kubeforge: chaos: {cause} at age {PAST_DEADLINES}: first step {seconds:.1f} s after it")
+    print(
+        f"kubeforge: chaos: {cause} at age {PAST_DEADLINES}: first step {seconds:.1f} s after it "
+        f"(restarts before the fault: {before.get('history') or 'none'})"
+    )
 
 
 def test_a_permanent_exit_code_of_a_custom_command_fails_a_run_past_its_deadlines(
