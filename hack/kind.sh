@@ -8,7 +8,9 @@
 #                          pulled. With none of them, one line and exit status 3;
 #                       3. kind and helm from their Go modules (hack/build-tools.sh);
 #                       4. the cluster $CLUSTER: one control plane and KUBEFORGE_KIND_WORKERS workers
-#                          (default 1), the kubelet allowed on a cgroup v1 host; kept if it exists;
+#                          (default 1), the kubelet allowed on a cgroup v1 host, a node NotReady
+#                          after KUBEFORGE_KIND_NODE_MONITOR_GRACE (default 20s) without a
+#                          heartbeat; kept if it exists;
 #                       5. kubeforge's images (hack/images.sh) loaded into the workers;
 #                       6. the chart (charts/kubeforge) installed with those images, and awaited.
 #   hack/kind.sh down   deletes the cluster, and stops dockerd if `up` started it.
@@ -23,6 +25,10 @@ source "$HACK_DIR/images.env"
 
 CLUSTER=${KUBEFORGE_KIND_CLUSTER:-kubeforge-e2e}
 WORKERS=${KUBEFORGE_KIND_WORKERS:-1}
+# How long a node may go without a heartbeat before the node lifecycle controller marks it
+# NotReady (Kubernetes' default is 40 s; its kubelet renews its lease every 10 s): shortened so
+# that the chaos tests' lost nodes are seen as lost quickly.
+NODE_MONITOR_GRACE=${KUBEFORGE_KIND_NODE_MONITOR_GRACE:-20s}
 STATE_DIR=$KUBEFORGE_CACHE/kind
 KUBECONFIG_FILE=$STATE_DIR/kubeconfig
 ENV_FILE=$STATE_DIR/env
@@ -79,6 +85,9 @@ cluster_config() {
   echo "nodes:"
   echo "- role: control-plane"
   for _ in $(seq "$WORKERS"); do echo "- role: worker"; done
+  # Appended to the arguments kind gives kube-controller-manager (kubeadm v1beta4 lists them).
+  echo "kubeadmConfigPatchesJSON6902:"
+  echo "- {group: kubeadm.k8s.io, version: v1beta4, kind: ClusterConfiguration, patch: '[{op: add, path: /controllerManager/extraArgs/-, value: {name: node-monitor-grace-period, value: $NODE_MONITOR_GRACE}}]'}"
   # Kubernetes 1.35+ kubelets refuse cgroup v1 unless told otherwise (KEP-5573).
   # Without CAP_SYS_RESOURCE in the node, runc cannot lower a container's oom_score_adj below the
   # node's: containerd must clamp it, as for rootless nodes.

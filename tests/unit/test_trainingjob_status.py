@@ -625,6 +625,38 @@ def test_a_worker_on_a_lost_node_is_not_starting_and_is_recorded_once() -> None:
     assert much_later.recorded_pods == []
 
 
+@pytest.mark.parametrize(("seen_after_s", "charged"), [(20, False), (120, True)])
+def test_a_peers_exit_before_its_node_is_seen_lost_is_the_node_loss(
+    seen_after_s: int, charged: bool
+) -> None:
+    """A stopped node takes worker 0 silently; worker 1 loses its collective and exits with a
+    plain code at once, 20 s before the node lifecycle controller marks worker 0 not Ready. The
+    restart is the node loss, not charged; a node seen lost long after the exit is not."""
+    exited_at = LOST_AT - timedelta(seconds=seen_after_s)
+    peer = failed_at("tj-1", exited_at, created=HOURS_AGO)
+    first = decide(long_running(), Observed(exited_at, worker_job(created=HOURS_AGO), [peer]))
+    assert [(r.cause, r.charged) for r in first.status.restarts.history] == [
+        ("RetryableExitCode", True)
+    ]
+    peer["metadata"]["annotations"]["kubeforge.dev/restart-recorded"] = "true"
+    status = first.status.model_dump(mode="json", by_alias=True)
+    seen = decide(
+        training_job(status, replicas=2, startDeadlineSeconds=60),
+        Observed(NOW, worker_job(created=HOURS_AGO), [on_lost_node(), peer]),
+    )
+    restarts = seen.status.restarts
+    if charged:
+        # Worker 0 stopped with the group that worker 1's exit broke: not counted again.
+        assert [(r.cause, r.pod) for r in restarts.history] == [("RetryableExitCode", "tj-1")]
+        assert (restarts.count, restarts.disruptions) == (1, 0)
+    else:
+        assert [(r.cause, r.pod, r.time) for r in restarts.history] == [
+            ("NodeLost", "tj-0", exited_at)
+        ]
+        assert (restarts.count, restarts.disruptions) == (0, 1)
+    assert seen.recorded_pods == ["tj-0"]
+
+
 def test_a_pod_stuck_terminating_on_a_lost_node_is_force_deleted() -> None:
     """Evicted from a node that no longer answers, the pod stays Terminating: the Job controller
     (podReplacementPolicy Failed) would wait for it forever."""

@@ -54,6 +54,10 @@ TERMINAL = {Phase.SUCCEEDED, Phase.FAILED}
 # MaxJobPodFailureBackOff in pkg/controller/job), which no Job field changes.
 JOB_POD_FAILURE_BACKOFF_S = 10
 JOB_POD_FAILURE_BACKOFF_MAX_S = 600
+# How long after a peer's exit a worker's node may be seen lost and still be what broke the
+# group: the node lifecycle controller marks a node's pods not Ready only node-monitor-grace-period
+# (50 s by default) after its last heartbeat, while its peers lose their collective at once.
+NODE_LOSS_SEEN_WITHIN_S = 90
 
 
 class Action(enum.Enum):
@@ -231,7 +235,8 @@ class _Decider:
         stop with it, and are marked without being counted again.
         """
         restarts = self.status.restarts
-        seen = {(r.pod, r.time) for r in restarts.history}
+        # A pod fails once (restartPolicy Never): its name is enough to know it is counted.
+        seen = {r.pod for r in restarts.history if r.pod}
         re_forming = restarts.history and self.previous.phase == Phase.RESTARTING
         restart_began = restarts.history[-1].time if re_forming else None
         lost = [pod for pod in self.pods if needs_record(pod)]
@@ -239,8 +244,10 @@ class _Decider:
             meta = pod["metadata"]
             self.recorded.append(meta["name"])
             when = self.failure_time(pod)
-            if (meta["name"], when) in seen:
+            if meta["name"] in seen:
                 continue  # counted before the operator could mark the pod
+            if self.reblame_on_node_loss(pod, when):
+                continue
             created = parse_time(meta.get("creationTimestamp"))
             if restart_began is not None and created is not None and created <= restart_began:
                 continue  # it stopped with its group: its exit code says nothing of the job
@@ -255,6 +262,47 @@ class _Decider:
             self._count(cause, meta["name"], code, terminated.get("reason"), when)
             restart_began = when
         return None
+
+    def reblame_on_node_loss(self, pod: Object, when: datetime) -> bool:
+        """Whether the last restart, a peer's plain exit code, is this pod's lost node instead,
+        and is now recorded so (NodeLost, not charged).
+
+        A node that stops takes its worker without a word: the peers lose their collective and
+        exit with a plain code at once, while the node lifecycle controller marks the lost
+        worker not Ready only node-monitor-grace-period later. A worker of the broken group
+        that never reported its own stop (its containers still running when its node was seen
+        lost) within NODE_LOSS_SEEN_WITHIN_S of that exit was on the node that broke it."""
+        history = self.status.restarts.history
+        last = history[-1] if history else None
+        created = parse_time(pod["metadata"].get("creationTimestamp"))
+        if (
+            last is None
+            or last.cause != RestartCause.RETRYABLE_EXIT_CODE
+            or lost_node_since(pod) is None
+            or created is None
+            or created > last.time
+            or (when - last.time).total_seconds() > NODE_LOSS_SEEN_WITHIN_S
+        ):
+            return False
+        restarts = self.status.restarts
+        record = RestartRecord(
+            time=last.time, cause=RestartCause.NODE_LOST, charged=False, pod=pod["metadata"]["name"]
+        )
+        self.status.restarts = RestartStatus(
+            count=restarts.count - last.charged,
+            disruptions=restarts.disruptions + last.charged,
+            history=[*history[:-1], record],
+        )
+        self.events.append(
+            Event(
+                "Normal",
+                RestartCause.NODE_LOST.value,
+                f"the node of worker {record.pod} stopped answering: the restart after worker "
+                f"{last.pod} exited is a disruption, not charged "
+                f"({self.status.restarts.count}/{self.spec.failure_policy.max_restarts} charged)",
+            )
+        )
+        return True
 
     def blame_order(self, pod: Object) -> tuple[bool, datetime]:
         """Which of the stopped pods names the restart: a cause of its own (a disruption, an
