@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 from kubeforge.crawlconfig import SHARD_INDEX_ENV
+from kubeforge_operator.trainingjob.builders import JOB_UID_LABEL
 from tests.polling import wait_for
 from tests.resources import GROUP, VERSION, CustomResources
 
@@ -121,16 +123,23 @@ class PodProcesses:
                 for key, value in config.items():
                     (local / key).write_text(value)
                 mounts[mount.mount_path] = local
+        name = f"{job.metadata.name}-{index if index is not None else 0}"
+        # The labels the Job controller gives its pods: the template's and the Job's uid.
+        labels = {**(job.spec.template.metadata.labels or {}), JOB_UID_LABEL: job.metadata.uid}
+        fields = {
+            "metadata.namespace": job.metadata.namespace,
+            "metadata.name": name,
+            **{f"metadata.labels['{key}']": value for key, value in labels.items()},
+        }
+        container_env = dict(_pod_env(container, secrets, fields))
         command = [
-            replaced.get(argument) or _local_argument(argument, mounts)
+            replaced.get(argument) or _local_argument(_expanded(argument, container_env), mounts)
             for argument in container.command
         ]
         if command[0] == "python":
             command[0] = sys.executable
-        name = f"{job.metadata.name}-{index if index is not None else 0}"
-        fields = {"metadata.namespace": job.metadata.namespace, "metadata.name": name}
         env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-        env.update(dict(_pod_env(container, secrets, fields)))
+        env.update(container_env)
         if index is not None:
             env[SHARD_INDEX_ENV] = str(index)
         env.update(local_env or {})
@@ -151,6 +160,12 @@ class PodProcesses:
             if process.poll() is None:
                 process.kill()
             process.wait()
+
+
+def _expanded(argument: str, env: Mapping[str, str]) -> str:
+    """The argument with `$(NAME)` replaced by the container's variable, as the kubelet does
+    (a name the container does not define is left as written)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), argument)
 
 
 def _local_argument(argument: str, mounts: Mapping[str, Path]) -> str:

@@ -377,3 +377,29 @@ def test_main_writes_every_target_and_check_detects_drift(tmp_path: Path, genera
     written = tmp_path / generated
     written.write_text(written.read_text().replace("shortNames", "shortNamez"))
     assert main(["--root", str(tmp_path), "--check"]) == 1
+
+
+class _Yaml11Loader(yaml.SafeLoader):
+    """Reads y, n, yes, no, on and off in any case as booleans, as go-yaml does for kubectl and
+    Helm (YAML 1.1); PyYAML's own loader does not for y and n."""
+
+
+_YAML_1_1_BOOL = "tag:kubeforge.dev,2026:yaml-1.1-bool"
+_Yaml11Loader.add_implicit_resolver(_YAML_1_1_BOOL, re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+
+def _yaml_1_1_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
+    return loader.construct_scalar(node) in "yY"
+
+
+_Yaml11Loader.add_constructor(_YAML_1_1_BOOL, _yaml_1_1_bool)
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda resource: resource.names.kind)
+def test_kubectl_and_helm_read_the_crds_as_written(resource: CustomResource) -> None:
+    """No plain word of the generated YAML turns into a boolean under YAML 1.1: a list-map key
+    `n` written unquoted reached the apiserver as `false`, and server-side apply refused it."""
+    crd = build_crd(resource)
+    manifest = render_manifest(crd)
+    read = yaml.load(manifest, _Yaml11Loader)  # noqa: S506 (a SafeLoader with one resolver more)
+    assert read == yaml.safe_load(manifest) == crd
