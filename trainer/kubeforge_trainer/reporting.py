@@ -65,7 +65,8 @@ class Progress:
     def __init__(self, total_steps: int, reporter: ProgressReporter) -> None:
         self.total_steps = total_steps
         self.reporter = reporter
-        self.step = 0
+        self.step: int | None = None
+        """The last step done; unknown (not reported) until the attempt has restored."""
         self.history: list[dict[str, Any]] = []
         self.validations: list[dict[str, Any]] = []
         """Every evaluation on the held-out split, as `ValidationProgress` JSON."""
@@ -88,10 +89,13 @@ class Progress:
         if self.validations:
             self._validation = ValidationProgress.model_validate(self.validations[-1])
 
-    def entered(self, stage: TrainerStage) -> None:
-        """The attempt began a stage: reported at once, as the clock of the operator's hang
-        detection restarts with it."""
+    def entered(self, stage: TrainerStage, step: int | None = None) -> None:
+        """The attempt began a stage, at `step` when it knows where it stands: reported at once,
+        as the clock of the operator's hang detection restarts with it. A restarted attempt
+        reports no step while it loads and restores, rather than a step 0 it is not at."""
         log.info("stage %s", stage.value)
+        if step is not None:
+            self.step = step
         self._stage = stage
         self._stage_since = datetime.now(UTC)
         self.reporter.report(self._status(), force=True)

@@ -244,7 +244,7 @@ class Trainer:
         """Trains to the last step (True) or until a SIGTERM stops every rank (False)."""
         total = self.config.trainer.steps
         meter = RateMeter()
-        self._enter(TrainerStage.FIRST_STEP)
+        self._enter(TrainerStage.FIRST_STEP, self.step)
         while self.step < total:
             decision = self.agreement.exchange(
                 stop=self._terminating, checkpoint=self._time_to_checkpoint()
@@ -267,7 +267,7 @@ class Trainer:
                 self.progress.advanced(self.step)
             self._report_commits()
         self.agreement.settle()
-        self._enter(TrainerStage.FINISHING)
+        self._enter(TrainerStage.FINISHING, self.step)
         completed = self.step >= total
         if not completed:
             log.warning("stopping at step %d on SIGTERM", self.step)
@@ -290,10 +290,11 @@ class Trainer:
         dist.barrier(group=self.group.control)  # nobody exits before the checkpoint is committed
         return completed
 
-    def _enter(self, stage: TrainerStage) -> None:
-        """Rank 0 reports the stage the attempt begins (every rank goes through it alike)."""
+    def _enter(self, stage: TrainerStage, step: int | None = None) -> None:
+        """Rank 0 reports the stage the attempt begins (every rank goes through it alike), and
+        the step it stands at once it knows (after the restore)."""
         if self.group.is_main:
-            self.progress.entered(stage)
+            self.progress.entered(stage, step)
 
     def close(self) -> None:
         s3wait.unsubscribe(self.progress.storage_waiting)
